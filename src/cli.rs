@@ -1,0 +1,313 @@
+//! Command-line options of the `sprocket` binary.
+
+use crate::app::Cidr;
+use crate::config::Config;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Serve with these options.
+    Run(Box<Options>),
+    /// Print the help text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Options for a server run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Reactor settings.
+    pub config: Config,
+    /// Where to write the process id.
+    pub pid_file: Option<PathBuf>,
+    /// Origins allowed to connect (empty: any).
+    pub allowed_origins: Vec<String>,
+    /// Addresses refused with 403.
+    pub blocked: Vec<Cidr>,
+}
+
+/// A command-line mistake, printed as one line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CliError(pub String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The `--help` text.
+pub const HELP: &str = "\
+sprocket - a WebSocket server
+
+USAGE:
+    sprocket [OPTIONS]
+
+Serves, on one thread:
+    /echo      echoes every message back to its sender
+    /chat      relays every message to all other /chat clients
+    /health    plain HTTP GET, answers 200 ok
+
+OPTIONS:
+    -l, --listen <ADDR:PORT>        Address to listen on [default: 127.0.0.1:8080]
+        --interface <ADDR>          Listen address only (with --port) [default: 127.0.0.1]
+    -p, --port <PORT>               Listen port only [default: 8080]
+        --pid-file <PATH>           Write the process id here; removed on clean exit
+        --allowed-origin <ORIGIN>   Allow browser pages from ORIGIN (a full origin such as
+                                    https://app.example.com, or a host name); repeatable or
+                                    comma-separated. When set, other origins, and requests
+                                    without Origin, get 403 [default: any origin]
+        --block <IP[/PREFIX]>       Refuse clients from an address or CIDR block with 403;
+                                    repeatable or comma-separated
+        --max-message-size <SIZE>   Largest message a client may send; larger: close 1009
+                                    [default: 16M]
+        --max-frame-size <SIZE>     Largest frame a client may send; larger: close 1009
+                                    [default: 16M]
+        --max-outbound <SIZE>       Unsent bytes per connection before it is dropped as a
+                                    slow consumer [default: 16M]
+        --ping-interval <DURATION>  Ping connections idle this long; drop them when another
+                                    interval passes in silence; 0 disables [default: 30s]
+        --handshake-timeout <DURATION>
+                                    Time allowed for the opening handshake [default: 10s]
+        --close-timeout <DURATION>  Time allowed for the close handshake, and grace period
+                                    at shutdown [default: 5s]
+        --max-connections <N>       Connections held at once; more get 503 [default: 10000]
+    -h, --help                      Print this help
+    -V, --version                   Print the version
+
+SIZE is bytes with an optional K, M or G suffix (powers of 1024).
+DURATION is a number with ms, s or m (seconds if no unit).
+
+Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level
+[default: info]. SIGINT or SIGTERM closes every connection with 1001 and exits 0.
+";
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
+    let mut opts = Options::default();
+    let (mut listen, mut interface, mut port) = (None, None, None);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, CliError> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| CliError(format!("{name} needs a value")))
+        };
+        let cfg = &mut opts.config;
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-l" | "--listen" => listen = Some(parse_addr(&value()?)?),
+            "--interface" => interface = Some(parse_ip(&value()?)?),
+            "-p" | "--port" => port = Some(parse_num::<u16>("--port", &value()?)?),
+            "--pid-file" => opts.pid_file = Some(PathBuf::from(value()?)),
+            "--allowed-origin" => opts.allowed_origins.extend(split_list(&value()?)),
+            "--block" => {
+                for item in split_list(&value()?) {
+                    opts.blocked.push(
+                        item.parse()
+                            .map_err(|e| CliError(format!("--block: {e}")))?,
+                    );
+                }
+            }
+            "--max-message-size" => cfg.max_message_size = parse_size(&name, &value()?)?,
+            "--max-frame-size" => cfg.max_frame_size = parse_size(&name, &value()?)?,
+            "--max-outbound" => cfg.max_outbound = parse_size(&name, &value()?)?,
+            "--ping-interval" => {
+                let d = parse_duration(&name, &value()?)?;
+                cfg.ping_interval = (!d.is_zero()).then_some(d);
+            }
+            "--handshake-timeout" => {
+                cfg.handshake_timeout = positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--close-timeout" => {
+                cfg.close_timeout = positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--max-connections" => {
+                cfg.max_connections = parse_num::<usize>(&name, &value()?)?;
+                if cfg.max_connections == 0 {
+                    return Err(CliError("--max-connections must be at least 1".into()));
+                }
+            }
+            other => return Err(CliError(format!("unknown option {other}"))),
+        }
+    }
+    if listen.is_some() && (interface.is_some() || port.is_some()) {
+        return Err(CliError(
+            "use either --listen or --interface/--port, not both".into(),
+        ));
+    }
+    let default = opts.config.listen;
+    opts.config.listen = listen.unwrap_or_else(|| {
+        SocketAddr::new(
+            interface.unwrap_or(default.ip()),
+            port.unwrap_or(default.port()),
+        )
+    });
+    if opts.config.max_frame_size > opts.config.max_message_size {
+        opts.config.max_frame_size = opts.config.max_message_size;
+    }
+    Ok(Command::Run(Box::new(opts)))
+}
+
+fn split_list(v: &str) -> impl Iterator<Item = String> + '_ {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn parse_addr(v: &str) -> Result<SocketAddr, CliError> {
+    v.parse()
+        .map_err(|_| CliError(format!("--listen: not an address:port: {v:?}")))
+}
+
+fn parse_ip(v: &str) -> Result<IpAddr, CliError> {
+    v.parse()
+        .map_err(|_| CliError(format!("--interface: not an IP address: {v:?}")))
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, CliError> {
+    v.parse()
+        .map_err(|_| CliError(format!("{name}: not a valid number: {v:?}")))
+}
+
+fn positive(name: &str, d: Duration) -> Result<Duration, CliError> {
+    if d.is_zero() {
+        Err(CliError(format!("{name} must be more than 0")))
+    } else {
+        Ok(d)
+    }
+}
+
+/// `65536`, `64K`, `16M`, `1G` (powers of 1024; `KiB` etc. also accepted).
+pub fn parse_size(name: &str, v: &str) -> Result<usize, CliError> {
+    let bad = || CliError(format!("{name}: not a size: {v:?} (e.g. 65536, 64K, 16M)"));
+    let upper = v.trim().to_ascii_uppercase();
+    let digits_end = upper
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(upper.len());
+    let (num, unit) = upper.split_at(digits_end);
+    let n: usize = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(bad()),
+    };
+    let size = n.checked_mul(1 << shift).ok_or_else(bad)?;
+    if size == 0 {
+        return Err(CliError(format!("{name} must be more than 0")));
+    }
+    Ok(size)
+}
+
+/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(name: &str, v: &str) -> Result<Duration, CliError> {
+    let bad = || {
+        CliError(format!(
+            "{name}: not a duration: {v:?} (e.g. 500ms, 10s, 2m)"
+        ))
+    };
+    let v = v.trim();
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(digits_end);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, CliError> {
+        match parse(args.iter().map(|s| s.to_string()))? {
+            Command::Run(o) => Ok(*o),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o.config, Config::default());
+        let o = run(&[
+            "--listen",
+            "0.0.0.0:9000",
+            "--pid-file=/tmp/x.pid",
+            "--allowed-origin",
+            "a.com,https://b.org",
+            "--block",
+            "10.0.0.0/8",
+            "--block=::1",
+            "--max-message-size",
+            "1M",
+            "--max-frame-size",
+            "64K",
+            "--max-outbound",
+            "2MiB",
+            "--ping-interval",
+            "0",
+            "--handshake-timeout",
+            "500ms",
+            "--close-timeout",
+            "2s",
+            "--max-connections",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(o.config.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(o.pid_file, Some(PathBuf::from("/tmp/x.pid")));
+        assert_eq!(o.allowed_origins, ["a.com", "https://b.org"]);
+        assert_eq!(o.blocked.len(), 2);
+        assert_eq!(o.config.max_message_size, 1 << 20);
+        assert_eq!(o.config.max_frame_size, 64 << 10);
+        assert_eq!(o.config.max_outbound, 2 << 20);
+        assert_eq!(o.config.ping_interval, None);
+        assert_eq!(o.config.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(o.config.close_timeout, Duration::from_secs(2));
+        assert_eq!(o.config.max_connections, 5);
+        let o = run(&["--interface", "0.0.0.0", "-p", "7000"]).unwrap();
+        assert_eq!(o.config.listen, "0.0.0.0:7000".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for bad in [
+            &["--nope"][..],
+            &["--port"],
+            &["--port", "99999"],
+            &["--listen", "localhost"],
+            &["--listen", "1.2.3.4:5", "--port", "6"],
+            &["--block", "10.0.0.0/40"],
+            &["--max-message-size", "12Q"],
+            &["--max-message-size", "0"],
+            &["--ping-interval", "5h"],
+            &["--handshake-timeout", "0"],
+            &["--max-connections", "0"],
+        ] {
+            let e = run(bad).unwrap_err();
+            assert!(!e.0.contains('\n') && !e.0.is_empty(), "{bad:?}: {e}");
+        }
+        assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
+        assert_eq!(parse(["-V".to_string()]), Ok(Command::Version));
+    }
+}

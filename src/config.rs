@@ -1,0 +1,72 @@
+//! Server settings, with the defaults the binary runs with.
+
+use crate::http::HeadLimits;
+use crate::ws::Limits;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the reactor needs to know. `Config::default()` is what
+/// `sprocket` runs with when given no options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest message (across fragments) a client may send; over it: close 1009.
+    pub max_message_size: usize,
+    /// Largest single frame a client may send; over it: close 1009.
+    pub max_frame_size: usize,
+    /// Unsent bytes a connection may hold before more output counts it as a
+    /// slow consumer and it is disconnected. One message is always accepted
+    /// into an empty buffer, so the peak is this plus one message.
+    pub max_outbound: usize,
+    /// Ping connections idle this long; drop them if the next interval
+    /// passes with nothing heard. `None` disables pings.
+    pub ping_interval: Option<Duration>,
+    /// Time a connection has to complete its opening handshake.
+    pub handshake_timeout: Duration,
+    /// Time the peer has to answer our close frame, and to close its side
+    /// of TCP after the close handshake; also the shutdown grace period.
+    pub close_timeout: Duration,
+    /// Open connections (including ones in their handshake); further
+    /// clients get `503 Service Unavailable`.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers).
+    pub max_head_size: usize,
+    /// Most header fields in a request head.
+    pub max_headers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_outbound: 16 << 20,
+            ping_interval: Some(Duration::from_secs(30)),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+            max_head_size: 8 * 1024,
+            max_headers: 64,
+        }
+    }
+}
+
+impl Config {
+    /// The frame decoder's limits.
+    pub fn ws_limits(&self) -> Limits {
+        Limits {
+            max_frame: self.max_frame_size as u64,
+            max_message: self.max_message_size as u64,
+        }
+    }
+
+    /// The head parser's limits.
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_head: self.max_head_size,
+            max_headers: self.max_headers,
+        }
+    }
+}

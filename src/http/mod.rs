@@ -1,0 +1,65 @@
+//! HTTP/1.1 for the opening handshake, free of I/O: a bounded incremental
+//! head parser, the upgrade decision, responses, and the owned [`Request`]
+//! applications see.
+
+pub mod head;
+pub mod response;
+pub mod upgrade;
+
+pub use head::{Head, HeadError, HeadLimits, HeadScanner};
+pub use response::Reject;
+pub use upgrade::Upgrade;
+
+use std::net::SocketAddr;
+
+/// The opening-handshake request as applications see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Path part of the target, e.g. `/chat`.
+    pub path: String,
+    /// Query string without the `?`, empty if none.
+    pub query: String,
+    /// Header fields in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Subprotocols the client offered, in its order.
+    pub offered_protocols: Vec<String>,
+    /// The subprotocol agreed on (set before `on_open`).
+    pub protocol: Option<String>,
+}
+
+impl Request {
+    /// Builds the owned request from a parsed head.
+    pub fn new(head: &Head<'_>, peer: SocketAddr, offered: &[&str]) -> Self {
+        let (path, query) = head.target.split_once('?').unwrap_or((head.target, ""));
+        Request {
+            path: path.to_owned(),
+            query: query.to_owned(),
+            headers: head
+                .headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            peer,
+            offered_protocols: offered.iter().map(|p| (*p).to_owned()).collect(),
+            protocol: None,
+        }
+    }
+
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Value of query parameter `name` (undecoded), if present.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! HTTP responses sprocket writes: 101 Switching Protocols, small plain-text
+//! answers, and refusals with a one-line reason.
+
+use std::borrow::Cow;
+
+/// A refused request: the status and a one-line reason sent as the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// HTTP status code.
+    pub status: u16,
+    /// Human-readable reason, sent as the body and logged.
+    pub reason: Cow<'static, str>,
+    /// Extra header fields (e.g. `Sec-WebSocket-Version` with a 426).
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Reject {
+    /// A refusal with `status` and `reason`.
+    pub fn new(status: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Reject {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header field to the response.
+    pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Appends the response bytes to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut body = self.reason.to_string();
+        body.push('\n');
+        write_plain(out, self.status, &self.headers, &body);
+    }
+}
+
+/// Standard reason phrase for the statuses sprocket sends.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Appends a complete `text/plain` response that closes the connection.
+pub fn write_plain(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], body: &str) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        status_text(status),
+        body.len()
+    );
+    for (name, value) in headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Appends the 101 response of §4.2.2 with the accept key and, if one was
+/// chosen, the subprotocol.
+pub fn write_switching(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(accept.as_bytes());
+    if let Some(p) = protocol {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_bytes() {
+        let mut out = Vec::new();
+        Reject::new(426, "unsupported WebSocket version")
+            .header("Sec-WebSocket-Version", "13")
+            .write_to(&mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(s.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(s.contains("Content-Length: 30\r\n"));
+        assert!(s.ends_with("\r\n\r\nunsupported WebSocket version\n"));
+    }
+
+    #[test]
+    fn switching_bytes() {
+        let mut out = Vec::new();
+        write_switching(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", Some("chat"));
+        assert_eq!(
+            out,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+    }
+}

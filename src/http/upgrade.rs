@@ -1,0 +1,161 @@
+//! The opening-handshake decision of RFC 6455 §4.2.1–4.2.2: is this request
+//! a valid WebSocket upgrade, a plain HTTP request, or an error, and with
+//! which status.
+
+use super::head::Head;
+use super::response::Reject;
+use base64::Engine;
+
+/// What a well-formed request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Upgrade<'a> {
+    /// A valid WebSocket opening handshake.
+    WebSocket {
+        /// `Sec-WebSocket-Key`, for the accept hash.
+        key: &'a str,
+        /// Subprotocols the client offers, in its order of preference.
+        protocols: Vec<&'a str>,
+    },
+    /// A plain HTTP GET (no `Upgrade: websocket`).
+    Plain,
+}
+
+/// Whether a comma-separated header list contains `token` (case-insensitive).
+pub fn has_token<'a>(mut values: impl Iterator<Item = &'a str>, token: &str) -> bool {
+    values.any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Applies §4.2.1 to a parsed head.
+pub fn check<'a>(head: &Head<'a>) -> Result<Upgrade<'a>, Reject> {
+    if head.method != "GET" {
+        return Err(Reject::new(405, "only GET is served").header("Allow", "GET"));
+    }
+    if head.minor_version < 1 {
+        return Err(Reject::new(400, "HTTP/1.1 or later required"));
+    }
+    // Single-valued fields that disagree when repeated make room for request
+    // smuggling between a proxy and us; refuse them outright.
+    for name in [
+        "Host",
+        "Upgrade",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Content-Length",
+    ] {
+        if head.single(name).is_err() {
+            return Err(Reject::new(400, format!("duplicate {name} header")));
+        }
+    }
+    if head.values("Transfer-Encoding").next().is_some() {
+        return Err(Reject::new(400, "request body not allowed"));
+    }
+    if head
+        .single("Content-Length")
+        .ok()
+        .flatten()
+        .is_some_and(|v| v != "0")
+    {
+        return Err(Reject::new(400, "request body not allowed"));
+    }
+    if head.single("Host").ok().flatten().is_none_or(str::is_empty) {
+        return Err(Reject::new(400, "missing Host header"));
+    }
+    if !has_token(head.values("Upgrade"), "websocket") {
+        return Ok(Upgrade::Plain);
+    }
+    if !has_token(head.values("Connection"), "upgrade") {
+        return Err(Reject::new(400, "Connection header must include Upgrade"));
+    }
+    match head.single("Sec-WebSocket-Version").ok().flatten() {
+        None => return Err(Reject::new(400, "missing Sec-WebSocket-Version header")),
+        Some("13") => {}
+        // §4.2.2: answer with the versions we understand.
+        Some(_) => {
+            return Err(Reject::new(426, "unsupported WebSocket version")
+                .header("Sec-WebSocket-Version", "13"));
+        }
+    }
+    let Some(key) = head.single("Sec-WebSocket-Key").ok().flatten() else {
+        return Err(Reject::new(400, "missing Sec-WebSocket-Key header"));
+    };
+    // §4.2.1 item 5: the key decodes to 16 bytes.
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key);
+    if decoded.map(|k| k.len()) != Ok(16) {
+        return Err(Reject::new(
+            400,
+            "Sec-WebSocket-Key is not 16 bytes of base64",
+        ));
+    }
+    let protocols = head
+        .values("Sec-WebSocket-Protocol")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok(Upgrade::WebSocket { key, protocols })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{HeadLimits, parse_head};
+
+    fn run(req: &str) -> Result<Upgrade<'_>, u16> {
+        let head = parse_head(req.as_bytes(), &HeadLimits::default()).unwrap();
+        check(&head).map_err(|r| r.status)
+    }
+
+    const OK: &str = "GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wamp, chat\r\n\r\n";
+
+    #[test]
+    fn valid_upgrade() {
+        assert_eq!(
+            run(OK),
+            Ok(Upgrade::WebSocket {
+                key: "dGhlIHNhbXBsZSBub25jZQ==",
+                protocols: vec!["wamp", "chat"]
+            })
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(run(&OK.replace("GET", "POST")), Err(405));
+        assert_eq!(run(&OK.replace("HTTP/1.1", "HTTP/1.0")), Err(400));
+        assert_eq!(run(&OK.replace("Version: 13", "Version: 8")), Err(426));
+        assert_eq!(
+            run(&OK.replace("Sec-WebSocket-Version: 13\r\n", "")),
+            Err(400)
+        );
+        assert_eq!(
+            run(&OK.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")),
+            Err(400)
+        );
+        assert_eq!(
+            run(&OK.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!")),
+            Err(400)
+        );
+        assert_eq!(
+            run(&OK.replace("Connection: keep-alive, Upgrade", "Connection: keep-alive")),
+            Err(400)
+        );
+        assert_eq!(run(&OK.replace("Host: h\r\n", "")), Err(400));
+        assert_eq!(
+            run(&OK.replace("Host: h\r\n", "Host: h\r\nHost: i\r\n")),
+            Err(400)
+        );
+        assert_eq!(
+            run(&OK.replace("Host: h\r\n", "Host: h\r\nTransfer-Encoding: chunked\r\n")),
+            Err(400)
+        );
+        assert_eq!(
+            run(&OK.replace("Host: h\r\n", "Host: h\r\nContent-Length: 5\r\n")),
+            Err(400)
+        );
+        assert_eq!(
+            run("GET /health HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Ok(Upgrade::Plain)
+        );
+    }
+}

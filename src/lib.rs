@@ -1,0 +1,18 @@
+//! sprocket: a single-threaded, mio-based WebSocket server and library.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod reactor;
+pub mod ws;
+
+pub use app::{
+    Aggregate, Application, Chat, ConnId, Context, Echo, IpBlocklist, Message, OriginCheck, Router,
+    TimerId,
+};
+pub use config::Config;
+pub use http::{Reject, Request};
+pub use reactor::{Server, ShutdownHandle};
+pub mod cli;

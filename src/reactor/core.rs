@@ -1,0 +1,286 @@
+//! The reactor's state that applications reach through their [`Context`]:
+//! the slab of connections, output queueing, timers. It implements
+//! [`Sink`]; nothing here does I/O except that the flush happens elsewhere.
+//!
+//! [`Context`]: crate::app::Context
+
+use super::buf::{InBuf, Pool};
+use super::timers::Timers;
+use crate::app::{ConnError, ConnId, Message, Sink, TimerId};
+use crate::config::Config;
+use crate::http::{HeadLimits, HeadScanner};
+use crate::ws::{Decoder, Limits, OpCode, close, frame};
+use mio::net::TcpStream;
+use slab::Slab;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the HTTP request head.
+    Handshake(HeadScanner),
+    /// WebSocket open both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Done (close handshake over, connection failed, or HTTP answered):
+    /// flush what is queued, shut our side, discard input until the peer
+    /// closes or the close timeout passes. The app has been told.
+    Closed,
+}
+
+/// One client connection.
+pub(crate) struct Conn {
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    pub id: ConnId,
+    pub phase: Phase,
+    pub decoder: Decoder,
+    pub input: InBuf,
+    /// Assembly of a fragmented message.
+    pub message: Vec<u8>,
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+    /// When the current phase began.
+    pub since: Instant,
+    /// When we last read anything from the peer.
+    pub last_heard: Instant,
+    pub ping_outstanding: bool,
+    /// `on_open` was called and `on_close` not yet.
+    pub app_open: bool,
+    /// In the reactor's dirty list.
+    pub dirty: bool,
+    /// Registered for WRITABLE.
+    pub writable: bool,
+    pub write_shut: bool,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, peer: SocketAddr, id: ConnId, now: Instant) -> Self {
+        Conn {
+            sock,
+            peer,
+            id,
+            phase: Phase::Handshake(HeadScanner::default()),
+            decoder: Decoder::new(),
+            input: InBuf::default(),
+            message: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            since: now,
+            last_heard: now,
+            ping_outstanding: false,
+            app_open: false,
+            dirty: false,
+            writable: false,
+            write_shut: false,
+        }
+    }
+
+    pub fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    pub fn set_phase(&mut self, phase: Phase, now: Instant) {
+        self.phase = phase;
+        self.since = now;
+    }
+}
+
+/// State shared between the event loop and application callbacks.
+pub(crate) struct Core {
+    pub conns: Slab<Conn>,
+    pub timers: Timers,
+    /// Connections with output queued since the last flush.
+    pub dirty: Vec<usize>,
+    /// Connections to drop at the end of the turn, and why.
+    pub doomed: Vec<(usize, ConnError)>,
+    pub out_pool: Pool,
+    pub in_pool: Pool,
+    /// One encoded frame shared by every target of a broadcast.
+    scratch: Vec<u8>,
+    pub now: Instant,
+    pub cfg: Config,
+    pub ws_limits: Limits,
+    pub head_limits: HeadLimits,
+}
+
+impl Core {
+    pub fn new(cfg: Config) -> Self {
+        Core {
+            conns: Slab::new(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            out_pool: Pool::default(),
+            in_pool: Pool::default(),
+            scratch: Vec::new(),
+            now: Instant::now(),
+            ws_limits: cfg.ws_limits(),
+            head_limits: cfg.head_limits(),
+            cfg,
+        }
+    }
+
+    /// The slot of `id`, if that connection still occupies it.
+    pub fn key_of(&self, id: ConnId) -> Option<usize> {
+        let conn = self.conns.get(id.index())?;
+        (conn.id == id).then_some(id.index())
+    }
+
+    /// Appends raw bytes to a connection's output, unchecked: for protocol
+    /// replies (101, pong, close) that must go out whatever the app did.
+    pub fn push_out(&mut self, key: usize, bytes: &[u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.out.capacity() == 0 {
+            conn.out = self.out_pool.take();
+        }
+        conn.out.extend_from_slice(bytes);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Queues a control frame.
+    pub fn push_frame(&mut self, key: usize, opcode: OpCode, payload: &[u8]) {
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let n = frame::encode_header(&mut hdr, true, opcode, payload.len());
+        let mut small = [0u8; frame::MAX_SERVER_HEADER + 125];
+        if payload.len() <= 125 {
+            small[..n].copy_from_slice(&hdr[..n]);
+            small[n..n + payload.len()].copy_from_slice(payload);
+            self.push_out(key, &small[..n + payload.len()]);
+        } else {
+            self.push_out(key, &hdr[..n]);
+            self.push_out(key, payload);
+        }
+    }
+
+    /// Queues a close frame (an empty one when `code` is `None`).
+    pub fn push_close(&mut self, key: usize, code: Option<u16>, reason: &str) {
+        let mut buf = Vec::with_capacity(2 + 125);
+        match code {
+            Some(code) => frame::write_close(&mut buf, code, reason),
+            None => frame::write_frame(&mut buf, OpCode::Close, &[]),
+        }
+        self.push_out(key, &buf);
+    }
+
+    /// Marks a connection for removal at the end of the turn (slow consumer,
+    /// timeouts): unsent output is dropped, the app hears `on_error` and
+    /// `on_close(1006)`.
+    pub fn doom(&mut self, key: usize, why: ConnError) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.set_phase(Phase::Closed, now);
+        conn.out.clear();
+        conn.out_pos = 0;
+        self.doomed.push((key, why));
+    }
+
+    /// Appends an app message frame, cutting the connection off instead if
+    /// its unsent output already passed the limit.
+    fn queue_app(&mut self, key: usize, frame_bytes: &[&[u8]]) -> bool {
+        let Some(conn) = self.conns.get(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open {
+            return false;
+        }
+        if conn.pending_out() > self.cfg.max_outbound {
+            log::warn!(
+                "{} {}: disconnecting slow consumer ({} bytes unsent, limit {})",
+                conn.id,
+                conn.peer,
+                conn.pending_out(),
+                self.cfg.max_outbound
+            );
+            self.doom(key, ConnError::SlowConsumer);
+            return false;
+        }
+        for part in frame_bytes {
+            self.push_out(key, part);
+        }
+        true
+    }
+}
+
+fn message_header(msg: &Message<'_>, hdr: &mut [u8; frame::MAX_SERVER_HEADER]) -> usize {
+    let opcode = if msg.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    frame::encode_header(hdr, true, opcode, msg.as_bytes().len())
+}
+
+impl Sink for Core {
+    fn send(&mut self, conn: ConnId, msg: Message<'_>) -> bool {
+        let Some(key) = self.key_of(conn) else {
+            return false;
+        };
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let n = message_header(&msg, &mut hdr);
+        self.queue_app(key, &[&hdr[..n], msg.as_bytes()])
+    }
+
+    fn send_many(&mut self, conns: &mut dyn Iterator<Item = ConnId>, msg: Message<'_>) -> usize {
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let n = message_header(&msg, &mut hdr);
+        let mut encoded = std::mem::take(&mut self.scratch);
+        encoded.clear();
+        encoded.extend_from_slice(&hdr[..n]);
+        encoded.extend_from_slice(msg.as_bytes());
+        let mut sent = 0;
+        for id in conns {
+            if let Some(key) = self.key_of(id) {
+                sent += usize::from(self.queue_app(key, &[&encoded]));
+            }
+        }
+        if encoded.capacity() <= 64 * 1024 {
+            self.scratch = encoded;
+        }
+        sent
+    }
+
+    fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        let Some(key) = self.key_of(conn) else { return };
+        if self.conns[key].phase != Phase::Open {
+            return;
+        }
+        let code = if close::is_sendable(code) {
+            code
+        } else {
+            log::warn!(
+                "{conn}: application asked to close with unsendable code {code}; sending 1000"
+            );
+            close::NORMAL
+        };
+        self.push_close(key, Some(code), reason);
+        let now = self.now;
+        self.conns[key].set_phase(Phase::CloseSent, now);
+    }
+
+    fn is_open(&self, conn: ConnId) -> bool {
+        self.key_of(conn)
+            .is_some_and(|k| self.conns[k].phase == Phase::Open)
+    }
+
+    fn add_timer(&mut self, delay: Duration, period: Option<Duration>) -> TimerId {
+        self.timers.add(self.now, delay, period)
+    }
+
+    fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.timers.cancel(timer)
+    }
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+}

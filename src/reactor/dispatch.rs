@@ -1,0 +1,334 @@
+//! Bytes in, application events out: runs the handshake and the frame
+//! decoder over a connection's input and calls the application. No I/O.
+//!
+//! Every application call is wrapped in `catch_unwind`: a panic closes only
+//! the connection concerned (1011) and is logged.
+
+use super::core::{Core, Phase};
+use crate::app::{Application, ConnError, Context, Message};
+use crate::http::{Reject, Request, Upgrade, head, response, upgrade};
+use crate::ws::{self, Decoded, Frame, OpCode, close};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Runs `f` with a context; false if it panicked (logged).
+pub(crate) fn call<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    what: &str,
+    f: impl FnOnce(&mut A, &mut Context<'_>),
+) -> bool {
+    let mut ctx = Context::new(core);
+    match catch_unwind(AssertUnwindSafe(|| f(app, &mut ctx))) {
+        Ok(()) => true,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(non-string panic)");
+            log::error!("application panicked in {what}: {text}");
+            false
+        }
+    }
+}
+
+/// Processes `buf` (the connection's unprocessed input, starting at a frame
+/// or head boundary). Returns the bytes consumed and, if the next frame is
+/// incomplete, its full size (0 when unknown).
+pub(crate) fn feed<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    buf: &mut [u8],
+) -> (usize, usize) {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let limits = core.ws_limits;
+        let conn = &mut core.conns[key];
+        match conn.phase {
+            Phase::Handshake(_) => match handshake(core, app, key, &mut buf[pos..]) {
+                0 => return (pos, 0),
+                n => pos += n,
+            },
+            Phase::Closed => return (buf.len(), 0),
+            Phase::Open | Phase::CloseSent => match conn.decoder.decode(&mut buf[pos..], &limits) {
+                Ok(Decoded::Incomplete { frame_len }) => return (pos, frame_len),
+                Ok(Decoded::Frame { consumed, frame }) => {
+                    pos += consumed;
+                    on_frame(core, app, key, frame);
+                }
+                Err(e) => {
+                    fail(
+                        core,
+                        app,
+                        key,
+                        ConnError::Protocol(e),
+                        e.close_code(),
+                        &e.to_string(),
+                    );
+                    return (buf.len(), 0);
+                }
+            },
+        }
+    }
+    (pos, 0)
+}
+
+/// Handles input during the opening handshake; returns bytes consumed
+/// (0: head incomplete, keep the bytes).
+fn handshake<A: Application>(core: &mut Core, app: &mut A, key: usize, buf: &mut [u8]) -> usize {
+    let limits = core.head_limits;
+    let Phase::Handshake(scanner) = &mut core.conns[key].phase else {
+        return 0;
+    };
+    let len = match scanner.scan(buf, &limits) {
+        Ok(None) => return 0,
+        Ok(Some(len)) => len,
+        Err(e) => {
+            refuse(core, key, &Reject::new(e.status(), e.to_string()));
+            return buf.len();
+        }
+    };
+    let parsed = head::parse_head(&buf[..len], &limits);
+    let head = match parsed {
+        Ok(h) => h,
+        Err(e) => {
+            refuse(core, key, &Reject::new(e.status(), e.to_string()));
+            return buf.len();
+        }
+    };
+    let peer = core.conns[key].peer;
+    match upgrade::check(&head) {
+        Err(reject) => refuse(core, key, &reject),
+        Ok(Upgrade::Plain) => plain_request(core, app, key, Request::new(&head, peer, &[])),
+        Ok(Upgrade::WebSocket {
+            key: ws_key,
+            protocols,
+        }) => {
+            let accept = ws::accept_key(ws_key.as_bytes());
+            open(
+                core,
+                app,
+                key,
+                Request::new(&head, peer, &protocols),
+                &accept,
+            );
+        }
+    }
+    len
+}
+
+/// Answers a plain HTTP GET: `/health`, or a hint that this is a WebSocket
+/// endpoint (426), or the app's refusal (e.g. 404 for an unknown path).
+fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: Request) {
+    if req.path == "/health" {
+        let mut out = Vec::new();
+        response::write_plain(&mut out, 200, &[], "ok\n");
+        finish_http(core, key, &out);
+        return;
+    }
+    let reject = match accept(app, &req) {
+        Err(r) => r,
+        Ok(_) => Reject::new(426, "this is a WebSocket endpoint; upgrade required")
+            .header("Upgrade", "websocket"),
+    };
+    refuse(core, key, &reject);
+}
+
+/// Asks the app whether to accept; a panic counts as 500.
+fn accept<A: Application>(app: &mut A, req: &Request) -> Result<Option<String>, Reject> {
+    catch_unwind(AssertUnwindSafe(|| app.accept(req))).unwrap_or_else(|_| {
+        log::error!("application panicked in accept for {}", req.path);
+        Err(Reject::new(500, "internal error"))
+    })
+}
+
+fn open<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    mut req: Request,
+    accept_key: &str,
+) {
+    let protocol = match accept(app, &req) {
+        Ok(p) => p,
+        Err(reject) => return refuse(core, key, &reject),
+    };
+    let mut out = Vec::with_capacity(160);
+    response::write_switching(&mut out, accept_key, protocol.as_deref());
+    core.push_out(key, &out);
+    req.protocol = protocol;
+    let now = core.now;
+    let conn = &mut core.conns[key];
+    conn.set_phase(Phase::Open, now);
+    conn.app_open = true;
+    let id = conn.id;
+    log::debug!("{id} {} open at {}", conn.peer, req.path);
+    if !call(core, app, "on_open", |a, ctx| a.on_open(ctx, id, &req)) {
+        fail(
+            core,
+            app,
+            key,
+            ConnError::Panic,
+            close::INTERNAL_ERROR,
+            "internal error",
+        );
+    }
+}
+
+/// Sends an HTTP refusal and closes.
+fn refuse(core: &mut Core, key: usize, reject: &Reject) {
+    let conn = &core.conns[key];
+    log::info!(
+        "{} refused {}: {} {}",
+        conn.peer,
+        conn.id,
+        reject.status,
+        reject.reason
+    );
+    let mut out = Vec::new();
+    reject.write_to(&mut out);
+    finish_http(core, key, &out);
+}
+
+fn finish_http(core: &mut Core, key: usize, response: &[u8]) {
+    core.push_out(key, response);
+    let now = core.now;
+    core.conns[key].set_phase(Phase::Closed, now);
+}
+
+fn on_frame<A: Application>(core: &mut Core, app: &mut A, key: usize, frame: Frame<'_>) {
+    match frame {
+        Frame::Text(text) => deliver(core, app, key, Message::Text(text)),
+        Frame::Binary(data) => deliver(core, app, key, Message::Binary(data)),
+        Frame::Fragment {
+            text, fin, payload, ..
+        } => {
+            let conn = &mut core.conns[key];
+            if conn.message.capacity() == 0 {
+                conn.message = core.out_pool.take();
+            }
+            conn.message.extend_from_slice(payload);
+            if !fin {
+                return;
+            }
+            let assembled = std::mem::take(&mut conn.message);
+            if text {
+                match std::str::from_utf8(&assembled) {
+                    Ok(s) => deliver(core, app, key, Message::Text(s)),
+                    // Unreachable: fragments were validated as they came.
+                    Err(_) => {
+                        let e = ws::ProtocolError::InvalidUtf8;
+                        fail(
+                            core,
+                            app,
+                            key,
+                            ConnError::Protocol(e),
+                            e.close_code(),
+                            "invalid UTF-8",
+                        );
+                    }
+                }
+            } else {
+                deliver(core, app, key, Message::Binary(&assembled));
+            }
+            let mut assembled = assembled;
+            assembled.clear();
+            core.out_pool.give(assembled);
+        }
+        // §5.5.2: answer with a pong carrying the same data, unless closing.
+        Frame::Ping(data) => {
+            if core.conns[key].phase == Phase::Open {
+                core.push_frame(key, OpCode::Pong, data);
+            }
+        }
+        // §5.5.3: an unsolicited pong needs no answer; any input already
+        // counted as a sign of life.
+        Frame::Pong(_) => {}
+        Frame::Close(c) => peer_closed(core, app, key, c.code, c.reason),
+    }
+}
+
+fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Message<'_>) {
+    let conn = &core.conns[key];
+    if conn.phase != Phase::Open {
+        return; // §7.1.4: data after our close frame is discarded
+    }
+    let id = conn.id;
+    if !call(core, app, "on_message", |a, ctx| a.on_message(ctx, id, msg)) {
+        fail(
+            core,
+            app,
+            key,
+            ConnError::Panic,
+            close::INTERNAL_ERROR,
+            "internal error",
+        );
+    }
+}
+
+/// The peer's close frame: §5.5.1, answer with a close echoing its code if
+/// we have not sent one, then the close handshake is complete.
+fn peer_closed<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    code: Option<u16>,
+    reason: &str,
+) {
+    let now = core.now;
+    match core.conns[key].phase {
+        Phase::Open => core.push_close(key, code, ""),
+        Phase::CloseSent => {}
+        _ => return,
+    }
+    core.conns[key].set_phase(Phase::Closed, now);
+    notify_close(core, app, key, code.unwrap_or(close::NO_STATUS), reason);
+}
+
+/// Fails the connection (§7.1.7): tell the app, send a close frame with
+/// `code` unless one went out already, and stop reading frames.
+pub(crate) fn fail<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    error: ConnError,
+    code: u16,
+    reason: &str,
+) {
+    let conn = &core.conns[key];
+    let (id, phase) = (conn.id, conn.phase);
+    if phase == Phase::Closed {
+        return;
+    }
+    log::info!("{id} {}: closing with {code}: {error}", conn.peer);
+    if conn.app_open {
+        call(core, app, "on_error", |a, ctx| a.on_error(ctx, id, &error));
+    }
+    if phase == Phase::Open {
+        core.push_close(key, Some(code), reason);
+    }
+    let now = core.now;
+    core.conns[key].set_phase(Phase::Closed, now);
+    notify_close(core, app, key, code, reason);
+}
+
+/// Calls `on_close` once for a connection the app saw open.
+pub(crate) fn notify_close<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    code: u16,
+    reason: &str,
+) {
+    let conn = &mut core.conns[key];
+    if !conn.app_open {
+        return;
+    }
+    conn.app_open = false;
+    let id = conn.id;
+    log::debug!("{id} {} closed with {code}", conn.peer);
+    call(core, app, "on_close", |a, ctx| {
+        a.on_close(ctx, id, code, reason)
+    });
+}

@@ -1,0 +1,564 @@
+//! The event loop: one `mio::Poll` on one thread owns the listener and
+//! every client socket, kept in a slab whose keys are the poll tokens.
+//!
+//! Each turn: wait for readiness (or the next timer), read every readable
+//! socket until `WouldBlock` (bounded per turn for fairness), run the
+//! protocol and the app over the bytes, fire due timers, then write each
+//! connection's queued output once. WRITABLE interest is registered only
+//! while output is pending.
+
+mod buf;
+mod core;
+mod dispatch;
+mod timers;
+
+use self::core::{Conn, Core, Phase};
+use crate::app::{Application, ConnError, ConnId};
+use crate::config::Config;
+use crate::http::response;
+use crate::ws::close;
+use dispatch::{call, feed, notify_close};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Size of the one read buffer all connections share.
+const READ_BUFFER: usize = 64 * 1024;
+/// Reads per connection per turn before others get their go.
+const READS_PER_TURN: usize = 16;
+/// Accepts per turn before connections get their go.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Pause after an accept error such as EMFILE, so it cannot spin the CPU.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Stops a running [`Server`] from any thread: it stops accepting, sends
+/// close 1001 to every client, waits up to the close timeout, and returns.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Requests a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the reactor for shutdown: {e}");
+        }
+    }
+}
+
+/// A WebSocket server: one reactor serving one application.
+pub struct Server<A> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    app: A,
+    core: Core,
+    rbuf: Vec<u8>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    /// Connections that still had input when their read budget ran out.
+    again: Vec<usize>,
+    accept_again_at: Option<Instant>,
+    next_sweep: Instant,
+    shutdown_deadline: Option<Instant>,
+    last_accept_error_log: Option<Instant>,
+    next_generation: u32,
+}
+
+impl<A: Application> Server<A> {
+    /// Binds `config.listen` and prepares to serve `app`.
+    pub fn bind(config: Config, app: A) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let now = Instant::now();
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            app,
+            core: Core::new(config),
+            rbuf: vec![0; READ_BUFFER],
+            signals: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+            again: Vec::new(),
+            accept_again_at: None,
+            next_sweep: now,
+            shutdown_deadline: None,
+            last_accept_error_log: None,
+            next_generation: 0,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.stop.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Shuts down gracefully on SIGINT or SIGTERM (a second one stops at once).
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// The application, e.g. to inspect it after `run` returns.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// Connections currently held (any phase).
+    pub fn connection_count(&self) -> usize {
+        self.core.conns.len()
+    }
+
+    /// Serves until shut down.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            self.core.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    SIGNALS => self.take_signals(),
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key);
+                        }
+                        if event.is_writable() {
+                            self.flush(key);
+                        }
+                    }
+                }
+            }
+            self.after_events();
+            if self.stop.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
+                self.begin_shutdown();
+            }
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.core.conns.is_empty() || self.core.now >= deadline)
+            {
+                self.finish_shutdown();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Everything after the readiness events of one turn.
+    fn after_events(&mut self) {
+        for key in std::mem::take(&mut self.again) {
+            self.read(key);
+        }
+        if self.accept_again_at.is_some_and(|t| t <= self.core.now) {
+            self.accept_again_at = None;
+            self.accept();
+        }
+        self.fire_timers();
+        if self.core.now >= self.next_sweep {
+            self.sweep();
+        }
+        self.bury_doomed();
+        let mut dirty = std::mem::take(&mut self.core.dirty);
+        for &key in &dirty {
+            if let Some(conn) = self.core.conns.get_mut(key) {
+                conn.dirty = false;
+            }
+            self.flush(key);
+        }
+        dirty.clear();
+        // Flushing can discover dead peers, whose on_close may queue output.
+        self.bury_doomed();
+        if self.core.dirty.is_empty() {
+            self.core.dirty = dirty;
+        }
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        if !self.again.is_empty() || !self.core.dirty.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut wake = self.next_sweep;
+        for t in [
+            self.core.timers.next_deadline(),
+            self.accept_again_at,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            wake = wake.min(t);
+        }
+        wake.saturating_duration_since(Instant::now())
+    }
+
+    fn accept(&mut self) {
+        if self.accept_again_at.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, peer)) => self.admit(sock, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS...: the pending client stays in
+                    // the backlog; try again shortly instead of spinning.
+                    let now = self.core.now;
+                    if self
+                        .last_accept_error_log
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                    {
+                        log::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                        self.last_accept_error_log = Some(now);
+                    }
+                    self.accept_again_at = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+        // More may be waiting; edge-triggered readiness won't tell us again.
+        self.accept_again_at = Some(self.core.now);
+    }
+
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        if self.core.conns.len() >= self.core.cfg.max_connections {
+            log::warn!(
+                "{peer} refused: connection limit {} reached",
+                self.core.cfg.max_connections
+            );
+            let mut out = Vec::new();
+            response::write_plain(
+                &mut out,
+                503,
+                &[("Retry-After", "5")],
+                "connection limit reached\n",
+            );
+            let _ = sock.write(&out); // best effort on a fresh socket
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        let entry = self.core.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(key), Interest::READABLE)
+        {
+            log::error!("{peer}: cannot register socket: {e}");
+            return;
+        }
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let id = ConnId::new(key as u32, self.next_generation);
+        entry.insert(Conn::new(sock, peer, id, self.core.now));
+        log::debug!("{id} {peer} connected");
+    }
+
+    /// Reads until `WouldBlock` (or the turn's budget), feeding each chunk
+    /// through the protocol. Input goes into the shared buffer unless the
+    /// connection already holds a partial frame, which then grows in place.
+    fn read(&mut self, key: usize) {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.core.conns.get_mut(key) else {
+                return;
+            };
+            let own = !conn.input.is_empty();
+            let result = if own {
+                conn.sock.read(conn.input.spare())
+            } else {
+                conn.sock.read(&mut self.rbuf)
+            };
+            let n = match result {
+                Ok(0) => return self.gone(key, "peer closed the connection"),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.input.release_if_empty(&mut self.core.in_pool);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.gone(key, &e.to_string()),
+            };
+            conn.last_heard = self.core.now;
+            conn.ping_outstanding = false;
+            if own {
+                conn.input.filled(n);
+                let mut input = std::mem::take(&mut conn.input);
+                let (used, want) = feed(&mut self.core, &mut self.app, key, input.bytes_mut());
+                input.consume(used, want);
+                self.core.conns[key].input = input;
+            } else {
+                let (used, want) = feed(&mut self.core, &mut self.app, key, &mut self.rbuf[..n]);
+                if used < n {
+                    let conn = &mut self.core.conns[key];
+                    conn.input
+                        .stash(&self.rbuf[used..n], want, &mut self.core.in_pool);
+                }
+            }
+        }
+        self.again.push(key);
+    }
+
+    /// Writes queued output until done or `WouldBlock`, then adjusts the
+    /// WRITABLE interest and, once a closed connection's output is out,
+    /// shuts our side down.
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.core.conns.get_mut(key) else {
+            return;
+        };
+        while conn.out_pos < conn.out.len() {
+            match conn.sock.write(&conn.out[conn.out_pos..]) {
+                Ok(0) => return self.gone(key, "write returned 0"),
+                Ok(n) => conn.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.gone(key, &e.to_string()),
+            }
+        }
+        let pending = conn.out_pos < conn.out.len();
+        if !pending && conn.out.capacity() != 0 {
+            let mut out = std::mem::take(&mut conn.out);
+            out.clear();
+            conn.out_pos = 0;
+            self.core.out_pool.give(out);
+        }
+        if !pending && conn.phase == Phase::Closed && !conn.write_shut {
+            conn.write_shut = true;
+            let _ = conn.sock.shutdown(Shutdown::Write);
+        }
+        if pending != conn.writable {
+            conn.writable = pending;
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.sock, Token(key), interest)
+            {
+                log::error!("{}: reregister failed: {e}", conn.id);
+            }
+        }
+    }
+
+    /// The TCP connection is over (EOF or error): tell the app if it still
+    /// thinks the connection open, and drop it.
+    fn gone(&mut self, key: usize, why: &str) {
+        if let Some(conn) = self.core.conns.get(key)
+            && conn.phase != Phase::Closed
+        {
+            log::debug!("{} {}: connection lost: {why}", conn.id, conn.peer);
+        }
+        notify_close(&mut self.core, &mut self.app, key, close::ABNORMAL, "");
+        self.remove(key);
+    }
+
+    fn remove(&mut self, key: usize) {
+        if !self.core.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.core.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        let mut out = conn.out;
+        out.clear();
+        self.core.out_pool.give(out);
+        conn.input.release_if_empty(&mut self.core.in_pool);
+    }
+
+    fn bury_doomed(&mut self) {
+        while let Some((key, why)) = self.core.doomed.pop() {
+            let Some(conn) = self.core.conns.get(key) else {
+                continue;
+            };
+            let id = conn.id;
+            log::info!("{id} {}: dropping connection: {why}", conn.peer);
+            if conn.app_open {
+                call(&mut self.core, &mut self.app, "on_error", |a, ctx| {
+                    a.on_error(ctx, id, &why)
+                });
+            }
+            notify_close(
+                &mut self.core,
+                &mut self.app,
+                key,
+                close::ABNORMAL,
+                &why.to_string(),
+            );
+            self.remove(key);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(timer) = self.core.timers.pop_due(self.core.now) {
+            if !call(&mut self.core, &mut self.app, "on_timer", |a, ctx| {
+                a.on_timer(ctx, timer)
+            }) {
+                log::error!("timer {} dropped after its callback panicked", timer.0);
+                self.core.timers.cancel(timer);
+            }
+        }
+    }
+
+    /// Periodic check of every connection's deadlines: handshake timeout,
+    /// idle ping and pong timeout, close timeout.
+    fn sweep(&mut self) {
+        let now = self.core.now;
+        let cfg = &self.core.cfg;
+        let (handshake, close_t, ping) =
+            (cfg.handshake_timeout, cfg.close_timeout, cfg.ping_interval);
+        self.next_sweep = now + sweep_interval(cfg);
+        let mut actions = Vec::new();
+        for (key, conn) in self.core.conns.iter_mut() {
+            let in_phase = now.saturating_duration_since(conn.since);
+            match conn.phase {
+                Phase::Handshake(_) if in_phase >= handshake => {
+                    actions.push((key, Sweep::HandshakeTimeout))
+                }
+                Phase::Open => {
+                    let Some(interval) = ping else { continue };
+                    let idle = now.saturating_duration_since(conn.last_heard);
+                    if conn.ping_outstanding && idle >= interval * 2 {
+                        actions.push((key, Sweep::Doom(ConnError::PingTimeout)));
+                    } else if !conn.ping_outstanding && idle >= interval {
+                        conn.ping_outstanding = true;
+                        actions.push((key, Sweep::Ping));
+                    }
+                }
+                Phase::CloseSent if in_phase >= close_t => {
+                    actions.push((key, Sweep::Doom(ConnError::CloseTimeout)))
+                }
+                Phase::Closed if in_phase >= close_t => actions.push((key, Sweep::Remove)),
+                _ => {}
+            }
+        }
+        for (key, action) in actions {
+            match action {
+                Sweep::HandshakeTimeout => {
+                    log::info!("{}: handshake timeout", self.core.conns[key].peer);
+                    let mut out = Vec::new();
+                    response::write_plain(&mut out, 408, &[], "handshake timeout\n");
+                    self.core.push_out(key, &out);
+                    self.core.conns[key].set_phase(Phase::Closed, now);
+                }
+                Sweep::Ping => self.core.push_frame(key, crate::ws::OpCode::Ping, b""),
+                Sweep::Doom(why) => self.core.doom(key, why),
+                Sweep::Remove => self.remove(key),
+            }
+        }
+    }
+
+    fn take_signals(&mut self) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        let count = signals.pending().count();
+        if count == 0 {
+            return;
+        }
+        if self.shutdown_deadline.is_some() {
+            log::warn!("second signal: stopping now");
+            self.shutdown_deadline = Some(self.core.now);
+        } else {
+            log::info!("signal received: shutting down");
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops accepting and starts the close handshake with every client.
+    fn begin_shutdown(&mut self) {
+        let now = self.core.now;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
+        log::info!("shutting down: closing {} connection(s)", keys.len());
+        for key in keys {
+            match self.core.conns[key].phase {
+                Phase::Handshake(_) => self.remove(key),
+                Phase::Open => {
+                    self.core
+                        .push_close(key, Some(close::GOING_AWAY), "server shutting down");
+                    self.core.conns[key].set_phase(Phase::CloseSent, now);
+                }
+                _ => {}
+            }
+        }
+        self.shutdown_deadline = Some(now + self.core.cfg.close_timeout);
+        self.after_events();
+    }
+
+    fn finish_shutdown(&mut self) {
+        let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            notify_close(
+                &mut self.core,
+                &mut self.app,
+                key,
+                close::ABNORMAL,
+                "server shut down",
+            );
+            self.remove(key);
+        }
+        log::info!("shutdown complete");
+    }
+}
+
+enum Sweep {
+    HandshakeTimeout,
+    Ping,
+    Doom(ConnError),
+    Remove,
+}
+
+/// How often deadlines are checked: a quarter of the shortest timeout,
+/// between 10 ms and 1 s.
+fn sweep_interval(cfg: &Config) -> Duration {
+    let shortest = [
+        Some(cfg.handshake_timeout),
+        Some(cfg.close_timeout),
+        cfg.ping_interval,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(Duration::from_secs(1));
+    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}

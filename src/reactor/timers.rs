@@ -1,0 +1,111 @@
+//! Application timers (ReactPHP's addTimer / addPeriodicTimer /
+//! cancelTimer): a min-heap of deadlines plus the set of live timers.
+//! Cancelling is O(1); cancelled entries are skipped when they surface.
+
+use crate::app::TimerId;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Shortest period, so a zero-period timer cannot spin the loop.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+#[derive(Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Live timers and their period (None: one-shot).
+    live: HashMap<u64, Option<Duration>>,
+    next_id: u64,
+}
+
+impl Timers {
+    pub fn add(&mut self, now: Instant, delay: Duration, period: Option<Duration>) -> TimerId {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.live.insert(id, period.map(|p| p.max(MIN_PERIOD)));
+        self.heap.push(Reverse((now + delay, id)));
+        TimerId(id)
+    }
+
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        self.live.remove(&id.0).is_some()
+    }
+
+    /// Earliest deadline (possibly of a cancelled timer: a harmless early wake).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Pops a timer that is due at `now`, rescheduling periodic ones past
+    /// `now` so each fires at most once per call site loop.
+    pub fn pop_due(&mut self, now: Instant) -> Option<TimerId> {
+        while let Some(&Reverse((deadline, id))) = self.heap.peek() {
+            if deadline > now {
+                return None;
+            }
+            self.heap.pop();
+            match self.live.get(&id) {
+                None => continue,
+                Some(None) => {
+                    self.live.remove(&id);
+                }
+                Some(Some(period)) => {
+                    let mut next = deadline + *period;
+                    if next <= now {
+                        next = now + *period;
+                    }
+                    self.heap.push(Reverse((next, id)));
+                }
+            }
+            return Some(TimerId(id));
+        }
+        None
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_periodic_and_cancel_on_virtual_time() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut t = Timers::default();
+        let once = t.add(t0, ms(10), None);
+        let every = t.add(t0, ms(5), Some(ms(5)));
+        let dead = t.add(t0, ms(1), None);
+        assert!(t.cancel(dead));
+        assert!(!t.cancel(dead));
+        assert_eq!(t.pop_due(t0 + ms(4)), None);
+        assert_eq!(t.pop_due(t0 + ms(5)), Some(every));
+        assert_eq!(
+            t.pop_due(t0 + ms(5)),
+            None,
+            "periodic fires once per instant"
+        );
+        let at10: Vec<_> = std::iter::from_fn(|| t.pop_due(t0 + ms(10))).collect();
+        assert_eq!(at10.len(), 2);
+        assert!(at10.contains(&once) && at10.contains(&every));
+        assert_eq!(t.len(), 1);
+        // Far behind: the periodic timer fires once, not for every missed period.
+        let late: Vec<_> = std::iter::from_fn(|| t.pop_due(t0 + ms(1000))).collect();
+        assert_eq!(late, vec![every]);
+        assert!(t.cancel(every));
+        assert_eq!(t.pop_due(t0 + ms(5000)), None);
+    }
+
+    #[test]
+    fn zero_period_does_not_spin() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        t.add(t0, Duration::ZERO, Some(Duration::ZERO));
+        assert!(t.pop_due(t0).is_some());
+        assert!(t.pop_due(t0).is_none());
+    }
+}

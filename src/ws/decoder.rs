@@ -1,0 +1,498 @@
+//! The receive side of one WebSocket connection, sans I/O.
+//!
+//! [`Decoder::decode`] looks at the caller's buffer, which always starts at a
+//! frame boundary. It either returns one complete frame (payload unmasked in
+//! place, borrowed from the buffer) and how many bytes it spans, or reports
+//! that it needs more bytes. Partial input is never consumed; the payload
+//! bytes of an incomplete frame are unmasked and UTF-8 checked as they
+//! arrive, so invalid text fails fast (§8.1), and the work is not repeated
+//! when the rest of the frame comes.
+
+use super::close::{self, BadClose, ClosePayload};
+use super::frame::{self, OpCode};
+use super::utf8::Utf8Validator;
+use std::fmt;
+
+/// Size limits enforced while decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload a single frame may declare.
+    pub max_frame: u64,
+    /// Largest total payload of a message, across its fragments.
+    pub max_message: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: 16 << 20,
+            max_message: 16 << 20,
+        }
+    }
+}
+
+/// Everything a peer can get wrong on the wire; each maps to a close code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// §5.1: a client frame without the MASK bit.
+    Unmasked,
+    /// §5.2: RSV bits set with no extension negotiated.
+    ReservedBits,
+    /// §5.2: opcode 0x3–0x7 or 0xB–0xF.
+    ReservedOpcode(u8),
+    /// §5.5: control frame payload over 125 bytes.
+    ControlTooLong,
+    /// §5.5: control frame without FIN.
+    ControlFragmented,
+    /// §5.4: continuation frame with no message in progress.
+    UnexpectedContinuation,
+    /// §5.4: a new text/binary frame while a fragmented message is open.
+    ExpectedContinuation,
+    /// §5.2: 64-bit length with the most significant bit set.
+    LengthOverflow,
+    /// Frame larger than the configured limit.
+    FrameTooBig,
+    /// Message larger than the configured limit.
+    MessageTooBig,
+    /// §8.1: text message that is not UTF-8.
+    InvalidUtf8,
+    /// §5.5.1 / §7.4: close frame with one byte of payload or a code that
+    /// must not be sent.
+    BadCloseCode,
+    /// §5.5.1: close reason that is not UTF-8.
+    CloseReasonUtf8,
+}
+
+impl ProtocolError {
+    /// The close code the peer gets for this error (§7.4.1).
+    pub fn close_code(self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 | ProtocolError::CloseReasonUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::FrameTooBig | ProtocolError::MessageTooBig => close::TOO_BIG,
+            _ => close::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Unmasked => f.write_str("client frame not masked"),
+            ProtocolError::ReservedBits => f.write_str("reserved bits set"),
+            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            ProtocolError::ControlTooLong => f.write_str("control frame over 125 bytes"),
+            ProtocolError::ControlFragmented => f.write_str("fragmented control frame"),
+            ProtocolError::UnexpectedContinuation => f.write_str("continuation without a message"),
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new message inside a fragmented one")
+            }
+            ProtocolError::LengthOverflow => f.write_str("64-bit length with top bit set"),
+            ProtocolError::FrameTooBig => f.write_str("frame too big"),
+            ProtocolError::MessageTooBig => f.write_str("message too big"),
+            ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text message"),
+            ProtocolError::BadCloseCode => f.write_str("invalid close code"),
+            ProtocolError::CloseReasonUtf8 => f.write_str("invalid UTF-8 in close reason"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// One complete frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A whole text message that arrived as one frame, validated once.
+    Text(&'a str),
+    /// A whole binary message that arrived as one frame.
+    Binary(&'a [u8]),
+    /// One frame of a fragmented message; the caller assembles them. Text
+    /// fragments are validated incrementally, across fragment boundaries.
+    Fragment {
+        /// The message is text.
+        text: bool,
+        /// Starts the message.
+        first: bool,
+        /// Ends the message.
+        fin: bool,
+        /// Unmasked payload.
+        payload: &'a [u8],
+    },
+    /// Ping with its application data.
+    Ping(&'a [u8]),
+    /// Pong with its application data.
+    Pong(&'a [u8]),
+    /// Close with its validated payload.
+    Close(ClosePayload<'a>),
+}
+
+/// Result of one [`Decoder::decode`] call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// More bytes are needed. `frame_len` is the full size of the frame at the
+    /// head of the buffer once its header is known (0 before), so the caller
+    /// can size its buffer once.
+    Incomplete {
+        /// Header plus payload length of the pending frame, or 0.
+        frame_len: usize,
+    },
+    /// A frame spanning the first `consumed` bytes of the buffer.
+    Frame {
+        /// Bytes to drop from the head of the buffer.
+        consumed: usize,
+        /// The frame.
+        frame: Frame<'a>,
+    },
+}
+
+/// Receive state of one connection: 24 bytes, no heap.
+#[derive(Clone, Debug, Default)]
+pub struct Decoder {
+    /// `Some(is_text)` while a fragmented message is open.
+    open_message: Option<bool>,
+    /// Payload bytes of the open message in frames already returned.
+    message_len: u64,
+    utf8: Utf8Validator,
+    /// Payload bytes of the frame at the buffer head that are already
+    /// unmasked (and validated, for text).
+    unmasked: usize,
+}
+
+impl Decoder {
+    /// A decoder at the start of a connection.
+    pub fn new() -> Self {
+        Decoder::default()
+    }
+
+    /// True while a fragmented message has started but not finished.
+    pub fn in_message(&self) -> bool {
+        self.open_message.is_some()
+    }
+
+    /// Decodes the frame at the head of `buf`. See the module docs.
+    pub fn decode<'b>(
+        &mut self,
+        buf: &'b mut [u8],
+        limits: &Limits,
+    ) -> Result<Decoded<'b>, ProtocolError> {
+        let header = match frame::parse_header(buf) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(Decoded::Incomplete { frame_len: 0 }),
+            Err(frame::LengthOverflow) => return Err(ProtocolError::LengthOverflow),
+        };
+        let (opcode, text) = self.check_header(&header, limits)?;
+        // check_header bounded the length by the limits, which fit in usize.
+        let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooBig)?;
+        let start = header.header_len;
+        let frame_len = start + len;
+        let avail = (buf.len() - start).min(len);
+        let whole_in_one_call = avail == len && self.unmasked == 0;
+        if avail > self.unmasked {
+            let fresh = &mut buf[start + self.unmasked..start + avail];
+            // check_header guarantees a mask (§5.3 applies to every client frame).
+            if let Some(mask) = header.mask {
+                frame::apply_mask(fresh, mask, self.unmasked);
+            }
+            // A single-frame text message seen whole is validated once below,
+            // as it is turned into a str; everything else incrementally.
+            let single = header.fin && self.open_message.is_none();
+            if text && !(whole_in_one_call && single) {
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            self.unmasked = avail;
+        }
+        if avail < len {
+            return Ok(Decoded::Incomplete { frame_len });
+        }
+        self.unmasked = 0;
+        let payload = &buf[start..frame_len];
+        let frame = match opcode {
+            OpCode::Ping => Frame::Ping(payload),
+            OpCode::Pong => Frame::Pong(payload),
+            OpCode::Close => Frame::Close(close::parse_payload(payload).map_err(|e| match e {
+                BadClose::Protocol => ProtocolError::BadCloseCode,
+                BadClose::Utf8 => ProtocolError::CloseReasonUtf8,
+            })?),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                self.data_frame(header.fin, text, payload)?
+            }
+        };
+        Ok(Decoded::Frame {
+            consumed: frame_len,
+            frame,
+        })
+    }
+
+    /// Turns a complete data frame into a [`Frame`], closing the message on FIN.
+    fn data_frame<'b>(
+        &mut self,
+        fin: bool,
+        text: bool,
+        payload: &'b [u8],
+    ) -> Result<Frame<'b>, ProtocolError> {
+        let first = self.open_message.is_none();
+        if !fin {
+            self.open_message = Some(text);
+            self.message_len += payload.len() as u64;
+            return Ok(Frame::Fragment {
+                text,
+                first,
+                fin,
+                payload,
+            });
+        }
+        let complete = self.utf8.is_complete();
+        self.utf8.reset();
+        self.open_message = None;
+        self.message_len = 0;
+        match (first, text) {
+            (false, _) if text && !complete => Err(ProtocolError::InvalidUtf8),
+            (false, _) => Ok(Frame::Fragment {
+                text,
+                first,
+                fin,
+                payload,
+            }),
+            (true, false) => Ok(Frame::Binary(payload)),
+            // Either validated incrementally (then this cannot fail) or seen
+            // whole and validated here, once.
+            (true, true) => std::str::from_utf8(payload)
+                .map(Frame::Text)
+                .map_err(|_| ProtocolError::InvalidUtf8),
+        }
+    }
+
+    /// Applies the per-frame MUSTs of §5 that depend on connection state.
+    /// Returns the opcode and whether the payload is text to validate.
+    fn check_header(
+        &self,
+        h: &frame::FrameHeader,
+        limits: &Limits,
+    ) -> Result<(OpCode, bool), ProtocolError> {
+        if h.mask.is_none() {
+            return Err(ProtocolError::Unmasked); // §5.1
+        }
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits); // §5.2, no extensions
+        }
+        let opcode = OpCode::from_bits(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        if opcode.is_control() {
+            // §5.5: "All control frames MUST have a payload length of 125
+            // bytes or less and MUST NOT be fragmented."
+            if !h.fin {
+                return Err(ProtocolError::ControlFragmented);
+            }
+            if h.payload_len > 125 {
+                return Err(ProtocolError::ControlTooLong);
+            }
+            return Ok((opcode, false));
+        }
+        let text = match (opcode, self.open_message) {
+            (OpCode::Continuation, Some(text)) => text,
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (op, None) => op == OpCode::Text,
+        };
+        if h.payload_len > limits.max_frame {
+            return Err(ProtocolError::FrameTooBig);
+        }
+        if self.message_len + h.payload_len > limits.max_message {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        Ok((opcode, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// Feeds `wire` growing one byte at a time, as the worst-case chunking.
+    /// (is_text, fin, payload) of each data frame, or the error that ended it.
+    type Seen = Result<(bool, bool, Vec<u8>), ProtocolError>;
+
+    fn decode_bytewise(wire: &[u8]) -> Vec<Seen> {
+        let mut d = Decoder::new();
+        let limits = Limits::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        for &b in wire {
+            buf.push(b);
+            loop {
+                match d.decode(&mut buf, &limits) {
+                    Ok(Decoded::Incomplete { .. }) => break,
+                    Ok(Decoded::Frame { consumed, frame }) => {
+                        match frame {
+                            Frame::Fragment {
+                                text, fin, payload, ..
+                            } => out.push(Ok((text, fin, payload.to_vec()))),
+                            Frame::Text(s) => out.push(Ok((true, true, s.as_bytes().to_vec()))),
+                            Frame::Binary(b) => out.push(Ok((false, true, b.to_vec()))),
+                            _ => {}
+                        }
+                        buf.drain(..consumed);
+                    }
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rfc_masked_hello() {
+        let mut buf = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let mut d = Decoder::new();
+        let got = d.decode(&mut buf, &Limits::default()).unwrap();
+        assert_eq!(
+            got,
+            Decoded::Frame {
+                consumed: 11,
+                frame: Frame::Text("Hello")
+            }
+        );
+    }
+
+    #[test]
+    fn split_at_every_byte_decodes_the_same() {
+        let mut wire = masked(0x01, b"Hel");
+        wire.extend(masked(0x89, b"ping"));
+        wire.extend(masked(0x80, "lo κόσμε".as_bytes()));
+        wire.extend(masked(0x82, &[7u8; 300]));
+        let got = decode_bytewise(&wire);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], Ok((true, false, b"Hel".to_vec())));
+        assert_eq!(got[1], Ok((true, true, "lo κόσμε".as_bytes().to_vec())));
+        assert_eq!(got[2], Ok((false, true, vec![7u8; 300])));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_frame_is_complete() {
+        let mut payload = "κόσμε".as_bytes().to_vec();
+        payload.extend_from_slice(&[0xED, 0xA0, 0x80]);
+        payload.extend_from_slice(b"edited");
+        let wire = masked(0x81, &payload);
+        let mut d = Decoder::new();
+        let limits = Limits::default();
+        // Header (2+4) plus the valid text plus two bytes of the surrogate.
+        let mut partial = wire[..6 + 11 + 2].to_vec();
+        assert_eq!(
+            d.decode(&mut partial, &limits),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn protocol_violations() {
+        let limits = Limits {
+            max_frame: 1000,
+            max_message: 1500,
+        };
+        let cases: Vec<(Vec<u8>, ProtocolError)> = vec![
+            (vec![0x81, 0x00], ProtocolError::Unmasked),
+            (masked(0xC1, b"x"), ProtocolError::ReservedBits),
+            (masked(0x83, b""), ProtocolError::ReservedOpcode(3)),
+            (masked(0x8B, b""), ProtocolError::ReservedOpcode(0xB)),
+            (masked(0x89, &[0u8; 126]), ProtocolError::ControlTooLong),
+            (masked(0x09, b""), ProtocolError::ControlFragmented),
+            (masked(0x80, b"x"), ProtocolError::UnexpectedContinuation),
+            (masked(0x82, &[0u8; 1001]), ProtocolError::FrameTooBig),
+            (masked(0x88, &[3]), ProtocolError::BadCloseCode),
+            (masked(0x88, &[0x03, 0xEE]), ProtocolError::BadCloseCode),
+            (
+                masked(0x88, &[0x03, 0xE8, 0xC0]),
+                ProtocolError::CloseReasonUtf8,
+            ),
+            (masked(0x81, &[0xE2, 0x82]), ProtocolError::InvalidUtf8),
+        ];
+        for (mut wire, want) in cases {
+            let mut d = Decoder::new();
+            let shown = format!("{wire:x?}");
+            assert_eq!(d.decode(&mut wire, &limits), Err(want), "{shown}");
+            assert!(want.close_code() >= 1002);
+        }
+        // New message inside a fragmented one, and a message over the limit.
+        let mut d = Decoder::new();
+        let mut wire = masked(0x01, &[b'a'; 800]);
+        assert!(matches!(
+            d.decode(&mut wire, &limits),
+            Ok(Decoded::Frame { .. })
+        ));
+        assert_eq!(
+            d.decode(&mut masked(0x81, b"x"), &limits),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+        assert_eq!(
+            d.decode(&mut masked(0x80, &[b'a'; 800]), &limits),
+            Err(ProtocolError::MessageTooBig)
+        );
+        // 64-bit length with its top bit set.
+        let mut wire = vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+        assert_eq!(
+            Decoder::new().decode(&mut wire, &limits),
+            Err(ProtocolError::LengthOverflow)
+        );
+    }
+
+    #[test]
+    fn oversized_declared_length_fails_without_payload() {
+        let mut wire = vec![0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4];
+        assert_eq!(
+            Decoder::new().decode(&mut wire, &Limits::default()),
+            Err(ProtocolError::FrameTooBig)
+        );
+    }
+
+    #[test]
+    fn incomplete_reports_frame_len() {
+        let wire = masked(0x82, &[1u8; 200]);
+        let mut part = wire[..50].to_vec();
+        assert_eq!(
+            Decoder::new().decode(&mut part, &Limits::default()),
+            Ok(Decoded::Incomplete {
+                frame_len: wire.len()
+            })
+        );
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut d = Decoder::new();
+        let mut wire = masked(0x88, &[0x03, 0xE8, b'b', b'y', b'e']);
+        let wire_len = wire.len();
+        match d.decode(&mut wire, &Limits::default()).unwrap() {
+            Decoded::Frame {
+                frame: Frame::Close(c),
+                consumed,
+            } => {
+                assert_eq!(consumed, wire_len);
+                assert_eq!((c.code, c.reason), (Some(1000), "bye"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

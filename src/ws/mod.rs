@@ -1,0 +1,34 @@
+//! RFC 6455 protocol engine, free of I/O: framing, masking, message
+//! assembly state, UTF-8 validation, close codes and the handshake key.
+
+pub mod close;
+pub mod decoder;
+pub mod frame;
+pub mod utf8;
+
+pub use decoder::{Decoded, Decoder, Frame, Limits, ProtocolError};
+pub use frame::OpCode;
+
+/// The GUID of RFC 6455 §1.3 appended to the client's key.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Computes `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`
+/// (§4.2.2 step 5.4): base64(SHA-1(key ++ GUID)).
+pub fn accept_key(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(ACCEPT_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc_section_1_3_accept_key() {
+        assert_eq!(
+            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}
