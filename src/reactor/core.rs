@@ -54,6 +54,9 @@ pub(crate) struct Conn {
     /// Registered for WRITABLE.
     pub writable: bool,
     pub write_shut: bool,
+    /// Close frames went both ways: once our output is out, the socket can
+    /// be closed at once (§7.1.1: the server closes TCP first).
+    pub close_complete: bool,
 }
 
 impl Conn {
@@ -75,6 +78,7 @@ impl Conn {
             dirty: false,
             writable: false,
             write_shut: false,
+            close_complete: false,
         }
     }
 
@@ -139,7 +143,15 @@ impl Core {
             conn.out = self.out_pool.take();
         }
         conn.out.extend_from_slice(bytes);
-        if !conn.dirty {
+        self.mark_dirty(key);
+    }
+
+    /// Schedules a flush of `key` at the end of the turn, which also carries
+    /// out a finished close (removal or shutdown of our side).
+    pub fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.dirty
+        {
             conn.dirty = true;
             self.dirty.push(key);
         }

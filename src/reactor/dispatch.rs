@@ -283,6 +283,8 @@ fn peer_closed<A: Application>(
         _ => return,
     }
     core.conns[key].set_phase(Phase::Closed, now);
+    core.conns[key].close_complete = true;
+    core.mark_dirty(key);
     notify_close(core, app, key, code.unwrap_or(close::NO_STATUS), reason);
 }
 

@@ -358,9 +358,17 @@ impl<A: Application> Server<A> {
             conn.out_pos = 0;
             self.core.out_pool.give(out);
         }
-        if !pending && conn.phase == Phase::Closed && !conn.write_shut {
-            conn.write_shut = true;
-            let _ = conn.sock.shutdown(Shutdown::Write);
+        if !pending && conn.phase == Phase::Closed {
+            if conn.close_complete {
+                return self.remove(key);
+            }
+            // After a refusal or a failed connection the peer may still be
+            // sending; closing now could reset the connection and destroy
+            // our last words. Shut our side and drain until it closes.
+            if !conn.write_shut {
+                conn.write_shut = true;
+                let _ = conn.sock.shutdown(Shutdown::Write);
+            }
         }
         if pending != conn.writable {
             conn.writable = pending;

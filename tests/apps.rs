@@ -1,0 +1,259 @@
+//! The application API end to end: panics contained, timers, chat, slow
+//! consumers, graceful shutdown.
+
+mod common;
+use common::*;
+use sprocket::app::{
+    Aggregate, Application, Chat, ConnError, ConnId, Context, Echo, Message, Router, TimerId,
+};
+use sprocket::{Config, Request};
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Echoes, except "panic" panics; records every event.
+#[derive(Clone, Default)]
+struct Recording {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recording {
+    fn push(&self, s: String) {
+        self.log.lock().unwrap().push(s);
+    }
+    fn has(&self, s: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l == s)
+    }
+}
+
+impl Application for Recording {
+    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId, req: &Request) {
+        self.push(format!("open {} {}", conn.index(), req.path));
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        if msg.as_bytes() == b"panic" {
+            panic!("deliberate test panic");
+        }
+        ctx.send(conn, msg);
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, code: u16, _: &str) {
+        self.push(format!("close {} {code}", conn.index()));
+    }
+    fn on_error(&mut self, _: &mut Context<'_>, conn: ConnId, error: &ConnError) {
+        self.push(format!("error {} {error:?}", conn.index()));
+    }
+}
+
+#[test]
+fn panic_in_callback_closes_only_that_connection_with_1011() {
+    let app = Recording::default();
+    let srv = TestServer::start(Config::default(), {
+        let app = app.clone();
+        move || app
+    });
+    let mut a = srv.client("/");
+    let mut b = srv.client("/");
+    a.echo("before");
+    b.send_text("panic");
+    b.expect_close(1011);
+    a.echo("after");
+    let mut c = srv.client("/");
+    c.echo("new connections still served");
+    wait_until("on_close for the panicking connection", || {
+        app.has("close 1 1011")
+    });
+    assert!(app.has("error 1 Panic"));
+}
+
+#[test]
+fn on_close_codes() {
+    let app = Recording::default();
+    let srv = TestServer::start(Config::default(), {
+        let app = app.clone();
+        move || app
+    });
+    let mut a = srv.client("/");
+    a.send_close(4321, "");
+    a.expect_close(4321);
+    wait_until("close 4321", || app.has("close 0 4321"));
+    let b = srv.client("/");
+    drop(b); // TCP gone without a close frame
+    wait_until("close 1006", || {
+        app.log.lock().unwrap().iter().any(|l| l.ends_with(" 1006"))
+    });
+}
+
+/// Broadcasts a counter to every open connection from a periodic timer, and
+/// stops after three ticks; a one-shot timer says "once".
+#[derive(Default)]
+struct Ticker {
+    conns: Vec<ConnId>,
+    periodic: Option<TimerId>,
+    once: Option<TimerId>,
+    ticks: u32,
+}
+
+impl Application for Ticker {
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: &Request) {
+        self.conns.push(conn);
+        if self.periodic.is_none() {
+            self.periodic = Some(ctx.add_periodic_timer(Duration::from_millis(20)));
+            self.once = Some(ctx.add_timer(Duration::from_millis(5)));
+        }
+    }
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
+    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: u16, _: &str) {
+        self.conns.retain(|c| *c != conn);
+    }
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if Some(timer) == self.once {
+            ctx.broadcast(self.conns.iter().copied(), Message::Text("once"));
+        } else if Some(timer) == self.periodic {
+            self.ticks += 1;
+            ctx.broadcast(
+                self.conns.iter().copied(),
+                Message::Text(&format!("tick {}", self.ticks)),
+            );
+            if self.ticks == 3 {
+                assert!(ctx.cancel_timer(timer));
+            }
+        }
+    }
+}
+
+#[test]
+fn timers_one_shot_periodic_and_cancel() {
+    let srv = TestServer::start(Config::default(), move || Ticker::default());
+    let mut c = srv.client("/");
+    assert_eq!(c.read_text(), "once");
+    for i in 1..=3 {
+        assert_eq!(c.read_text(), format!("tick {i}"));
+    }
+    assert_eq!(
+        c.read_timeout(Duration::from_millis(150)),
+        Read_::Timeout,
+        "cancelled timer stays quiet"
+    );
+}
+
+#[test]
+fn chat_relays_to_others_only() {
+    let srv = TestServer::start(Config::default(), move || {
+        Router::new().route("/chat", Chat::default())
+    });
+    let mut a = srv.client("/chat");
+    let mut b = srv.client("/chat");
+    let mut c = srv.client("/chat");
+    a.send_text("from a");
+    assert_eq!(b.read_text(), "from a");
+    assert_eq!(c.read_text(), "from a");
+    assert_eq!(
+        a.read_timeout(Duration::from_millis(100)),
+        Read_::Timeout,
+        "sender gets no copy"
+    );
+    c.send_close(1000, "");
+    c.expect_close(1000);
+    b.send_binary(b"bin");
+    let f = a.read_frame();
+    assert_eq!((f.opcode, f.payload.as_slice()), (2, &b"bin"[..]));
+}
+
+#[test]
+fn aggregate_children_all_see_events() {
+    let rec = Recording::default();
+    let child = rec.clone();
+    let srv = TestServer::start(Config::default(), move || {
+        Aggregate::new().with(child).with(Echo)
+    });
+    let mut c = srv.client("/x");
+    c.send_text("twice");
+    assert_eq!(c.read_text(), "twice");
+    assert_eq!(c.read_text(), "twice");
+    assert!(rec.has("open 0 /x"));
+}
+
+/// Sends 64 KiB to the first client on every tick: a client that never
+/// reads must be cut off, and the other one keeps working.
+#[derive(Default)]
+struct Firehose {
+    victim: Option<ConnId>,
+    closed: Arc<Mutex<Option<u16>>>,
+}
+
+impl Application for Firehose {
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: &Request) {
+        if self.victim.is_none() {
+            self.victim = Some(conn);
+            ctx.add_periodic_timer(Duration::from_millis(1));
+        }
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        ctx.send(conn, msg);
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, code: u16, _: &str) {
+        if Some(conn) == self.victim {
+            *self.closed.lock().unwrap() = Some(code);
+        }
+    }
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _: TimerId) {
+        if let Some(v) = self.victim {
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..4 {
+                ctx.send_binary(v, &chunk);
+            }
+        }
+    }
+}
+
+#[test]
+fn slow_consumer_is_disconnected_and_others_unaffected() {
+    let app = Firehose::default();
+    let closed = app.closed.clone();
+    let cfg = Config {
+        max_outbound: 1 << 20,
+        ..Config::default()
+    };
+    let srv = TestServer::start(cfg, move || app);
+    let victim = TcpStream::connect(srv.addr).unwrap();
+    victim.set_nodelay(true).unwrap();
+    (&victim)
+        .write_all(upgrade_request("/", &[]).as_bytes())
+        .unwrap();
+    // The victim never reads.
+    let mut healthy = srv.client("/");
+    wait_until("slow consumer dropped", || {
+        *closed.lock().unwrap() == Some(1006)
+    });
+    healthy.echo("still here");
+    drop(victim);
+}
+
+#[test]
+fn shutdown_sends_1001_to_everyone() {
+    let mut srv = TestServer::start(Config::default(), move || Echo);
+    let mut a = srv.client("/");
+    let mut b = srv.client("/");
+    a.echo("a");
+    let closer = std::thread::spawn(move || {
+        let f = b.read_frame();
+        assert_eq!(f.close_code(), Some(1001));
+        b.send_close(1001, "");
+    });
+    // `a` answers too, so the server can finish before its close timeout.
+    let started = std::time::Instant::now();
+    let stopper = std::thread::spawn(move || {
+        srv.stop();
+        started.elapsed()
+    });
+    let f = a.read_frame();
+    assert_eq!(f.close_code(), Some(1001));
+    a.send_close(1001, "");
+    closer.join().unwrap();
+    let took = stopper.join().unwrap();
+    assert!(
+        took < Duration::from_secs(4),
+        "graceful shutdown waited for the close timeout: {took:?}"
+    );
+}

@@ -1,0 +1,169 @@
+//! The `sprocket` binary: options, pid file, signals, default routes.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
+
+/// A running binary; killed on drop if a test fails midway.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("startup line");
+        if let Some(rest) = line.split("listening on ws://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    Running {
+        child,
+        addr,
+        log: rx,
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn help_lists_every_option() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for opt in [
+        "--listen",
+        "--interface",
+        "--port",
+        "--pid-file",
+        "--allowed-origin",
+        "--block",
+        "--max-message-size",
+        "--max-frame-size",
+        "--max-outbound",
+        "--ping-interval",
+        "--handshake-timeout",
+        "--close-timeout",
+        "--max-connections",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(opt), "--help lacks {opt}");
+    }
+}
+
+#[test]
+fn bad_options_give_one_line_and_exit_2() {
+    for args in [
+        &["--bogus"][..],
+        &["--port", "http"],
+        &["--max-frame-size", "-1"],
+        &["--block", "1.2.3.4/99"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("sprocket: "), "{err}");
+    }
+    let out = Command::new(BIN)
+        .args(["--listen", "203.0.113.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "unbindable address fails");
+}
+
+#[test]
+fn serves_echo_chat_health_then_sigterm_closes_1001_and_removes_pid_file() {
+    let dir = std::env::temp_dir().join(format!("sprocket-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("sprocket.pid");
+    let mut srv = spawn(&["--pid-file", pid_file.to_str().unwrap()]);
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, srv.child.id());
+
+    let resp = http_exchange(srv.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 200);
+    let mut e = Client::connect(srv.addr, "/echo", &[]);
+    e.echo("hi");
+    let mut a = Client::connect(srv.addr, "/chat", &[]);
+    let mut b = Client::connect(srv.addr, "/chat", &[]);
+    a.send_text("to b");
+    assert_eq!(b.read_text(), "to b");
+
+    signal(pid, "TERM");
+    for c in [&mut e, &mut a, &mut b] {
+        let f = c.read_frame();
+        assert_eq!(f.close_code(), Some(1001));
+        c.send_close(1001, "");
+    }
+    let status = srv.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!pid_file.exists(), "pid file removed on clean exit");
+    let log: Vec<String> = srv.log.try_iter().collect();
+    assert!(
+        log.iter().any(|l| l.contains("shutdown complete")),
+        "{log:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigint_without_clients_exits_zero() {
+    let mut srv = spawn(&[]);
+    signal(srv.child.id(), "INT");
+    assert_eq!(srv.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn limits_from_the_command_line_apply() {
+    let srv = spawn(&[
+        "--max-message-size",
+        "1K",
+        "--allowed-origin",
+        "app.example",
+    ]);
+    let mut c = Client::connect(srv.addr, "/echo", &[("Origin", "https://app.example")]);
+    c.send_binary(&[0u8; 1025]);
+    c.expect_close(1009);
+    let c = Client::try_connect(srv.addr, "/echo", &[("Origin", "https://other.example")]);
+    assert_eq!(status_of(&c.response), 403);
+}
