@@ -124,7 +124,7 @@ impl Application for Ticker {
 
 #[test]
 fn timers_one_shot_periodic_and_cancel() {
-    let srv = TestServer::start(Config::default(), move || Ticker::default());
+    let srv = TestServer::start(Config::default(), Ticker::default);
     let mut c = srv.client("/");
     assert_eq!(c.read_text(), "once");
     for i in 1..=3 {
