@@ -257,3 +257,87 @@ fn shutdown_sends_1001_to_everyone() {
         "graceful shutdown waited for the close timeout: {took:?}"
     );
 }
+
+/// Closes any connection that says "bye", with 4001.
+struct Closer(Arc<Mutex<Vec<u16>>>);
+
+impl Application for Closer {
+    fn on_open(&mut self, _: &mut Context<'_>, _: ConnId, _: &Request) {}
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        if msg.as_bytes() == b"bye" {
+            ctx.close(conn, 4001, "see you");
+            assert!(!ctx.is_open(conn));
+            assert!(
+                !ctx.send_text(conn, "after close"),
+                "no data after our close frame"
+            );
+        }
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, code: u16, _: &str) {
+        self.0.lock().unwrap().push(code);
+    }
+}
+
+#[test]
+fn server_close_then_close_timeout_drops_silent_peer() {
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let cfg = Config {
+        close_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let srv = TestServer::start(cfg, {
+        let codes = codes.clone();
+        move || Closer(codes)
+    });
+    // A polite peer answers and the close completes with its code.
+    let mut polite = srv.client("/");
+    polite.send_text("bye");
+    let f = polite.read_frame();
+    assert_eq!(
+        (f.close_code(), &f.payload[2..]),
+        (Some(4001), &b"see you"[..])
+    );
+    polite.send_close(4001, "");
+    assert_eq!(polite.read_timeout(Duration::from_secs(5)), Read_::Eof);
+    // A silent peer never answers: dropped after the close timeout.
+    let mut silent = srv.client("/");
+    silent.send_text("bye");
+    assert_eq!(silent.read_frame().close_code(), Some(4001));
+    let started = std::time::Instant::now();
+    assert_eq!(silent.read_timeout(Duration::from_secs(5)), Read_::Eof);
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "not before the timeout"
+    );
+    wait_until("both closes reported", || codes.lock().unwrap().len() == 2);
+    assert_eq!(*codes.lock().unwrap(), vec![4001, 1006]);
+}
+
+#[test]
+fn idle_connections_are_pinged_and_dead_ones_dropped() {
+    let app = Recording::default();
+    let cfg = Config {
+        ping_interval: Some(Duration::from_millis(100)),
+        ..Config::default()
+    };
+    let srv = TestServer::start(cfg, {
+        let app = app.clone();
+        move || app
+    });
+    // A live client answers pings (here: by hand) and stays.
+    let mut live = srv.client("/");
+    let mut dead = srv.client("/");
+    for _ in 0..3 {
+        let ping = live.read_frame();
+        assert_eq!(ping.opcode, 9, "idle connection gets a ping");
+        live.send_frame(0x8A, &ping.payload);
+    }
+    live.echo("still open");
+    // The dead one never answered: it is gone, with on_error + on_close(1006).
+    let first = dead.read_frame();
+    assert_eq!(first.opcode, 9);
+    assert_eq!(dead.read_timeout(Duration::from_secs(5)), Read_::Eof);
+    wait_until("ping timeout reported", || {
+        app.has("error 1 PingTimeout") && app.has("close 1 1006")
+    });
+}
