@@ -39,7 +39,7 @@ if [ -z "${SPROCKET_BIN:-}" ]; then
 fi
 [ -x "$SPROCKET_BIN" ] || die "server binary not executable: $SPROCKET_BIN"
 
-# --- 2. The testsuite (Python 2.7 only), cached in AB_DIR ----------------------
+# --- 2. The testsuite (Python 2.7 only), cached in AB_DIR --------------------
 VENV=$AB_DIR/venv-$AB_VERSION
 WSTEST=$VENV/bin/wstest
 # The marker is written last, so a half-finished install is redone.
@@ -72,15 +72,45 @@ if [ ! -f "$VENV/.installed" ]; then
     touch "$VENV/.installed"
 fi
 
-# --- 3. Start the server on a free port ---------------------------------------
+# --- 3. Spec and the list of cases it selects --------------------------------
 mkdir -p "$AB_OUT"
 AB_OUT=$(cd "$AB_OUT" && pwd)
 rm -rf "$AB_OUT/reports"
-
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+# Cases go through argv into python3, which does the JSON quoting.
+python3 - "$AB_OUT" "$PORT" "$@" >"$AB_OUT/spec.json" <<'EOF'
+import json, sys
+out, port, cases = sys.argv[1], sys.argv[2], sys.argv[3:]
+json.dump({
+    "options": {"failByDrop": False},
+    "outdir": out + "/reports",
+    "servers": [{"agent": "sprocket", "url": "ws://127.0.0.1:%s/echo" % port}],
+    "cases": cases,
+    "exclude-cases": [],
+    "exclude-agent-cases": {},
+}, sys.stdout, indent=2)
+print()
+EOF
+
+# Expand the patterns with the testsuite's own matcher, so that the checker
+# notices cases that never ran (wstest stops early if a connection fails).
+"$VENV/bin/python" - "$AB_OUT/spec.json" >"$AB_OUT/cases.json" <<'EOF'
+import json, sys
+from autobahntestsuite.caseset import CaseSet
+from autobahntestsuite.case import (CaseSetname, CaseBasename, Cases,
+                                    CaseCategories, CaseSubCategories)
+cs = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
+json.dump(cs.parseSpecCases(json.load(open(sys.argv[1]))), sys.stdout)
+EOF
+# wstest hangs forever when no case matches, so refuse that here.
+[ "$(cat "$AB_OUT/cases.json")" != "[]" ] || die "no Autobahn case matches: $*"
+
+# --- 4. Start the server -----------------------------------------------------
 SERVER_PID=
 WSTEST_PID=
-# Stop a child: TERM, up to 5 s grace, then KILL.
+# Stop a child: TERM, up to 5 s grace, then KILL. (Both run from the trap.)
+# shellcheck disable=SC2317
 stop() {
     kill -0 "$1" 2>/dev/null || return 0
     kill "$1" 2>/dev/null || true
@@ -88,6 +118,7 @@ stop() {
     kill -9 "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
 }
+# shellcheck disable=SC2317
 cleanup() {
     if [ -n "$WSTEST_PID" ]; then stop "$WSTEST_PID"; fi
     if [ -n "$SERVER_PID" ]; then stop "$SERVER_PID"; fi
@@ -111,47 +142,23 @@ until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
     sleep 0.1
 done
 
-# --- 4. Run the fuzzing client -------------------------------------------------
-# Cases go through argv into python3, which does the JSON quoting.
-python3 - "$AB_OUT" "$PORT" "$@" >"$AB_OUT/spec.json" <<'EOF'
-import json, sys
-out, port, cases = sys.argv[1], sys.argv[2], sys.argv[3:]
-json.dump({
-    "options": {"failByDrop": False},
-    "outdir": out + "/reports",
-    "servers": [{"agent": "sprocket", "url": "ws://127.0.0.1:%s/echo" % port}],
-    "cases": cases,
-    "exclude-cases": [],
-    "exclude-agent-cases": {},
-}, sys.stdout, indent=2)
-print()
-EOF
-
-# Expand the case patterns with the testsuite's own matcher, so the checker
-# notices cases that never ran (wstest stops early if a connection fails).
-"$VENV/bin/python" - "$AB_OUT/spec.json" >"$AB_OUT/cases.json" <<'EOF'
-import json, sys
-from autobahntestsuite.caseset import CaseSet
-from autobahntestsuite.case import (CaseSetname, CaseBasename, Cases,
-                                    CaseCategories, CaseSubCategories)
-cs = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
-json.dump(cs.parseSpecCases(json.load(open(sys.argv[1]))), sys.stdout)
-EOF
-
+# --- 5. Run the fuzzing client -----------------------------------------------
 log "running wstest on cases: $* (log: $AB_OUT/wstest.log)"
 # Run in the background and `wait`, so INT/TERM reach our traps at once
 # (cleanup then stops wstest too). cwd is AB_OUT to keep any stray files there.
 (cd "$AB_OUT" && exec timeout "$AB_TIMEOUT" "$WSTEST" -m fuzzingclient -s spec.json) \
     >"$AB_OUT/wstest.log" 2>&1 &
 WSTEST_PID=$!
-if ! wait "$WSTEST_PID"; then
-    WSTEST_PID=
-    tail -n 30 "$AB_OUT/wstest.log" >&2
-    die "wstest failed or timed out after ${AB_TIMEOUT}s (see $AB_OUT/wstest.log)"
-fi
+rc=0
+wait "$WSTEST_PID" || rc=$?
 WSTEST_PID=
+if [ "$rc" -ne 0 ]; then
+    tail -n 30 "$AB_OUT/wstest.log" >&2
+    [ "$rc" -ne 124 ] || die "wstest timed out after ${AB_TIMEOUT}s (AB_TIMEOUT)"
+    die "wstest failed with status $rc (see $AB_OUT/wstest.log)"
+fi
 
-# --- 5. Judge the results -----------------------------------------------------
+# --- 6. Judge the results ----------------------------------------------------
 # wstest exits 0 even when cases fail, so the checker decides.
 status=0
 python3 "$HERE/check.py" "$AB_OUT/reports" --expect "$AB_OUT/cases.json" \
