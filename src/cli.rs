@@ -19,7 +19,7 @@ pub enum Command {
 }
 
 /// Options for a server run.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Options {
     /// Reactor settings.
     pub config: Config,
@@ -29,6 +29,20 @@ pub struct Options {
     pub allowed_origins: Vec<String>,
     /// Addresses refused with 403.
     pub blocked: Vec<Cidr>,
+    /// Where the WAMP v1 broker is mounted.
+    pub wamp_path: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: Config::default(),
+            pid_file: None,
+            allowed_origins: Vec::new(),
+            blocked: Vec::new(),
+            wamp_path: "/wamp".to_owned(),
+        }
+    }
 }
 
 /// A command-line mistake, printed as one line.
@@ -53,6 +67,8 @@ USAGE:
 Serves, on one thread:
     /echo      echoes every message back to its sender
     /chat      relays every message to all other /chat clients
+    /wamp      WAMP v1 broker (subprotocol wamp): pub/sub for all, plus the
+               procedures urn:sprocket:echo and urn:sprocket:add
     /health    plain HTTP GET, answers 200 ok
 
 OPTIONS:
@@ -79,6 +95,7 @@ OPTIONS:
         --close-timeout <DURATION>  Time allowed for the close handshake, and grace period
                                     at shutdown [default: 5s]
         --max-connections <N>       Connections held at once; more get 503 [default: 10000]
+        --wamp-path <PATH>          Where to mount the WAMP v1 broker [default: /wamp]
     -h, --help                      Print this help
     -V, --version                   Print the version
 
@@ -139,6 +156,21 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 cfg.max_connections = parse_num::<usize>(&name, &value()?)?;
                 if cfg.max_connections == 0 {
                     return Err(CliError("--max-connections must be at least 1".into()));
+                }
+            }
+            "--wamp-path" => {
+                opts.wamp_path = value()?;
+                if !opts.wamp_path.starts_with('/') || opts.wamp_path.contains(['?', ' ']) {
+                    return Err(CliError(format!(
+                        "--wamp-path must be a path like /wamp: {:?}",
+                        opts.wamp_path
+                    )));
+                }
+                if ["/echo", "/chat", "/health"].contains(&opts.wamp_path.as_str()) {
+                    return Err(CliError(format!(
+                        "--wamp-path {} is taken by a built-in route",
+                        opts.wamp_path
+                    )));
                 }
             }
             other => return Err(CliError(format!("unknown option {other}"))),
@@ -272,6 +304,8 @@ mod tests {
             "2s",
             "--max-connections",
             "5",
+            "--wamp-path",
+            "/ws/pubsub",
         ])
         .unwrap();
         assert_eq!(o.config.listen, "0.0.0.0:9000".parse().unwrap());
@@ -285,6 +319,7 @@ mod tests {
         assert_eq!(o.config.handshake_timeout, Duration::from_millis(500));
         assert_eq!(o.config.close_timeout, Duration::from_secs(2));
         assert_eq!(o.config.max_connections, 5);
+        assert_eq!(o.wamp_path, "/ws/pubsub");
         let o = run(&["--interface", "0.0.0.0", "-p", "7000"]).unwrap();
         assert_eq!(o.config.listen, "0.0.0.0:7000".parse().unwrap());
     }
@@ -303,6 +338,8 @@ mod tests {
             &["--ping-interval", "5h"],
             &["--handshake-timeout", "0"],
             &["--max-connections", "0"],
+            &["--wamp-path", "wamp"],
+            &["--wamp-path", "/chat"],
         ] {
             let e = run(bad).unwrap_err();
             assert!(!e.0.contains('\n') && !e.0.is_empty(), "{bad:?}: {e}");

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod http;
 pub mod reactor;
+pub mod wamp;
 pub mod ws;
 
 pub use app::{

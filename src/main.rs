@@ -1,8 +1,9 @@
-//! The `sprocket` binary: the echo and chat apps on one reactor.
+//! The `sprocket` binary: echo, chat and a WAMP v1 broker on one reactor.
 
 use sprocket::Server;
 use sprocket::app::{Chat, Echo, IpBlocklist, OriginCheck, Router};
 use sprocket::cli::{self, Command, Options};
+use sprocket::wamp::{Broker, WampServer};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -35,7 +36,11 @@ fn serve(opts: Options) -> Result<(), String> {
     let listen = opts.config.listen;
     let router = Router::new()
         .route("/echo", Echo)
-        .route("/chat", Chat::default());
+        .route("/chat", Chat::default())
+        .route(
+            opts.wamp_path.clone(),
+            WampServer::new(Broker::new().with_demo_procedures()),
+        );
     let app = IpBlocklist::new(OriginCheck::new(router, opts.allowed_origins), opts.blocked);
     let mut server =
         Server::bind(opts.config, app).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -48,8 +53,9 @@ fn serve(opts: Options) -> Result<(), String> {
     }
     let addr = server.local_addr();
     log::info!(
-        "sprocket {} listening on ws://{addr} (/echo, /chat; GET /health)",
-        env!("CARGO_PKG_VERSION")
+        "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET /health)",
+        env!("CARGO_PKG_VERSION"),
+        opts.wamp_path
     );
     let result = server.run().map_err(|e| format!("reactor failed: {e}"));
     if let Some(path) = &opts.pid_file

@@ -138,7 +138,7 @@ fn serves_echo_chat_health_then_sigterm_closes_1001_and_removes_pid_file() {
     let status = srv.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(!pid_file.exists(), "pid file removed on clean exit");
-    let log: Vec<String> = srv.log.try_iter().collect();
+    let log: Vec<String> = srv.log.iter().collect(); // ends when stderr closes
     assert!(
         log.iter().any(|l| l.contains("shutdown complete")),
         "{log:?}"
@@ -166,4 +166,16 @@ fn limits_from_the_command_line_apply() {
     c.expect_close(1009);
     let c = Client::try_connect(srv.addr, "/echo", &[("Origin", "https://other.example")]);
     assert_eq!(status_of(&c.response), 403);
+}
+
+#[test]
+fn wamp_broker_is_mounted_where_asked() {
+    let srv = spawn(&["--wamp-path", "/pubsub"]);
+    let mut c = Client::connect(srv.addr, "/pubsub", &[("Sec-WebSocket-Protocol", "wamp")]);
+    assert_eq!(c.header("Sec-WebSocket-Protocol").as_deref(), Some("wamp"));
+    assert!(c.read_text().starts_with("[0,\""), "WELCOME first");
+    c.send_text(r#"[2,"c1","urn:sprocket:add",40,2]"#);
+    assert_eq!(c.read_text(), r#"[3,"c1",42.0]"#);
+    let other = Client::try_connect(srv.addr, "/wamp", &[("Sec-WebSocket-Protocol", "wamp")]);
+    assert_eq!(status_of(&other.response), 404);
 }

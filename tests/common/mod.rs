@@ -276,6 +276,23 @@ impl Client {
         );
     }
 
+    /// Expects the server to start a close handshake with `code`; answers
+    /// it and expects the server to close TCP.
+    pub fn answer_close(&mut self, code: u16) {
+        let f = self.read_frame();
+        assert_eq!(
+            (f.opcode, f.close_code()),
+            (8, Some(code)),
+            "expected close {code}, got {f:?}"
+        );
+        self.send_close(code, "");
+        assert_eq!(
+            self.read_timeout(Duration::from_secs(5)),
+            Read_::Eof,
+            "server should close TCP"
+        );
+    }
+
     /// Round trip on /echo-style apps.
     pub fn echo(&mut self, text: &str) {
         self.send_text(text);

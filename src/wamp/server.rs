@@ -1,0 +1,456 @@
+//! [`WampServer`]: turns a [`WampApp`] into an [`Application`] speaking WAMP
+//! v1 — sessions, CURIE prefixes, topics and their subscribers, and the
+//! answers to malformed messages. Mirrors Ratchet's `WampServer` +
+//! `TopicManager`.
+
+use super::v1::{self, DecodeError, Exclude, Incoming};
+use crate::app::{Application, ConnId, Context, Message, Request, TimerId};
+use crate::ws::close;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Error URI sent with CALLERROR for a CALL that could not be decoded.
+pub const ERROR_INVALID_CALL: &str = "urn:sprocket:error:invalid-call";
+/// Most CURIE prefixes one session may define.
+pub const MAX_PREFIXES: usize = 256;
+/// Most topics one session may subscribe to.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
+/// A call to answer, now or later (after a timer, or a backend reply).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Call {
+    /// The calling connection.
+    pub conn: ConnId,
+    /// The client's call id.
+    pub id: String,
+}
+
+/// A WAMP v1 application: the shape of Ratchet's `WampServerInterface`.
+/// URIs given to it are full URIs (CURIEs already expanded).
+pub trait WampApp {
+    /// A session opened (WELCOME already sent).
+    fn on_open(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId, req: &Request) {
+        let _ = (ctx, conn, req);
+    }
+
+    /// A session closed; it has already left all its topics.
+    fn on_close(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
+
+    /// A remote procedure call. Answer it with [`WampContext::call_result`]
+    /// or [`WampContext::call_error`], now or later.
+    fn on_call(
+        &mut self,
+        ctx: &mut WampContext<'_, '_>,
+        call: Call,
+        procedure: &str,
+        args: &[Value],
+    );
+
+    /// A session asks to subscribe; return false to refuse.
+    fn on_subscribe(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId, topic: &str) -> bool {
+        let _ = (ctx, conn, topic);
+        true
+    }
+
+    /// A session unsubscribed (it was subscribed).
+    fn on_unsubscribe(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId, topic: &str) {
+        let _ = (ctx, conn, topic);
+    }
+
+    /// A session published. `exclude` holds session ids (the publisher's
+    /// own when it sent `excludeMe = true`); an empty `eligible` means
+    /// everybody, as in Ratchet. The default broadcasts the event
+    /// accordingly, like Ratchet's `$topic->broadcast($event, $exclude, $eligible)`.
+    fn on_publish(
+        &mut self,
+        ctx: &mut WampContext<'_, '_>,
+        conn: ConnId,
+        topic: &str,
+        event: &Value,
+        exclude: &[String],
+        eligible: &[String],
+    ) {
+        let _ = conn;
+        ctx.broadcast(topic, event, exclude, eligible);
+    }
+
+    /// A timer this app created fired.
+    fn on_timer(&mut self, ctx: &mut WampContext<'_, '_>, timer: TimerId) {
+        let _ = (ctx, timer);
+    }
+}
+
+struct Session {
+    conn: ConnId,
+    id: String,
+    prefixes: HashMap<String, String>,
+    topics: Vec<String>,
+}
+
+/// Sessions and topics, shared by the server and the context it lends.
+#[derive(Default)]
+pub struct WampState {
+    /// By [`ConnId::index`].
+    sessions: Vec<Option<Session>>,
+    by_session_id: HashMap<String, ConnId>,
+    /// Subscribers of each topic, in subscription order. A topic with no
+    /// subscribers is removed.
+    topics: HashMap<String, Vec<ConnId>>,
+}
+
+impl WampState {
+    fn session(&self, conn: ConnId) -> Option<&Session> {
+        self.sessions
+            .get(conn.index())?
+            .as_ref()
+            .filter(|s| s.conn == conn)
+    }
+
+    fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+        self.sessions
+            .get_mut(conn.index())?
+            .as_mut()
+            .filter(|s| s.conn == conn)
+    }
+
+    /// Expands a CURIE with the session's prefixes (WAMP v1: the prefix's
+    /// URI followed by the rest). URIs with a scheme (`http://…`,
+    /// `urn:…` when `urn` is not a defined prefix) pass unchanged.
+    fn expand(&self, conn: ConnId, uri: &str) -> String {
+        if !uri.contains("://")
+            && let Some((prefix, rest)) = uri.split_once(':')
+            && let Some(base) = self.session(conn).and_then(|s| s.prefixes.get(prefix))
+        {
+            return format!("{base}{rest}");
+        }
+        uri.to_owned()
+    }
+
+    fn unsubscribe(&mut self, conn: ConnId, topic: &str) -> bool {
+        let Some(subs) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let Some(pos) = subs.iter().position(|c| *c == conn) else {
+            return false;
+        };
+        subs.remove(pos);
+        if subs.is_empty() {
+            self.topics.remove(topic);
+        }
+        if let Some(s) = self.session_mut(conn) {
+            s.topics.retain(|t| t != topic);
+        }
+        true
+    }
+}
+
+/// What WAMP callbacks act through: the plain [`Context`] plus sessions
+/// and topics.
+pub struct WampContext<'c, 'a> {
+    ctx: &'c mut Context<'a>,
+    state: &'c mut WampState,
+}
+
+impl<'c, 'a> WampContext<'c, 'a> {
+    /// Answers a call with its result.
+    pub fn call_result(&mut self, call: &Call, result: &Value) -> bool {
+        self.ctx
+            .send_text(call.conn, &v1::call_result(&call.id, result))
+    }
+
+    /// Answers a call with an error URI, a description and optional details.
+    pub fn call_error(
+        &mut self,
+        call: &Call,
+        error_uri: &str,
+        desc: &str,
+        details: Option<&Value>,
+    ) -> bool {
+        self.ctx.send_text(
+            call.conn,
+            &v1::call_error(&call.id, error_uri, desc, details),
+        )
+    }
+
+    /// Sends EVENT to the subscribers of `topic`, skipping the session ids
+    /// in `exclude` and, unless `eligible` is empty, those not in it. The
+    /// EVENT is encoded once. Returns how many got it.
+    pub fn broadcast(
+        &mut self,
+        topic: &str,
+        event: &Value,
+        exclude: &[String],
+        eligible: &[String],
+    ) -> usize {
+        let Some(subs) = self.state.topics.get(topic) else {
+            return 0;
+        };
+        let lookup = |ids: &[String]| -> Vec<ConnId> {
+            ids.iter()
+                .filter_map(|id| self.state.by_session_id.get(id).copied())
+                .collect()
+        };
+        let (excluded, eligible_conns) = (lookup(exclude), lookup(eligible));
+        let everyone = eligible.is_empty();
+        let text = v1::event(topic, event);
+        let targets = subs
+            .iter()
+            .copied()
+            .filter(|c| !excluded.contains(c) && (everyone || eligible_conns.contains(c)));
+        self.ctx.broadcast(targets, Message::Text(&text))
+    }
+
+    /// Sends EVENT to every subscriber of `topic` (server-side push).
+    pub fn publish(&mut self, topic: &str, event: &Value) -> usize {
+        self.broadcast(topic, event, &[], &[])
+    }
+
+    /// Sends EVENT for `topic` to one session, subscribed or not.
+    pub fn event(&mut self, conn: ConnId, topic: &str, event: &Value) -> bool {
+        self.ctx.send_text(conn, &v1::event(topic, event))
+    }
+
+    /// The WAMP session id of a connection.
+    pub fn session_id(&self, conn: ConnId) -> Option<&str> {
+        self.state.session(conn).map(|s| s.id.as_str())
+    }
+
+    /// The connection of a WAMP session id.
+    pub fn conn_of(&self, session_id: &str) -> Option<ConnId> {
+        self.state.by_session_id.get(session_id).copied()
+    }
+
+    /// Subscribers of a topic, in subscription order.
+    pub fn subscribers(&self, topic: &str) -> &[ConnId] {
+        self.state.topics.get(topic).map_or(&[], Vec::as_slice)
+    }
+
+    /// Topics with at least one subscriber.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.state.topics.keys().map(String::as_str)
+    }
+
+    /// Closes a session's connection.
+    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        self.ctx.close(conn, code, reason)
+    }
+
+    /// See [`Context::add_timer`].
+    pub fn add_timer(&mut self, delay: Duration) -> TimerId {
+        self.ctx.add_timer(delay)
+    }
+
+    /// See [`Context::add_periodic_timer`].
+    pub fn add_periodic_timer(&mut self, interval: Duration) -> TimerId {
+        self.ctx.add_periodic_timer(interval)
+    }
+
+    /// See [`Context::cancel_timer`].
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.ctx.cancel_timer(timer)
+    }
+
+    /// The reactor's current time.
+    pub fn now(&self) -> Instant {
+        self.ctx.now()
+    }
+
+    /// The underlying plain context, e.g. to send raw text.
+    pub fn raw(&mut self) -> &mut Context<'a> {
+        self.ctx
+    }
+}
+
+/// Serves a [`WampApp`] over the `wamp` subprotocol.
+pub struct WampServer<A> {
+    app: A,
+    state: WampState,
+    ident: String,
+}
+
+impl<A: WampApp> WampServer<A> {
+    /// Wraps `app`; WELCOME names the server `sprocket/<version>`.
+    pub fn new(app: A) -> Self {
+        WampServer {
+            app,
+            state: WampState::default(),
+            ident: format!("sprocket/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// The wrapped app.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    fn split(&mut self, ctx: &mut Context<'_>, f: impl FnOnce(&mut A, &mut WampContext<'_, '_>)) {
+        let mut wctx = WampContext {
+            ctx,
+            state: &mut self.state,
+        };
+        f(&mut self.app, &mut wctx);
+    }
+
+    fn protocol_error(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
+        log::info!("{conn}: WAMP protocol error, closing with {code}: {reason}");
+        ctx.close(conn, code, reason);
+    }
+
+    fn handle(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Incoming) {
+        match msg {
+            Incoming::Prefix { prefix, uri } => {
+                let Some(session) = self.state.session_mut(conn) else {
+                    return;
+                };
+                if session.prefixes.len() >= MAX_PREFIXES && !session.prefixes.contains_key(&prefix)
+                {
+                    return self.protocol_error(ctx, conn, close::POLICY, "too many prefixes");
+                }
+                session.prefixes.insert(prefix, uri);
+            }
+            Incoming::Call {
+                call_id,
+                proc_uri,
+                args,
+            } => {
+                let procedure = self.state.expand(conn, &proc_uri);
+                let call = Call { conn, id: call_id };
+                self.split(ctx, |app, w| app.on_call(w, call, &procedure, &args));
+            }
+            Incoming::Subscribe { topic } => {
+                let topic = self.state.expand(conn, &topic);
+                let Some(session) = self.state.session(conn) else {
+                    return;
+                };
+                if session.topics.contains(&topic) {
+                    return;
+                }
+                if session.topics.len() >= MAX_SUBSCRIPTIONS {
+                    return self.protocol_error(ctx, conn, close::POLICY, "too many subscriptions");
+                }
+                let mut allowed = false;
+                self.split(ctx, |app, w| allowed = app.on_subscribe(w, conn, &topic));
+                if !allowed {
+                    log::debug!("{conn}: subscription to {topic} refused by the application");
+                    return;
+                }
+                if let Some(session) = self.state.session_mut(conn) {
+                    session.topics.push(topic.clone());
+                    self.state.topics.entry(topic).or_default().push(conn);
+                }
+            }
+            Incoming::Unsubscribe { topic } => {
+                let topic = self.state.expand(conn, &topic);
+                if self.state.unsubscribe(conn, &topic) {
+                    self.split(ctx, |app, w| app.on_unsubscribe(w, conn, &topic));
+                }
+            }
+            Incoming::Publish {
+                topic,
+                event,
+                exclude,
+            } => {
+                let topic = self.state.expand(conn, &topic);
+                let (exclude, eligible) = match exclude {
+                    Exclude::Nobody => (Vec::new(), Vec::new()),
+                    Exclude::Me => (
+                        self.state
+                            .session(conn)
+                            .map(|s| vec![s.id.clone()])
+                            .unwrap_or_default(),
+                        Vec::new(),
+                    ),
+                    Exclude::Lists { exclude, eligible } => (exclude, eligible.unwrap_or_default()),
+                };
+                self.split(ctx, |app, w| {
+                    app.on_publish(w, conn, &topic, &event, &exclude, &eligible)
+                });
+            }
+        }
+    }
+}
+
+/// 128 random bits as hex, from the OS: not guessable by other clients.
+fn new_session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl<A: WampApp> Application for WampServer<A> {
+    fn protocols(&self) -> &[&str] {
+        &["wamp"]
+    }
+
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
+        let Some(id) = new_session_id() else {
+            log::error!("{conn}: no randomness for a WAMP session id");
+            return ctx.close(conn, close::INTERNAL_ERROR, "internal error");
+        };
+        ctx.send_text(conn, &v1::welcome(&id, &self.ident));
+        if self.state.sessions.len() <= conn.index() {
+            self.state.sessions.resize_with(conn.index() + 1, || None);
+        }
+        self.state.by_session_id.insert(id.clone(), conn);
+        self.state.sessions[conn.index()] = Some(Session {
+            conn,
+            id,
+            prefixes: HashMap::new(),
+            topics: Vec::new(),
+        });
+        self.split(ctx, |app, w| app.on_open(w, conn, req));
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        let Message::Text(text) = msg else {
+            return self.protocol_error(
+                ctx,
+                conn,
+                close::UNSUPPORTED_DATA,
+                "WAMP v1 messages are JSON text",
+            );
+        };
+        match v1::decode(text) {
+            Ok(incoming) => self.handle(ctx, conn, incoming),
+            Err(DecodeError::BadCall { call_id, reason }) => {
+                ctx.send_text(
+                    conn,
+                    &v1::call_error(&call_id, ERROR_INVALID_CALL, reason, None),
+                );
+            }
+            Err(e) => self.protocol_error(ctx, conn, close::INVALID_PAYLOAD, &e.to_string()),
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+        let Some(session) = self
+            .state
+            .sessions
+            .get_mut(conn.index())
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        if session.conn != conn {
+            self.state.sessions[conn.index()] = Some(session);
+            return;
+        }
+        self.state.by_session_id.remove(&session.id);
+        for topic in &session.topics {
+            if let Some(subs) = self.state.topics.get_mut(topic) {
+                subs.retain(|c| *c != conn);
+                if subs.is_empty() {
+                    self.state.topics.remove(topic);
+                }
+            }
+        }
+        self.split(ctx, |app, w| app.on_close(w, conn));
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        self.split(ctx, |app, w| app.on_timer(w, timer));
+    }
+}
