@@ -201,3 +201,22 @@ fn connection_limit_answers_503() {
     a.echo("a");
     b.echo("b");
 }
+
+#[test]
+fn pages_are_served_to_plain_gets() {
+    use sprocket::app::Page;
+    let srv = TestServer::start(Config::default(), || {
+        Router::new()
+            .page(
+                "/",
+                Page::ok("text/html; charset=utf-8", &b"<h1>demo</h1>"[..]),
+            )
+            .route("/echo", Echo)
+    });
+    let resp = http_exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert!(resp.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert!(resp.ends_with("\r\n\r\n<h1>demo</h1>"));
+    let resp = http_exchange(srv.addr, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 426);
+}

@@ -1,7 +1,8 @@
 //! Refuses handshakes from blocked addresses, like Ratchet's `IpBlackList`.
 
 use super::{
-    Application, ConnError, ConnId, Context, Message, Reject, Request, TimerId, delegate_events,
+    Application, ConnError, ConnId, Context, Message, Page, Reject, Request, TimerId,
+    delegate_events,
 };
 use std::fmt;
 use std::net::IpAddr;

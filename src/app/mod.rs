@@ -19,7 +19,7 @@ pub use context::{Context, Sink};
 pub use origin::OriginCheck;
 pub use router::{Aggregate, Router};
 
-pub use crate::http::{Reject, Request};
+pub use crate::http::{Page, Reject, Request};
 use std::fmt;
 
 /// Identifies a connection for its whole life. The generation makes sure a
@@ -131,6 +131,13 @@ pub trait Application {
         Ok(negotiate(self.protocols(), &req.offered_protocols))
     }
 
+    /// A plain HTTP GET (no WebSocket upgrade) for this app's path: return a
+    /// page to serve it, or `None` (the default) for `426 Upgrade Required`.
+    fn http(&mut self, req: &Request) -> Option<Page> {
+        let _ = req;
+        None
+    }
+
     /// A connection is open; `req` is its handshake request.
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request);
 
@@ -167,6 +174,9 @@ impl<A: Application + ?Sized> Application for Box<A> {
     fn accept(&mut self, req: &Request) -> Result<Option<String>, Reject> {
         (**self).accept(req)
     }
+    fn http(&mut self, req: &Request) -> Option<Page> {
+        (**self).http(req)
+    }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         (**self).on_open(ctx, conn, req)
     }
@@ -190,6 +200,9 @@ macro_rules! delegate_events {
     ($inner:ident) => {
         fn protocols(&self) -> &[&str] {
             self.$inner.protocols()
+        }
+        fn http(&mut self, req: &Request) -> Option<Page> {
+            self.$inner.http(req)
         }
         fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
             self.$inner.on_open(ctx, conn, req)

@@ -2,7 +2,8 @@
 //! WebSocket hijacking protection), like Ratchet's `OriginCheck`.
 
 use super::{
-    Application, ConnError, ConnId, Context, Message, Reject, Request, TimerId, delegate_events,
+    Application, ConnError, ConnId, Context, Message, Page, Reject, Request, TimerId,
+    delegate_events,
 };
 
 /// Wraps an app; a handshake whose `Origin` is not allowed gets 403.

@@ -2,7 +2,7 @@
 //! children; [`Router`] gives each connection to the child mounted at its
 //! path (Ratchet's `App::route`).
 
-use super::{Application, ConnError, ConnId, Context, Message, Reject, Request, TimerId};
+use super::{Application, ConnError, ConnId, Context, Message, Page, Reject, Request, TimerId};
 
 /// Sends every event to each child in turn (the seeds' `AggregateApplication`):
 /// e.g. a logger, a presence tracker and the real app side by side.
@@ -69,6 +69,7 @@ const NO_ROUTE: u32 = u32::MAX;
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(String, Box<dyn Application>)>,
+    pages: Vec<(String, Page)>,
     /// Route of each open connection, indexed by [`ConnId::index`].
     by_conn: Vec<u32>,
 }
@@ -82,6 +83,13 @@ impl Router {
     /// Mounts `app` at exactly `path` (e.g. `/chat`).
     pub fn route(mut self, path: impl Into<String>, app: impl Application + 'static) -> Self {
         self.routes.push((path.into(), Box::new(app)));
+        self
+    }
+
+    /// Serves `page` to plain HTTP GETs of exactly `path` (e.g. a demo
+    /// page at `/`).
+    pub fn page(mut self, path: impl Into<String>, page: Page) -> Self {
+        self.pages.push((path.into(), page));
         self
     }
 
@@ -101,6 +109,13 @@ impl Router {
 }
 
 impl Application for Router {
+    fn http(&mut self, req: &Request) -> Option<Page> {
+        if let Some((_, page)) = self.pages.iter().find(|(p, _)| *p == req.path) {
+            return Some(page.clone());
+        }
+        let route = self.find(&req.path)?;
+        self.routes[route].1.http(req)
+    }
     fn accept(&mut self, req: &Request) -> Result<Option<String>, Reject> {
         match self.find(&req.path) {
             Some(i) => self.routes[i].1.accept(req),

@@ -7,7 +7,7 @@ pub mod response;
 pub mod upgrade;
 
 pub use head::{Head, HeadError, HeadLimits, HeadScanner};
-pub use response::Reject;
+pub use response::{Page, Reject};
 pub use upgrade::Upgrade;
 
 use std::net::SocketAddr;

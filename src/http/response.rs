@@ -38,6 +38,43 @@ impl Reject {
     }
 }
 
+/// A plain HTTP answer an application gives to a non-WebSocket GET (a
+/// page, a small JSON document).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` value.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+impl Page {
+    /// A `200 OK` page.
+    pub fn ok(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Page {
+            status: 200,
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    /// Appends the response bytes to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+            self.status,
+            status_text(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        out.extend_from_slice(&self.body);
+    }
+}
+
 /// Standard reason phrase for the statuses sprocket sends.
 pub fn status_text(status: u16) -> &'static str {
     match status {

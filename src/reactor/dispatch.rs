@@ -6,7 +6,7 @@
 
 use super::core::{Core, Phase};
 use crate::app::{Application, ConnError, Context, Message};
-use crate::http::{Reject, Request, Upgrade, head, response, upgrade};
+use crate::http::{Page, Reject, Request, Upgrade, head, response, upgrade};
 use crate::ws::{self, Decoded, Frame, OpCode, close};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -124,6 +124,20 @@ fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: 
     if req.path == "/health" {
         let mut out = Vec::new();
         response::write_plain(&mut out, 200, &[], "ok\n");
+        finish_http(core, key, &out);
+        return;
+    }
+    let page = catch_unwind(AssertUnwindSafe(|| app.http(&req))).unwrap_or_else(|_| {
+        log::error!("application panicked serving {}", req.path);
+        Some(Page {
+            status: 500,
+            content_type: "text/plain; charset=utf-8",
+            body: (&b"internal error\n"[..]).into(),
+        })
+    });
+    if let Some(page) = page {
+        let mut out = Vec::with_capacity(page.body.len() + 160);
+        page.write_to(&mut out);
         finish_http(core, key, &out);
         return;
     }
