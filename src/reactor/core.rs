@@ -9,6 +9,7 @@ use super::timers::Timers;
 use crate::app::{ConnError, ConnId, Message, Sink, TimerId};
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
+use crate::metrics::Metrics;
 use crate::ws::{Decoder, Limits, OpCode, close, frame};
 use mio::net::TcpStream;
 use slab::Slab;
@@ -108,6 +109,7 @@ pub(crate) struct Core {
     pub cfg: Config,
     pub ws_limits: Limits,
     pub head_limits: HeadLimits,
+    pub metrics: Metrics,
 }
 
 impl Core {
@@ -123,7 +125,21 @@ impl Core {
             now: Instant::now(),
             ws_limits: cfg.ws_limits(),
             head_limits: cfg.head_limits(),
+            metrics: Metrics::default(),
             cfg,
+        }
+    }
+
+    /// Gauges for `/metrics`.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        crate::metrics::Gauges {
+            connections: self.conns.len(),
+            websockets: self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.phase == Phase::Open)
+                .count(),
+            timers: self.timers.len(),
         }
     }
 
@@ -194,6 +210,13 @@ impl Core {
         conn.out.clear();
         conn.out_pos = 0;
         self.doomed.push((key, why));
+        let m = &mut self.metrics;
+        match why {
+            ConnError::SlowConsumer => m.slow_consumers += 1,
+            ConnError::PingTimeout => m.ping_timeouts += 1,
+            ConnError::CloseTimeout => m.close_timeouts += 1,
+            ConnError::Protocol(_) | ConnError::Panic => {}
+        }
     }
 
     /// Appends an app message frame, cutting the connection off instead if
@@ -239,7 +262,12 @@ impl Sink for Core {
         };
         let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
         let n = message_header(&msg, &mut hdr);
-        self.queue_app(key, &[&hdr[..n], msg.as_bytes()])
+        let sent = self.queue_app(key, &[&hdr[..n], msg.as_bytes()]);
+        if sent {
+            self.metrics.messages_out += 1;
+            self.metrics.message_bytes_out += msg.as_bytes().len() as u64;
+        }
+        sent
     }
 
     fn send_many(&mut self, conns: &mut dyn Iterator<Item = ConnId>, msg: Message<'_>) -> usize {
@@ -258,6 +286,8 @@ impl Sink for Core {
         if encoded.capacity() <= 64 * 1024 {
             self.scratch = encoded;
         }
+        self.metrics.messages_out += sent as u64;
+        self.metrics.message_bytes_out += (sent * msg.as_bytes().len()) as u64;
         sent
     }
 

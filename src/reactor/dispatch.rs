@@ -7,6 +7,7 @@
 use super::core::{Core, Phase};
 use crate::app::{Application, ConnError, Context, Message};
 use crate::http::{Page, Reject, Request, Upgrade, head, response, upgrade};
+use crate::metrics::Metrics;
 use crate::ws::{self, Decoded, Frame, OpCode, close};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -18,7 +19,8 @@ pub(crate) fn call<A: Application>(
     f: impl FnOnce(&mut A, &mut Context<'_>),
 ) -> bool {
     let mut ctx = Context::new(core);
-    match catch_unwind(AssertUnwindSafe(|| f(app, &mut ctx))) {
+    let result = catch_unwind(AssertUnwindSafe(|| f(app, &mut ctx)));
+    match result {
         Ok(()) => true,
         Err(payload) => {
             let text = payload
@@ -27,6 +29,7 @@ pub(crate) fn call<A: Application>(
                 .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("(non-string panic)");
             log::error!("application panicked in {what}: {text}");
+            core.metrics.panics += 1;
             false
         }
     }
@@ -121,11 +124,23 @@ fn handshake<A: Application>(core: &mut Core, app: &mut A, key: usize, buf: &mut
 /// Answers a plain HTTP GET: `/health`, or a hint that this is a WebSocket
 /// endpoint (426), or the app's refusal (e.g. 404 for an unknown path).
 fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: Request) {
-    if req.path == "/health" {
-        let mut out = Vec::new();
-        response::write_plain(&mut out, 200, &[], "ok\n");
-        finish_http(core, key, &out);
-        return;
+    match req.path.as_str() {
+        "/health" => {
+            let mut out = Vec::new();
+            response::write_plain(&mut out, 200, &[], "ok\n");
+            return finish_http(core, key, 200, &out);
+        }
+        "/metrics" => {
+            let text = core.metrics.render(core.gauges());
+            let page = Page::ok(
+                "text/plain; version=0.0.4; charset=utf-8",
+                text.into_bytes(),
+            );
+            let mut out = Vec::with_capacity(page.body.len() + 160);
+            page.write_to(&mut out);
+            return finish_http(core, key, 200, &out);
+        }
+        _ => {}
     }
     let page = catch_unwind(AssertUnwindSafe(|| app.http(&req))).unwrap_or_else(|_| {
         log::error!("application panicked serving {}", req.path);
@@ -138,8 +153,7 @@ fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: 
     if let Some(page) = page {
         let mut out = Vec::with_capacity(page.body.len() + 160);
         page.write_to(&mut out);
-        finish_http(core, key, &out);
-        return;
+        return finish_http(core, key, page.status, &out);
     }
     let reject = match accept(app, &req) {
         Err(r) => r,
@@ -176,6 +190,7 @@ fn open<A: Application>(
     let conn = &mut core.conns[key];
     conn.set_phase(Phase::Open, now);
     conn.app_open = true;
+    core.metrics.handshakes_ok += 1;
     let id = conn.id;
     log::debug!("{id} {} open at {}", conn.peer, req.path);
     if !call(core, app, "on_open", |a, ctx| a.on_open(ctx, id, &req)) {
@@ -202,10 +217,11 @@ fn refuse(core: &mut Core, key: usize, reject: &Reject) {
     );
     let mut out = Vec::new();
     reject.write_to(&mut out);
-    finish_http(core, key, &out);
+    finish_http(core, key, reject.status, &out);
 }
 
-fn finish_http(core: &mut Core, key: usize, response: &[u8]) {
+fn finish_http(core: &mut Core, key: usize, status: u16, response: &[u8]) {
+    Metrics::bump(&mut core.metrics.http_responses, status);
     core.push_out(key, response);
     let now = core.now;
     core.conns[key].set_phase(Phase::Closed, now);
@@ -269,6 +285,8 @@ fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Messag
         return; // §7.1.4: data after our close frame is discarded
     }
     let id = conn.id;
+    core.metrics.messages_in += 1;
+    core.metrics.message_bytes_in += msg.as_bytes().len() as u64;
     if !call(core, app, "on_message", |a, ctx| a.on_message(ctx, id, msg)) {
         fail(
             core,
@@ -343,6 +361,7 @@ pub(crate) fn notify_close<A: Application>(
     }
     conn.app_open = false;
     let id = conn.id;
+    Metrics::bump(&mut core.metrics.closes, code);
     log::debug!("{id} {} closed with {code}", conn.peer);
     call(core, app, "on_close", |a, ctx| {
         a.on_close(ctx, id, code, reason)

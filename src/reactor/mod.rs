@@ -16,6 +16,7 @@ use self::core::{Conn, Core, Phase};
 use crate::app::{Application, ConnError, ConnId};
 use crate::config::Config;
 use crate::http::response;
+use crate::metrics::Metrics;
 use crate::ws::close;
 use dispatch::{call, feed, notify_close};
 use mio::net::{TcpListener, TcpStream};
@@ -135,6 +136,11 @@ impl<A: Application> Server<A> {
         &self.app
     }
 
+    /// The counters behind `GET /metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.core.metrics
+    }
+
     /// Connections currently held (any phase).
     pub fn connection_count(&self) -> usize {
         self.core.conns.len()
@@ -235,10 +241,14 @@ impl<A: Application> Server<A> {
                 return;
             };
             match listener.accept() {
-                Ok((sock, peer)) => self.admit(sock, peer),
+                Ok((sock, peer)) => {
+                    self.core.metrics.connections_accepted += 1;
+                    self.admit(sock, peer)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    self.core.metrics.accept_errors += 1;
                     // EMFILE, ENFILE, ENOBUFS...: the pending client stays in
                     // the backlog; try again shortly instead of spinning.
                     let now = self.core.now;
@@ -264,6 +274,7 @@ impl<A: Application> Server<A> {
                 "{peer} refused: connection limit {} reached",
                 self.core.cfg.max_connections
             );
+            self.core.metrics.connections_over_limit += 1;
             let mut out = Vec::new();
             response::write_plain(
                 &mut out,
@@ -317,6 +328,7 @@ impl<A: Application> Server<A> {
             };
             conn.last_heard = self.core.now;
             conn.ping_outstanding = false;
+            self.core.metrics.socket_bytes_read += n as u64;
             if own {
                 conn.input.filled(n);
                 let mut input = std::mem::take(&mut conn.input);
@@ -345,7 +357,10 @@ impl<A: Application> Server<A> {
         while conn.out_pos < conn.out.len() {
             match conn.sock.write(&conn.out[conn.out_pos..]) {
                 Ok(0) => return self.gone(key, "write returned 0"),
-                Ok(n) => conn.out_pos += n,
+                Ok(n) => {
+                    conn.out_pos += n;
+                    self.core.metrics.socket_bytes_written += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.gone(key, &e.to_string()),
@@ -436,6 +451,7 @@ impl<A: Application> Server<A> {
 
     fn fire_timers(&mut self) {
         while let Some(timer) = self.core.timers.pop_due(self.core.now) {
+            self.core.metrics.timers_fired += 1;
             if !call(&mut self.core, &mut self.app, "on_timer", |a, ctx| {
                 a.on_timer(ctx, timer)
             }) {
@@ -481,6 +497,8 @@ impl<A: Application> Server<A> {
             match action {
                 Sweep::HandshakeTimeout => {
                     log::info!("{}: handshake timeout", self.core.conns[key].peer);
+                    self.core.metrics.handshake_timeouts += 1;
+                    Metrics::bump(&mut self.core.metrics.http_responses, 408);
                     let mut out = Vec::new();
                     response::write_plain(&mut out, 408, &[], "handshake timeout\n");
                     self.core.push_out(key, &out);

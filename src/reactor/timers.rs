@@ -62,7 +62,6 @@ impl Timers {
         None
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.live.len()
     }

@@ -1,0 +1,244 @@
+//! Counters behind `GET /metrics`, rendered in the Prometheus text format.
+//! Plain integers owned by the reactor: no atomics, no globals.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// What the server counts. Every field is a monotonic counter unless its
+/// doc says gauge.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// TCP connections accepted.
+    pub connections_accepted: u64,
+    /// Connections refused at accept because of the connection limit.
+    pub connections_over_limit: u64,
+    /// `accept` failures (EMFILE and the like).
+    pub accept_errors: u64,
+    /// Opening handshakes that ended in 101.
+    pub handshakes_ok: u64,
+    /// HTTP answers other than 101, by status (refusals, pages, health).
+    pub http_responses: BTreeMap<u16, u64>,
+    /// Complete messages received.
+    pub messages_in: u64,
+    /// Payload bytes of messages received.
+    pub message_bytes_in: u64,
+    /// Messages queued to clients (a broadcast counts once per recipient).
+    pub messages_out: u64,
+    /// Payload bytes of messages queued to clients.
+    pub message_bytes_out: u64,
+    /// Bytes read from sockets.
+    pub socket_bytes_read: u64,
+    /// Bytes written to sockets.
+    pub socket_bytes_written: u64,
+    /// Connections the app saw close, by the code reported to `on_close`.
+    pub closes: BTreeMap<u16, u64>,
+    /// Connections cut off as slow consumers.
+    pub slow_consumers: u64,
+    /// Connections dropped because no pong came.
+    pub ping_timeouts: u64,
+    /// Connections dropped because the close handshake timed out.
+    pub close_timeouts: u64,
+    /// Opening handshakes that timed out.
+    pub handshake_timeouts: u64,
+    /// Application callbacks that panicked (contained).
+    pub panics: u64,
+    /// Timer callbacks run.
+    pub timers_fired: u64,
+}
+
+/// Gauges read at render time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Connections held, any phase.
+    pub connections: usize,
+    /// Connections open as WebSockets.
+    pub websockets: usize,
+    /// Pending application timers.
+    pub timers: usize,
+}
+
+impl Metrics {
+    /// Counts one more under `key`.
+    pub fn bump(map: &mut BTreeMap<u16, u64>, key: u16) {
+        *map.entry(key).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of everything.
+    pub fn render(&self, gauges: Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP sprocket_{name} {help}\n# TYPE sprocket_{name} {kind}\nsprocket_{name} {value}"
+            );
+        };
+        one(
+            "connections",
+            "gauge",
+            "Connections held, in any phase.",
+            gauges.connections as u64,
+        );
+        one(
+            "websockets_open",
+            "gauge",
+            "Connections open as WebSockets.",
+            gauges.websockets as u64,
+        );
+        one(
+            "timers",
+            "gauge",
+            "Pending application timers.",
+            gauges.timers as u64,
+        );
+        one(
+            "connections_accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            self.connections_accepted,
+        );
+        one(
+            "connections_over_limit_total",
+            "counter",
+            "Connections refused with 503 at the connection limit.",
+            self.connections_over_limit,
+        );
+        one(
+            "accept_errors_total",
+            "counter",
+            "Failed accept calls (e.g. EMFILE).",
+            self.accept_errors,
+        );
+        one(
+            "handshakes_total",
+            "counter",
+            "Opening handshakes answered with 101.",
+            self.handshakes_ok,
+        );
+        one(
+            "messages_received_total",
+            "counter",
+            "Complete messages received.",
+            self.messages_in,
+        );
+        one(
+            "message_bytes_received_total",
+            "counter",
+            "Payload bytes of messages received.",
+            self.message_bytes_in,
+        );
+        one(
+            "messages_sent_total",
+            "counter",
+            "Messages queued to clients (per recipient).",
+            self.messages_out,
+        );
+        one(
+            "message_bytes_sent_total",
+            "counter",
+            "Payload bytes of messages queued to clients.",
+            self.message_bytes_out,
+        );
+        one(
+            "socket_bytes_read_total",
+            "counter",
+            "Bytes read from client sockets.",
+            self.socket_bytes_read,
+        );
+        one(
+            "socket_bytes_written_total",
+            "counter",
+            "Bytes written to client sockets.",
+            self.socket_bytes_written,
+        );
+        one(
+            "slow_consumers_total",
+            "counter",
+            "Connections cut off for exceeding the outbound buffer limit.",
+            self.slow_consumers,
+        );
+        one(
+            "ping_timeouts_total",
+            "counter",
+            "Connections dropped because no pong came.",
+            self.ping_timeouts,
+        );
+        one(
+            "close_timeouts_total",
+            "counter",
+            "Connections dropped because the close handshake timed out.",
+            self.close_timeouts,
+        );
+        one(
+            "handshake_timeouts_total",
+            "counter",
+            "Opening handshakes that timed out.",
+            self.handshake_timeouts,
+        );
+        one(
+            "panics_total",
+            "counter",
+            "Application callbacks that panicked (contained).",
+            self.panics,
+        );
+        one(
+            "timers_fired_total",
+            "counter",
+            "Timer callbacks run.",
+            self.timers_fired,
+        );
+        let mut labelled = |name: &str, help: &str, label: &str, map: &BTreeMap<u16, u64>| {
+            let _ = writeln!(
+                out,
+                "# HELP sprocket_{name} {help}\n# TYPE sprocket_{name} counter"
+            );
+            for (k, v) in map {
+                let _ = writeln!(out, "sprocket_{name}{{{label}=\"{k}\"}} {v}");
+            }
+        };
+        labelled(
+            "http_responses_total",
+            "Plain HTTP answers (refusals, pages, health) by status.",
+            "status",
+            &self.http_responses,
+        );
+        labelled(
+            "closes_total",
+            "Closed WebSocket connections by close code.",
+            "code",
+            &self.closes,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let mut m = Metrics {
+            messages_in: 7,
+            ..Metrics::default()
+        };
+        Metrics::bump(&mut m.closes, 1000);
+        Metrics::bump(&mut m.closes, 1000);
+        Metrics::bump(&mut m.http_responses, 404);
+        let text = m.render(Gauges {
+            connections: 3,
+            websockets: 2,
+            timers: 1,
+        });
+        assert!(text.contains(
+            "# TYPE sprocket_messages_received_total counter\nsprocket_messages_received_total 7\n"
+        ));
+        assert!(text.contains("sprocket_closes_total{code=\"1000\"} 2\n"));
+        assert!(text.contains("sprocket_http_responses_total{status=\"404\"} 1\n"));
+        assert!(text.contains("sprocket_websockets_open 2\n"));
+        // Every sample line is `name{labels} value` with a numeric value.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<u64>().unwrap();
+        }
+    }
+}
