@@ -95,6 +95,11 @@ OPTIONS:
         --close-timeout <DURATION>  Time allowed for the close handshake, and grace period
                                     at shutdown [default: 5s]
         --max-connections <N>       Connections held at once; more get 503 [default: 10000]
+        --max-connections-per-ip <N>
+                                    Connections from one address; more get 429; 0 means
+                                    no limit (keep 0 behind a proxy) [default: 0]
+        --tcp-keepalive <DURATION>  Idle time before TCP keepalive probes; 0 disables
+                                    [default: 60s]
         --wamp-path <PATH>          Where to mount the WAMP v1 broker [default: /wamp]
     -h, --help                      Print this help
     -V, --version                   Print the version
@@ -103,7 +108,9 @@ SIZE is bytes with an optional K, M or G suffix (powers of 1024).
 DURATION is a number with ms, s or m (seconds if no unit).
 
 Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level
-[default: info]. SIGINT or SIGTERM closes every connection with 1001 and exits 0.
+[default: info]. SIGINT or SIGTERM closes every connection with 1001 and exits 0; SIGHUP is
+logged and ignored (nothing is reloaded). At start the open-files limit is raised
+to its hard limit, and logged.
 ";
 
 /// Parses the arguments after the program name.
@@ -157,6 +164,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 if cfg.max_connections == 0 {
                     return Err(CliError("--max-connections must be at least 1".into()));
                 }
+            }
+            "--max-connections-per-ip" => {
+                cfg.max_connections_per_ip = parse_num::<usize>(&name, &value()?)?
+            }
+            "--tcp-keepalive" => {
+                let d = parse_duration(&name, &value()?)?;
+                cfg.tcp_keepalive = (!d.is_zero()).then_some(d);
             }
             "--wamp-path" => {
                 opts.wamp_path = value()?;

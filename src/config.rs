@@ -30,6 +30,12 @@ pub struct Config {
     /// Open connections (including ones in their handshake); further
     /// clients get `503 Service Unavailable`.
     pub max_connections: usize,
+    /// Connections from one IP address; more get `429`. 0: no limit (keep
+    /// it so behind a proxy, where every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Idle time before TCP keepalive probes start on a client socket
+    /// (probes then every quarter of it). `None` disables.
+    pub tcp_keepalive: Option<Duration>,
     /// Largest request head (request line and headers).
     pub max_head_size: usize,
     /// Most header fields in a request head.
@@ -47,6 +53,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
+            tcp_keepalive: Some(Duration::from_secs(60)),
             max_head_size: 8 * 1024,
             max_headers: 64,
         }

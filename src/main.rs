@@ -32,7 +32,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the open-files limit to its hard limit: each connection is a
+/// descriptor, and the usual soft limit of 1,024 is far below what one
+/// reactor can hold.
+fn raise_fd_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            log::info!("open-files limit: {limit}");
+            if limit < max_connections as u64 + 32 {
+                log::warn!(
+                    "open-files limit {limit} is below --max-connections {max_connections}; \
+                     accepts will fail with EMFILE before the connection limit is reached"
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
+    }
+}
+
 fn serve(opts: Options) -> Result<(), String> {
+    raise_fd_limit(opts.config.max_connections);
     let listen = opts.config.listen;
     let router = Router::new()
         .route("/echo", Echo)

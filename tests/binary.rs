@@ -179,3 +179,60 @@ fn wamp_broker_is_mounted_where_asked() {
     let other = Client::try_connect(srv.addr, "/wamp", &[("Sec-WebSocket-Protocol", "wamp")]);
     assert_eq!(status_of(&other.response), 404);
 }
+
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let mut srv = spawn(&[]);
+    signal(srv.child.id(), "HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let line = srv
+            .log
+            .recv_timeout(deadline - std::time::Instant::now())
+            .expect("SIGHUP log line");
+        if line.contains("SIGHUP ignored") {
+            break;
+        }
+    }
+    Client::connect(srv.addr, "/echo", &[]).echo("still serving");
+    assert!(srv.child.try_wait().unwrap().is_none(), "still running");
+}
+
+#[test]
+fn fd_limit_is_raised_and_logged() {
+    // Start from a low soft limit so raising it is observable.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!("ulimit -S -n 256 && exec {BIN} --listen 127.0.0.1:0"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut limit = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if let Some(rest) = line.split("open-files limit: ").nth(1) {
+            limit = rest.trim().parse::<u64>().ok();
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let hard: u64 = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "ulimit -H -n"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap_or(u64::MAX);
+    let limit = limit.expect("limit logged");
+    assert!(limit > 256, "raised from 256, got {limit}");
+    assert!(limit <= hard);
+}

@@ -220,3 +220,22 @@ fn pages_are_served_to_plain_gets() {
     let resp = http_exchange(srv.addr, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status_of(&resp), 426);
 }
+
+#[test]
+fn per_ip_limit_answers_429() {
+    let cfg = Config {
+        max_connections_per_ip: 2,
+        ..Config::default()
+    };
+    let srv = TestServer::start(cfg, || Echo);
+    let mut a = Client::connect(srv.addr, "/", &[]);
+    let b = Client::connect(srv.addr, "/", &[]);
+    let c = Client::try_connect(srv.addr, "/", &[]);
+    assert_eq!(status_of(&c.response), 429, "{}", c.response);
+    drop(b);
+    // The slot frees up once the server has seen b go.
+    wait_until("slot freed", || {
+        status_of(&Client::try_connect(srv.addr, "/", &[]).response) == 101
+    });
+    a.echo("a");
+}

@@ -76,6 +76,8 @@ pub struct Server<A> {
     shutdown_deadline: Option<Instant>,
     last_accept_error_log: Option<Instant>,
     next_generation: u32,
+    /// Connections per client address, when that is limited.
+    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
 }
 
 impl<A: Application> Server<A> {
@@ -104,6 +106,7 @@ impl<A: Application> Server<A> {
             shutdown_deadline: None,
             last_accept_error_log: None,
             next_generation: 0,
+            per_ip: std::collections::HashMap::new(),
         })
     }
 
@@ -120,10 +123,12 @@ impl<A: Application> Server<A> {
         }
     }
 
-    /// Shuts down gracefully on SIGINT or SIGTERM (a second one stops at once).
+    /// Shuts down gracefully on SIGINT or SIGTERM (a second one stops at
+    /// once). SIGHUP is logged and otherwise ignored: settings are fixed at
+    /// start, and a hang-up must not kill the server.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -269,6 +274,20 @@ impl<A: Application> Server<A> {
     }
 
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        let per_ip = self.core.cfg.max_connections_per_ip;
+        if per_ip != 0 && self.per_ip.get(&peer.ip()).copied().unwrap_or(0) as usize >= per_ip {
+            log::warn!("{peer} refused: {per_ip} connections from this address already");
+            self.core.metrics.connections_over_limit += 1;
+            let mut out = Vec::new();
+            response::write_plain(
+                &mut out,
+                429,
+                &[],
+                "too many connections from your address\n",
+            );
+            let _ = sock.write(&out); // best effort on a fresh socket
+            return;
+        }
         if self.core.conns.len() >= self.core.cfg.max_connections {
             log::warn!(
                 "{peer} refused: connection limit {} reached",
@@ -286,6 +305,16 @@ impl<A: Application> Server<A> {
             return;
         }
         let _ = sock.set_nodelay(true);
+        if let Some(idle) = self.core.cfg.tcp_keepalive {
+            // Finds peers that vanished without a FIN (power loss, NAT
+            // timeout) even when the WebSocket ping is off.
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(idle / 4);
+            if let Err(e) = socket2::SockRef::from(&sock).set_tcp_keepalive(&keepalive) {
+                log::debug!("{peer}: cannot enable TCP keepalive: {e}");
+            }
+        }
         let entry = self.core.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
@@ -299,6 +328,9 @@ impl<A: Application> Server<A> {
         self.next_generation = self.next_generation.wrapping_add(1);
         let id = ConnId::new(key as u32, self.next_generation);
         entry.insert(Conn::new(sock, peer, id, self.core.now));
+        if per_ip != 0 {
+            *self.per_ip.entry(peer.ip()).or_default() += 1;
+        }
         log::debug!("{id} {peer} connected");
     }
 
@@ -420,6 +452,14 @@ impl<A: Application> Server<A> {
         }
         let mut conn = self.core.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.sock);
+        if let std::collections::hash_map::Entry::Occupied(mut count) =
+            self.per_ip.entry(conn.peer.ip())
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
         let mut out = conn.out;
         out.clear();
         self.core.out_pool.give(out);
@@ -515,8 +555,15 @@ impl<A: Application> Server<A> {
         let Some(signals) = &mut self.signals else {
             return;
         };
-        let count = signals.pending().count();
-        if count == 0 {
+        let mut stop = false;
+        for signal in signals.pending() {
+            if signal == signal_hook::consts::SIGHUP {
+                log::info!("SIGHUP ignored: nothing to reload (settings are fixed at start)");
+            } else {
+                stop = true;
+            }
+        }
+        if !stop {
             return;
         }
         if self.shutdown_deadline.is_some() {
