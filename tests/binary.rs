@@ -236,3 +236,76 @@ fn fd_limit_is_raised_and_logged() {
     assert!(limit > 256, "raised from 256, got {limit}");
     assert!(limit <= hard);
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_backs_off_and_keeps_serving() {
+    // A hard limit of 40 descriptors: the server cannot raise it.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!("ulimit -n 40 && exec {BIN} --listen 127.0.0.1:0"),
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr: SocketAddr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        if let Some(rest) = line.split("listening on ws://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let mut srv = Running {
+        child,
+        addr,
+        log: rx,
+    };
+    let mut first = Client::connect(addr, "/echo", &[]);
+    // Far more connections than descriptors: the kernel queues them in the
+    // backlog, accept() fails with EMFILE.
+    let extra: Vec<std::net::TcpStream> = (0..60)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = srv.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 30,
+        "server spun the CPU at EMFILE: {used} ticks in 1 s"
+    );
+    first.echo("existing connections keep working");
+    let log: Vec<String> = srv.log.try_iter().collect();
+    let warnings = log.iter().filter(|l| l.contains("accept failed")).count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "logged once per interval, got {warnings}: {log:?}"
+    );
+    drop(extra);
+    // Descriptors come back; new clients are served again.
+    wait_until("new clients served after descriptors free up", || {
+        let mut c = Client::try_connect(addr, "/echo", &[]);
+        if !c.response.starts_with("HTTP/1.1 101") {
+            return false;
+        }
+        c.echo("back");
+        true
+    });
+    let _ = srv.child.kill();
+}
