@@ -1,6 +1,7 @@
 //! The reactor's state that applications reach through their [`Context`]:
 //! the slab of connections, output queueing, timers. It implements
-//! [`Sink`]; nothing here does I/O except that the flush happens elsewhere.
+//! [`Sink`]. No sockets here: the server keeps them beside the slab, so all
+//! of this can be driven by tests and fuzzers without I/O.
 //!
 //! [`Context`]: crate::app::Context
 
@@ -11,7 +12,6 @@ use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
 use crate::metrics::Metrics;
 use crate::ws::{Decoder, Limits, OpCode, close, frame};
-use mio::net::TcpStream;
 use slab::Slab;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -31,9 +31,8 @@ pub(crate) enum Phase {
     Closed,
 }
 
-/// One client connection.
+/// One client connection's protocol state (its socket is the server's).
 pub(crate) struct Conn {
-    pub sock: TcpStream,
     pub peer: SocketAddr,
     pub id: ConnId,
     pub phase: Phase,
@@ -61,9 +60,8 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, peer: SocketAddr, id: ConnId, now: Instant) -> Self {
+    pub fn new(peer: SocketAddr, id: ConnId, now: Instant) -> Self {
         Conn {
-            sock,
             peer,
             id,
             phase: Phase::Handshake(HeadScanner::default()),

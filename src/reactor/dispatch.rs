@@ -35,6 +35,33 @@ pub(crate) fn call<A: Application>(
     }
 }
 
+/// New bytes arrived in the shared read buffer for a connection without
+/// partial input: process them, and keep whatever incomplete frame or head
+/// is left (the one copy made on this path).
+pub(crate) fn ingest_shared<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    buf: &mut [u8],
+) {
+    let (used, want) = feed(core, app, key, buf);
+    if used < buf.len() {
+        let conn = &mut core.conns[key];
+        conn.input.stash(&buf[used..], want, &mut core.in_pool);
+    }
+}
+
+/// `n` new bytes were read into the connection's own buffer (its
+/// `InBuf::spare`): process what is there now.
+pub(crate) fn ingest_own<A: Application>(core: &mut Core, app: &mut A, key: usize, n: usize) {
+    let conn = &mut core.conns[key];
+    conn.input.filled(n);
+    let mut input = std::mem::take(&mut conn.input);
+    let (used, want) = feed(core, app, key, input.bytes_mut());
+    input.consume(used, want);
+    core.conns[key].input = input;
+}
+
 /// Processes `buf` (the connection's unprocessed input, starting at a frame
 /// or head boundary). Returns the bytes consumed and, if the next frame is
 /// incomplete, its full size (0 when unknown).
@@ -345,6 +372,25 @@ pub(crate) fn fail<A: Application>(
     let now = core.now;
     core.conns[key].set_phase(Phase::Closed, now);
     notify_close(core, app, key, code, reason);
+}
+
+/// Takes the next connection marked for removal (slow consumer, timeout),
+/// tells the app (`on_error`, `on_close` with 1006) and returns its key for
+/// the caller to drop.
+pub(crate) fn next_doomed<A: Application>(core: &mut Core, app: &mut A) -> Option<usize> {
+    loop {
+        let (key, why) = core.doomed.pop()?;
+        let Some(conn) = core.conns.get(key) else {
+            continue;
+        };
+        let id = conn.id;
+        log::info!("{id} {}: dropping connection: {why}", conn.peer);
+        if conn.app_open {
+            call(core, app, "on_error", |a, ctx| a.on_error(ctx, id, &why));
+        }
+        notify_close(core, app, key, close::ABNORMAL, &why.to_string());
+        return Some(key);
+    }
 }
 
 /// Calls `on_close` once for a connection the app saw open.

@@ -12,13 +12,16 @@ mod core;
 mod dispatch;
 mod timers;
 
+#[doc(hidden)]
+pub mod harness;
+
 use self::core::{Conn, Core, Phase};
 use crate::app::{Application, ConnError, ConnId};
 use crate::config::Config;
 use crate::http::response;
 use crate::metrics::Metrics;
 use crate::ws::close;
-use dispatch::{call, feed, notify_close};
+use dispatch::{call, ingest_own, ingest_shared, next_doomed, notify_close};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read, Write};
@@ -76,6 +79,9 @@ pub struct Server<A> {
     shutdown_deadline: Option<Instant>,
     last_accept_error_log: Option<Instant>,
     next_generation: u32,
+    /// Client sockets, by slab key (beside `core.conns`, which holds only
+    /// protocol state).
+    socks: Vec<Option<TcpStream>>,
     /// Connections per client address, when that is limited.
     per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
 }
@@ -107,6 +113,7 @@ impl<A: Application> Server<A> {
             last_accept_error_log: None,
             next_generation: 0,
             per_ip: std::collections::HashMap::new(),
+            socks: Vec::new(),
         })
     }
 
@@ -327,7 +334,11 @@ impl<A: Application> Server<A> {
         }
         self.next_generation = self.next_generation.wrapping_add(1);
         let id = ConnId::new(key as u32, self.next_generation);
-        entry.insert(Conn::new(sock, peer, id, self.core.now));
+        entry.insert(Conn::new(peer, id, self.core.now));
+        if self.socks.len() <= key {
+            self.socks.resize_with(key + 1, || None);
+        }
+        self.socks[key] = Some(sock);
         if per_ip != 0 {
             *self.per_ip.entry(peer.ip()).or_default() += 1;
         }
@@ -342,11 +353,14 @@ impl<A: Application> Server<A> {
             let Some(conn) = self.core.conns.get_mut(key) else {
                 return;
             };
+            let Some(sock) = self.socks.get_mut(key).and_then(Option::as_mut) else {
+                return;
+            };
             let own = !conn.input.is_empty();
             let result = if own {
-                conn.sock.read(conn.input.spare())
+                sock.read(conn.input.spare())
             } else {
-                conn.sock.read(&mut self.rbuf)
+                sock.read(&mut self.rbuf)
             };
             let n = match result {
                 Ok(0) => return self.gone(key, "peer closed the connection"),
@@ -362,18 +376,9 @@ impl<A: Application> Server<A> {
             conn.ping_outstanding = false;
             self.core.metrics.socket_bytes_read += n as u64;
             if own {
-                conn.input.filled(n);
-                let mut input = std::mem::take(&mut conn.input);
-                let (used, want) = feed(&mut self.core, &mut self.app, key, input.bytes_mut());
-                input.consume(used, want);
-                self.core.conns[key].input = input;
+                ingest_own(&mut self.core, &mut self.app, key, n);
             } else {
-                let (used, want) = feed(&mut self.core, &mut self.app, key, &mut self.rbuf[..n]);
-                if used < n {
-                    let conn = &mut self.core.conns[key];
-                    conn.input
-                        .stash(&self.rbuf[used..n], want, &mut self.core.in_pool);
-                }
+                ingest_shared(&mut self.core, &mut self.app, key, &mut self.rbuf[..n]);
             }
         }
         self.again.push(key);
@@ -383,11 +388,13 @@ impl<A: Application> Server<A> {
     /// WRITABLE interest and, once a closed connection's output is out,
     /// shuts our side down.
     fn flush(&mut self, key: usize) {
-        let Some(conn) = self.core.conns.get_mut(key) else {
+        let (Some(conn), Some(Some(sock))) =
+            (self.core.conns.get_mut(key), self.socks.get_mut(key))
+        else {
             return;
         };
         while conn.out_pos < conn.out.len() {
-            match conn.sock.write(&conn.out[conn.out_pos..]) {
+            match sock.write(&conn.out[conn.out_pos..]) {
                 Ok(0) => return self.gone(key, "write returned 0"),
                 Ok(n) => {
                     conn.out_pos += n;
@@ -414,7 +421,7 @@ impl<A: Application> Server<A> {
             // our last words. Shut our side and drain until it closes.
             if !conn.write_shut {
                 conn.write_shut = true;
-                let _ = conn.sock.shutdown(Shutdown::Write);
+                let _ = sock.shutdown(Shutdown::Write);
             }
         }
         if pending != conn.writable {
@@ -424,11 +431,7 @@ impl<A: Application> Server<A> {
             } else {
                 Interest::READABLE
             };
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut conn.sock, Token(key), interest)
-            {
+            if let Err(e) = self.poll.registry().reregister(sock, Token(key), interest) {
                 log::error!("{}: reregister failed: {e}", conn.id);
             }
         }
@@ -451,7 +454,9 @@ impl<A: Application> Server<A> {
             return;
         }
         let mut conn = self.core.conns.remove(key);
-        let _ = self.poll.registry().deregister(&mut conn.sock);
+        if let Some(mut sock) = self.socks.get_mut(key).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut sock);
+        }
         if let std::collections::hash_map::Entry::Occupied(mut count) =
             self.per_ip.entry(conn.peer.ip())
         {
@@ -467,24 +472,7 @@ impl<A: Application> Server<A> {
     }
 
     fn bury_doomed(&mut self) {
-        while let Some((key, why)) = self.core.doomed.pop() {
-            let Some(conn) = self.core.conns.get(key) else {
-                continue;
-            };
-            let id = conn.id;
-            log::info!("{id} {}: dropping connection: {why}", conn.peer);
-            if conn.app_open {
-                call(&mut self.core, &mut self.app, "on_error", |a, ctx| {
-                    a.on_error(ctx, id, &why)
-                });
-            }
-            notify_close(
-                &mut self.core,
-                &mut self.app,
-                key,
-                close::ABNORMAL,
-                &why.to_string(),
-            );
+        while let Some(key) = next_doomed(&mut self.core, &mut self.app) {
             self.remove(key);
         }
     }
