@@ -409,6 +409,18 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_relaying() {
+        // Found by fuzzing: without correctly rounded float parsing, an
+        // event's number changed in its last digit on the way through.
+        let text = r#"[7,"t",{"n":1111111111000000000643096715069792073920739}]"#;
+        let Ok(Incoming::Publish { topic, event, .. }) = decode(text) else {
+            panic!()
+        };
+        let relayed: Value = serde_json::from_str(&super::event(&topic, &event)).unwrap();
+        assert_eq!(relayed[2], event);
+    }
+
+    #[test]
     fn encodes_server_messages() {
         assert_eq!(
             welcome("abc", "sprocket/0.1.0"),
