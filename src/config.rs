@@ -15,9 +15,9 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest single frame a client may send; over it: close 1009.
     pub max_frame_size: usize,
-    /// Unsent bytes a connection may hold before more output counts it as a
-    /// slow consumer and it is disconnected. One message is always accepted
-    /// into an empty buffer, so the peak is this plus one message.
+    /// Unsent bytes a connection may still hold after a write attempt
+    /// (the kernel's socket buffer is full); more, and it is disconnected as
+    /// a slow consumer. Keep it above the largest message you send.
     pub max_outbound: usize,
     /// Ping connections idle this long; drop them if the next interval
     /// passes with nothing heard. `None` disables pings.

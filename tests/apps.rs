@@ -341,3 +341,89 @@ fn idle_connections_are_pinged_and_dead_ones_dropped() {
         app.has("error 1 PingTimeout") && app.has("close 1 1006")
     });
 }
+
+#[test]
+fn slow_chat_member_never_stalls_the_publisher_or_the_others() {
+    let cfg = Config {
+        max_outbound: 256 * 1024,
+        ..Config::default()
+    };
+    let srv = TestServer::start(cfg, || Router::new().route("/chat", Chat::default()));
+    // The slow member completes its handshake, then never reads again.
+    let slow = Client::connect(srv.addr, "/chat", &[]);
+    let mut fast = srv.client("/chat");
+    let mut publisher = srv.client("/chat");
+    let payload = vec![b'm'; 4096];
+    let reader = std::thread::spawn(move || {
+        for i in 0..2000u32 {
+            let f = fast.read_frame();
+            assert_eq!(f.opcode, 2);
+            assert_eq!(&f.payload[..4], &i.to_be_bytes(), "in order, none lost");
+        }
+    });
+    for i in 0..2000u32 {
+        let mut msg = payload.clone();
+        msg[..4].copy_from_slice(&i.to_be_bytes());
+        publisher.send_binary(&msg);
+    }
+    reader
+        .join()
+        .expect("the fast member got all 2000 messages");
+    let metrics = http_exchange(srv.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        metrics.contains("sprocket_slow_consumers_total 1\n"),
+        "{metrics}"
+    );
+    drop(slow);
+}
+
+/// A timer that panics on its first firing; another timer keeps ticking.
+#[derive(Default)]
+struct PanickyTimers {
+    bad: Option<TimerId>,
+    good: Option<TimerId>,
+    conn: Option<ConnId>,
+    bad_fired: u32,
+}
+
+impl Application for PanickyTimers {
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: &Request) {
+        self.conn = Some(conn);
+        self.bad = Some(ctx.add_periodic_timer(Duration::from_millis(5)));
+        self.good = Some(ctx.add_periodic_timer(Duration::from_millis(20)));
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Message<'_>) {
+        let text = format!("bad timer fired {} time(s)", self.bad_fired);
+        ctx.send_text(conn, &text);
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: u16, _: &str) {}
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if Some(timer) == self.bad {
+            self.bad_fired += 1;
+            panic!("timer bug");
+        }
+        if let Some(c) = self.conn {
+            ctx.send_text(c, "tick");
+        }
+    }
+}
+
+#[test]
+fn panicking_timer_is_dropped_and_the_rest_keeps_running() {
+    let srv = TestServer::start(Config::default(), PanickyTimers::default);
+    let mut c = srv.client("/");
+    for _ in 0..3 {
+        assert_eq!(c.read_text(), "tick");
+    }
+    c.send_text("status?");
+    loop {
+        let t = c.read_text();
+        if t != "tick" {
+            assert_eq!(
+                t, "bad timer fired 1 time(s)",
+                "the panicking periodic timer was cancelled"
+            );
+            break;
+        }
+    }
+}

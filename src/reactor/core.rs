@@ -217,24 +217,15 @@ impl Core {
         }
     }
 
-    /// Appends an app message frame, cutting the connection off instead if
-    /// its unsent output already passed the limit.
+    /// Appends an app message frame to an open connection. Whether the
+    /// peer keeps up is judged after the turn's write attempt (see the
+    /// server's flush), not here: a burst the kernel takes at once is not
+    /// a slow consumer.
     fn queue_app(&mut self, key: usize, frame_bytes: &[&[u8]]) -> bool {
         let Some(conn) = self.conns.get(key) else {
             return false;
         };
         if conn.phase != Phase::Open {
-            return false;
-        }
-        if conn.pending_out() > self.cfg.max_outbound {
-            log::warn!(
-                "{} {}: disconnecting slow consumer ({} bytes unsent, limit {})",
-                conn.id,
-                conn.peer,
-                conn.pending_out(),
-                self.cfg.max_outbound
-            );
-            self.doom(key, ConnError::SlowConsumer);
             return false;
         }
         for part in frame_bytes {

@@ -406,6 +406,16 @@ impl<A: Application> Server<A> {
             }
         }
         let pending = conn.out_pos < conn.out.len();
+        if pending && conn.phase == Phase::Open && conn.pending_out() > self.core.cfg.max_outbound {
+            log::warn!(
+                "{} {}: disconnecting slow consumer ({} bytes unsent after writing, limit {})",
+                conn.id,
+                conn.peer,
+                conn.pending_out(),
+                self.core.cfg.max_outbound
+            );
+            return self.core.doom(key, ConnError::SlowConsumer);
+        }
         if !pending && conn.out.capacity() != 0 {
             let mut out = std::mem::take(&mut conn.out);
             out.clear();
