@@ -6,7 +6,7 @@ pub mod head;
 pub mod response;
 pub mod upgrade;
 
-pub use head::{Head, HeadError, HeadLimits, HeadScanner};
+pub use head::{Head, HeadError, HeadLimits, HeadScanner, parse_head};
 pub use response::{Page, Reject};
 pub use upgrade::Upgrade;
 

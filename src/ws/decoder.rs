@@ -169,6 +169,9 @@ impl Decoder {
     }
 
     /// Decodes the frame at the head of `buf`. See the module docs.
+    ///
+    /// An error means the connection must be failed (§7.1.7) with the
+    /// error's close code; the decoder is not meant to be used after that.
     pub fn decode<'b>(
         &mut self,
         buf: &'b mut [u8],
