@@ -65,6 +65,7 @@ USAGE:
     sprocket [OPTIONS]
 
 Serves, on one thread:
+    /          demo page (plain HTTP GET): a WAMP v1 chat and RPC in the browser
     /echo      echoes every message back to its sender
     /chat      relays every message to all other /chat clients
     /wamp      WAMP v1 broker (subprotocol wamp): pub/sub for all, plus the

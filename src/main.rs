@@ -1,10 +1,16 @@
 //! The `sprocket` binary: echo, chat and a WAMP v1 broker on one reactor.
 
 use sprocket::Server;
-use sprocket::app::{Chat, Echo, IpBlocklist, OriginCheck, Router};
+use sprocket::app::{Chat, Echo, IpBlocklist, OriginCheck, Page, Router};
 use sprocket::cli::{self, Command, Options};
 use sprocket::wamp::{Broker, WampServer};
+use std::borrow::Cow;
 use std::process::ExitCode;
+
+/// The demo page served at `/`: a WAMP v1 browser client and a chat.
+const DEMO_PAGE: &str = include_str!("../assets/demo.html");
+/// The element of [`DEMO_PAGE`] that tells its script where the broker is.
+const DEMO_WAMP_PATH: &str = r#"<meta name="sprocket-wamp-path" content="/wamp">"#;
 
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
@@ -54,6 +60,7 @@ fn serve(opts: Options) -> Result<(), String> {
     raise_fd_limit(opts.config.max_connections);
     let listen = opts.config.listen;
     let router = Router::new()
+        .page("/", demo_page(&opts.wamp_path))
         .route("/echo", Echo)
         .route("/chat", Chat::default())
         .route(
@@ -72,7 +79,7 @@ fn serve(opts: Options) -> Result<(), String> {
     }
     let addr = server.local_addr();
     log::info!(
-        "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET /health)",
+        "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health)",
         env!("CARGO_PKG_VERSION"),
         opts.wamp_path
     );
@@ -83,4 +90,20 @@ fn serve(opts: Options) -> Result<(), String> {
         log::warn!("cannot remove pid file {}: {e}", path.display());
     }
     result
+}
+
+/// The demo page, its script pointed at `wamp_path`.
+fn demo_page(wamp_path: &str) -> Page {
+    let body: Cow<'static, [u8]> = if wamp_path == "/wamp" {
+        Cow::Borrowed(DEMO_PAGE.as_bytes())
+    } else {
+        let escaped = wamp_path
+            .replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        let meta = DEMO_WAMP_PATH.replace("/wamp", &escaped);
+        Cow::Owned(DEMO_PAGE.replacen(DEMO_WAMP_PATH, &meta, 1).into_bytes())
+    };
+    Page::ok("text/html; charset=utf-8", body)
 }

@@ -309,3 +309,27 @@ fn out_of_file_descriptors_backs_off_and_keeps_serving() {
     });
     let _ = srv.child.kill();
 }
+
+#[test]
+fn demo_page_is_served_at_root_and_points_at_the_broker() {
+    let srv = spawn(&[]);
+    let resp = http_exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 200);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"),
+        "{head}"
+    );
+    assert!(body.contains("global.WampClient = "), "the page's client");
+    assert!(body.contains(r#"<meta name="sprocket-wamp-path" content="/wamp">"#));
+    assert!(body.trim_end().ends_with("</html>"), "whole page");
+    let resp = http_exchange(srv.addr, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 404);
+
+    let srv = spawn(&["--wamp-path", "/ws/\"pub&sub\""]);
+    let resp = http_exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        resp.contains(r#"<meta name="sprocket-wamp-path" content="/ws/&quot;pub&amp;sub&quot;">"#),
+        "the page follows --wamp-path, HTML-escaped"
+    );
+}

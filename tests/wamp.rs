@@ -154,6 +154,23 @@ fn publish_forms_follow_ratchet() {
     c.nothing();
 }
 
+/// AutobahnPython 0.8's `publish(topic, event)` sends `excludeMe` as `null`;
+/// Ratchet reads that as `false`. It must not close the session.
+#[test]
+fn publish_with_null_exclude_me_reaches_everybody() {
+    let srv = broker();
+    let mut a = Session::open(&srv);
+    let mut b = Session::open(&srv);
+    for s in [&mut a, &mut b] {
+        s.send(json!([5, "t"]));
+        s.sync();
+    }
+    a.send(json!([7, "t", "plain", null]));
+    assert_eq!(a.recv(), json!([8, "t", "plain"]));
+    assert_eq!(b.recv(), json!([8, "t", "plain"]));
+    a.sync();
+}
+
 /// Answers any call with `{topic: subscriber count}` of every live topic.
 struct Inspect;
 

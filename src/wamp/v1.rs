@@ -33,7 +33,9 @@ pub const MAX_URI_LEN: usize = 2048;
 /// Who a PUBLISH excludes, as sent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Exclude {
-    /// No exclusion element (or `false`).
+    /// No exclusion element, or `false`, or `null` (AutobahnPython 0.8
+    /// sends `[7, topic, event, null]` for a plain publish; Ratchet reads
+    /// `null` as `false`).
     Nobody,
     /// `excludeMe = true`.
     Me,
@@ -223,7 +225,7 @@ pub fn decode(text: &str) -> Result<Incoming, DecodeError> {
                 "topic URI must be a non-empty string of at most 2048 bytes",
             )?;
             let exclude = match (items.get(3), items.get(4)) {
-                (None, _) | (Some(Value::Bool(false)), None) => Exclude::Nobody,
+                (None, _) | (Some(Value::Bool(false) | Value::Null), None) => Exclude::Nobody,
                 (Some(Value::Bool(true)), None) => Exclude::Me,
                 (Some(ex), el) => Exclude::Lists {
                     exclude: id_list(ex)
@@ -335,6 +337,8 @@ mod tests {
         );
         assert_eq!(publish(r#"[7,"t","x",true]"#).1, Exclude::Me);
         assert_eq!(publish(r#"[7,"t","x",false]"#).1, Exclude::Nobody);
+        // AutobahnPython 0.8's plain publish().
+        assert_eq!(publish(r#"[7,"t","x",null]"#).1, Exclude::Nobody);
         assert_eq!(
             publish(r#"[7,"t",null,["s1"],["s2","s3"]]"#).1,
             Exclude::Lists {
