@@ -9,6 +9,7 @@ use super::timers::Timers;
 use crate::app::{ConnError, ConnId, Message, Sink, TimerId};
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
+use crate::ws::deflate::{self, Session};
 use crate::ws::{Decoder, Limits, OpCode, close, frame};
 use mio::net::TcpStream;
 use slab::Slab;
@@ -38,8 +39,10 @@ pub(crate) struct Conn {
     pub phase: Phase,
     pub decoder: Decoder,
     pub input: InBuf,
-    /// Assembly of a fragmented message.
+    /// Assembly of a fragmented or compressed message.
     pub message: Vec<u8>,
+    /// permessage-deflate state, when negotiated.
+    pub deflate: Option<Box<Session>>,
     pub out: Vec<u8>,
     pub out_pos: usize,
     /// When the current phase began.
@@ -69,6 +72,7 @@ impl Conn {
             decoder: Decoder::new(),
             input: InBuf::default(),
             message: Vec::new(),
+            deflate: None,
             out: Vec::new(),
             out_pos: 0,
             since: now,
@@ -104,6 +108,12 @@ pub(crate) struct Core {
     pub in_pool: Pool,
     /// One encoded frame shared by every target of a broadcast.
     scratch: Vec<u8>,
+    /// Codecs shared by connections without context takeover.
+    pub deflate: deflate::Shared,
+    /// Where messages are compressed (see `Compressor::compress`).
+    deflate_buf: Vec<u8>,
+    /// A broadcast's compressed frames, one per server window size.
+    packed: Vec<(u8, Vec<u8>)>,
     pub now: Instant,
     pub cfg: Config,
     pub ws_limits: Limits,
@@ -120,6 +130,9 @@ impl Core {
             out_pool: Pool::default(),
             in_pool: Pool::default(),
             scratch: Vec::new(),
+            deflate: deflate::Shared::new(cfg.deflate),
+            deflate_buf: Vec::new(),
+            packed: Vec::new(),
             now: Instant::now(),
             ws_limits: cfg.ws_limits(),
             head_limits: cfg.head_limits(),
@@ -199,6 +212,20 @@ impl Core {
     /// Appends an app message frame, cutting the connection off instead if
     /// its unsent output already passed the limit.
     fn queue_app(&mut self, key: usize, frame_bytes: &[&[u8]]) -> bool {
+        if !self.may_queue(key) {
+            return false;
+        }
+        for part in frame_bytes {
+            self.push_out(key, part);
+        }
+        true
+    }
+
+    /// Whether an app message may be queued to `key` now: it is open and
+    /// not a slow consumer (which is cut off here). Checked before a
+    /// message is compressed, so that a compression context never runs
+    /// ahead of what the peer receives.
+    fn may_queue(&mut self, key: usize) -> bool {
         let Some(conn) = self.conns.get(key) else {
             return false;
         };
@@ -216,10 +243,59 @@ impl Core {
             self.doom(key, ConnError::SlowConsumer);
             return false;
         }
-        for part in frame_bytes {
-            self.push_out(key, part);
-        }
         true
+    }
+
+    /// Compresses `msg` for `key` if it negotiated permessage-deflate and
+    /// the message is worth it, leaving the payload in `deflate_buf`;
+    /// returns its length.
+    fn compress_for(&mut self, key: usize, msg: &[u8]) -> Option<usize> {
+        let session = self.conns.get_mut(key)?.deflate.as_deref_mut()?;
+        session.compress(&mut self.deflate, msg, &mut self.deflate_buf)
+    }
+
+    /// Queues a compressed message already in `deflate_buf[..n]`.
+    fn queue_compressed(&mut self, key: usize, text: bool, n: usize) {
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let h = frame::encode_header(&mut hdr, true, opcode, n);
+        hdr[0] |= frame::RSV1; // RFC 7692 §6: the message is compressed
+        let buf = std::mem::take(&mut self.deflate_buf);
+        self.push_out(key, &hdr[..h]);
+        self.push_out(key, &buf[..n]);
+        self.deflate_buf = buf;
+        self.trim_deflate_buf();
+    }
+
+    /// Lets a huge message's compression space go.
+    fn trim_deflate_buf(&mut self) {
+        if self.deflate_buf.len() > 1 << 20 {
+            self.deflate_buf = Vec::new();
+        }
+    }
+
+    /// The frame of a broadcast for connections without server context
+    /// takeover and a `bits` window: compressed once, then reused.
+    fn packed_frame(&mut self, bits: u8, msg: &Message<'_>) -> usize {
+        if let Some(i) = self.packed.iter().position(|(b, _)| *b == bits) {
+            return i;
+        }
+        let n = self
+            .deflate
+            .compress(bits, msg.as_bytes(), &mut self.deflate_buf);
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let h = frame::encode_header(&mut hdr, true, opcode, n);
+        hdr[0] |= frame::RSV1;
+        let mut encoded = Vec::with_capacity(h + n);
+        encoded.extend_from_slice(&hdr[..h]);
+        encoded.extend_from_slice(&self.deflate_buf[..n]);
+        self.packed.push((bits, encoded));
+        self.packed.len() - 1
     }
 }
 
@@ -237,6 +313,15 @@ impl Sink for Core {
         let Some(key) = self.key_of(conn) else {
             return false;
         };
+        if self.conns[key].deflate.is_some() {
+            if !self.may_queue(key) {
+                return false;
+            }
+            if let Some(n) = self.compress_for(key, msg.as_bytes()) {
+                self.queue_compressed(key, msg.is_text(), n);
+                return true;
+            }
+        }
         let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
         let n = message_header(&msg, &mut hdr);
         self.queue_app(key, &[&hdr[..n], msg.as_bytes()])
@@ -250,11 +335,44 @@ impl Sink for Core {
         encoded.extend_from_slice(&hdr[..n]);
         encoded.extend_from_slice(msg.as_bytes());
         let mut sent = 0;
+        let compress = self.deflate.worth_compressing(msg.as_bytes().len());
         for id in conns {
-            if let Some(key) = self.key_of(id) {
-                sent += usize::from(self.queue_app(key, &[&encoded]));
+            let Some(key) = self.key_of(id) else { continue };
+            let shared_bits = match &self.conns[key].deflate {
+                Some(s) if compress => {
+                    (!s.owns_compressor()).then_some(s.params.server_max_window_bits)
+                }
+                _ => {
+                    sent += usize::from(self.queue_app(key, &[&encoded]));
+                    continue;
+                }
+            };
+            if !self.may_queue(key) {
+                continue;
+            }
+            sent += 1;
+            match shared_bits {
+                // Without context takeover the output depends only on the
+                // window: compress once per window size, not per recipient.
+                Some(bits) => {
+                    let i = self.packed_frame(bits, &msg);
+                    let frame = std::mem::take(&mut self.packed[i].1);
+                    self.push_out(key, &frame);
+                    self.packed[i].1 = frame;
+                    if let Some(s) = self.conns[key].deflate.as_deref_mut() {
+                        s.stats.messages_out += 1;
+                    }
+                }
+                // Context takeover: the recipient's own compressor.
+                None => {
+                    if let Some(n) = self.compress_for(key, msg.as_bytes()) {
+                        self.queue_compressed(key, msg.is_text(), n);
+                    }
+                }
             }
         }
+        self.packed.clear();
+        self.trim_deflate_buf();
         if encoded.capacity() <= 64 * 1024 {
             self.scratch = encoded;
         }
