@@ -414,3 +414,82 @@ impl Sink for Core {
         self.now
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::extensions;
+    use crate::ws::deflate::{DeflateConfig, negotiate};
+
+    /// Opens a connection in `core` over a real loopback socket (whose
+    /// client end goes to `keep`), with permessage-deflate if `offer`.
+    fn open(core: &mut Core, offer: Option<&str>, keep: &mut Vec<std::net::TcpStream>) -> ConnId {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        keep.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        let (sock, peer) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let entry = core.conns.vacant_entry();
+        let id = ConnId::new(entry.key() as u32, 1);
+        let mut conn = Conn::new(TcpStream::from_std(sock), peer, id, core.now);
+        conn.phase = Phase::Open;
+        if let Some(offer) = offer {
+            let elements = extensions::parse([offer]);
+            let params = negotiate(&core.cfg.deflate, &elements).0.unwrap();
+            conn.deflate = Some(Box::new(Session::new(params)));
+        }
+        entry.insert(conn);
+        id
+    }
+
+    #[test]
+    fn broadcast_compresses_once_per_window_without_context_takeover() {
+        let cfg = Config {
+            deflate: DeflateConfig {
+                server_context_takeover: true,
+                ..DeflateConfig::default()
+            },
+            ..Config::default()
+        };
+        let mut core = Core::new(cfg);
+        let mut keep = Vec::new();
+        let plain = open(&mut core, None, &mut keep);
+        let no_takeover = "permessage-deflate; server_no_context_takeover";
+        let shared: Vec<ConnId> = (0..5)
+            .map(|_| open(&mut core, Some(no_takeover), &mut keep))
+            .collect();
+        let small_window = open(
+            &mut core,
+            Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=10"),
+            &mut keep,
+        );
+        let own: Vec<ConnId> = (0..2)
+            .map(|_| open(&mut core, Some("permessage-deflate"), &mut keep))
+            .collect();
+        let mut all = vec![plain, small_window];
+        all.extend(&shared);
+        all.extend(&own);
+        let msg = "{\"topic\":\"prices\",\"value\":42} ".repeat(100);
+        let sent = core.send_many(&mut all.iter().copied(), Message::Text(&msg));
+        assert_eq!(sent, all.len());
+        // Once for the five shared ones, once for the 10-bit window, once
+        // for each connection with its own context.
+        assert_eq!(core.deflate.compressions(), 1 + 1 + 2);
+        let out = |core: &Core, id: ConnId| core.conns[id.index()].out.clone();
+        assert_eq!(out(&core, plain)[0], 0x81, "uncompressed text frame");
+        let first = out(&core, shared[0]);
+        assert_eq!(first[0], 0x81 | frame::RSV1);
+        assert!(first.len() < msg.len() / 4);
+        for id in &shared {
+            assert_eq!(out(&core, *id), first);
+        }
+        assert_ne!(out(&core, small_window), first);
+        // Context takeover: each recipient's compressor starts alike, so
+        // the first message matches byte for byte, the next one does not.
+        assert_eq!(out(&core, own[0]), first);
+        core.send_many(&mut own.iter().copied(), Message::Text(&msg));
+        assert_eq!(core.deflate.compressions(), 4 + 2);
+        let again = out(&core, own[0]);
+        assert_ne!(&again[first.len()..], &first[..], "refers back");
+        assert_eq!(out(&core, own[1]), again);
+    }
+}

@@ -139,6 +139,7 @@ impl Session {
         let c = self
             .compressor
             .get_or_insert_with(|| Compressor::new(level, bits));
+        shared.compressions += 1;
         Some(c.compress(msg, buf))
     }
 
@@ -156,6 +157,7 @@ pub struct Shared {
     settings: DeflateConfig,
     compressors: [Option<Compressor>; 8],
     inflaters: Vec<Inflater>,
+    compressions: u64,
 }
 
 impl Shared {
@@ -165,7 +167,14 @@ impl Shared {
             settings,
             compressors: Default::default(),
             inflaters: Vec::new(),
+            compressions: 0,
         }
+    }
+
+    /// Messages compressed so far, by any compressor (a broadcast to many
+    /// recipients without context takeover counts once).
+    pub fn compressions(&self) -> u64 {
+        self.compressions
     }
 
     /// The settings in use.
@@ -188,6 +197,7 @@ impl Shared {
         let c = self.compressors[slot].get_or_insert_with(|| Compressor::new(level, window_bits));
         let n = c.compress(msg, buf);
         c.reset();
+        self.compressions += 1;
         n
     }
 }
