@@ -355,3 +355,46 @@ fn broadcast_compresses_per_window_not_per_recipient() {
     );
     assert!(unpack(&mut Inflater::new(), &f.payload) == msg.as_bytes());
 }
+
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn incompressible_messages_go_plain_unless_context_is_kept() {
+    let data = noise(8192);
+    // Without context takeover a message that does not shrink is sent
+    // as it is (RSV1 clear), to one recipient or to many.
+    let srv = server();
+    let mut c = offering(&srv, "/echo", "permessage-deflate");
+    c.send_frame(0xC2, &pack(&data));
+    let f = data_frame(&mut c);
+    assert_eq!((f.opcode, f.rsv), (2, 0));
+    assert_eq!(f.payload, data);
+    let mut sender = srv.client("/chat");
+    let mut member = offering(&srv, "/chat", "permessage-deflate");
+    sender.send_binary(&data);
+    let f = data_frame(&mut member);
+    assert_eq!((f.rsv, f.payload == data), (0, true));
+    // With it, the peer's window must see every message: compressed.
+    let keep = server_with(
+        DeflateConfig {
+            server_context_takeover: true,
+            ..DeflateConfig::default()
+        },
+        1 << 20,
+    );
+    let mut c = Client::connect(keep.addr, "/echo", &[(EXT, "permessage-deflate")]);
+    c.send_binary(&data);
+    let f = data_frame(&mut c);
+    assert_eq!(f.rsv, 4);
+    assert_eq!(unpack(&mut Inflater::new(), &f.payload), data);
+}

@@ -112,8 +112,9 @@ pub(crate) struct Core {
     pub deflate: deflate::Shared,
     /// Where messages are compressed (see `Compressor::compress`).
     deflate_buf: Vec<u8>,
-    /// A broadcast's compressed frames, one per server window size.
-    packed: Vec<(u8, Vec<u8>)>,
+    /// A broadcast's compressed frames, one per server window size (`None`
+    /// when compressing did not pay: the plain frame goes instead).
+    packed: Vec<(u8, Option<Vec<u8>>)>,
     pub now: Instant,
     pub cfg: Config,
     pub ws_limits: Limits,
@@ -280,9 +281,13 @@ impl Core {
         if let Some(i) = self.packed.iter().position(|(b, _)| *b == bits) {
             return i;
         }
-        let n = self
+        let Some(n) = self
             .deflate
-            .compress(bits, msg.as_bytes(), &mut self.deflate_buf);
+            .compress(bits, msg.as_bytes(), &mut self.deflate_buf)
+        else {
+            self.packed.push((bits, None));
+            return self.packed.len() - 1;
+        };
         let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
         let opcode = if msg.is_text() {
             OpCode::Text
@@ -294,7 +299,7 @@ impl Core {
         let mut encoded = Vec::with_capacity(h + n);
         encoded.extend_from_slice(&hdr[..h]);
         encoded.extend_from_slice(&self.deflate_buf[..n]);
-        self.packed.push((bits, encoded));
+        self.packed.push((bits, Some(encoded)));
         self.packed.len() - 1
     }
 }
@@ -356,9 +361,12 @@ impl Sink for Core {
                 // window: compress once per window size, not per recipient.
                 Some(bits) => {
                     let i = self.packed_frame(bits, &msg);
-                    let frame = std::mem::take(&mut self.packed[i].1);
+                    let Some(frame) = self.packed[i].1.take() else {
+                        self.push_out(key, &encoded);
+                        continue;
+                    };
                     self.push_out(key, &frame);
-                    self.packed[i].1 = frame;
+                    self.packed[i].1 = Some(frame);
                     if let Some(s) = self.conns[key].deflate.as_deref_mut() {
                         s.stats.messages_out += 1;
                     }

@@ -48,8 +48,9 @@ pub struct Stats {
 pub struct Session {
     /// The parameters in force.
     pub params: Params,
-    inflater: Option<Inflater>,
-    compressor: Option<Compressor>,
+    // Boxed, so that a session without codecs stays a few dozen bytes.
+    inflater: Option<Box<Inflater>>,
+    compressor: Option<Box<Compressor>>,
     utf8: Utf8Validator,
     /// Traffic counters.
     pub stats: Stats,
@@ -119,8 +120,9 @@ impl Session {
 
     /// Compresses `msg` for this connection into `buf` (scratch space, see
     /// [`Compressor::compress`]) and returns the length of the payload to
-    /// send with RSV1, or `None` when the message goes uncompressed (see
-    /// [`Shared::worth_compressing`]).
+    /// send with RSV1, or `None` when the message goes uncompressed: too
+    /// small (see [`Shared::worth_compressing`]), or, without context
+    /// takeover, not made smaller by compressing.
     pub fn compress(
         &mut self,
         shared: &mut Shared,
@@ -130,15 +132,17 @@ impl Session {
         if !shared.worth_compressing(msg.len()) {
             return None;
         }
-        self.stats.messages_out += 1;
         let bits = self.params.server_max_window_bits;
         if !self.owns_compressor() {
-            return Some(shared.compress(bits, msg, buf));
+            let n = shared.compress(bits, msg, buf)?;
+            self.stats.messages_out += 1;
+            return Some(n);
         }
+        self.stats.messages_out += 1;
         let level = shared.settings.level;
         let c = self
             .compressor
-            .get_or_insert_with(|| Compressor::new(level, bits));
+            .get_or_insert_with(|| Box::new(Compressor::new(level, bits)));
         shared.compressions += 1;
         Some(c.compress(msg, buf))
     }
@@ -156,7 +160,9 @@ impl Session {
 pub struct Shared {
     settings: DeflateConfig,
     compressors: [Option<Compressor>; 8],
-    inflaters: Vec<Inflater>,
+    // Boxes move between a session and the pool as they are.
+    #[allow(clippy::vec_box)]
+    inflaters: Vec<Box<Inflater>>,
     compressions: u64,
 }
 
@@ -190,15 +196,19 @@ impl Shared {
 
     /// Compresses `msg` without context into `buf` (for any connection
     /// with server no context takeover and this window) with the shared
-    /// compressor; returns the payload length.
-    pub fn compress(&mut self, window_bits: u8, msg: &[u8], buf: &mut Vec<u8>) -> usize {
+    /// compressor; returns the payload length, or `None` if compressing
+    /// did not make the message smaller (incompressible data grows a little,
+    /// and costs the peer an inflate): it is then sent as it is, which §6
+    /// allows message by message and which, without context takeover,
+    /// leaves no context out of step.
+    pub fn compress(&mut self, window_bits: u8, msg: &[u8], buf: &mut Vec<u8>) -> Option<usize> {
         let level = self.settings.level;
         let slot = usize::from(window_bits.clamp(8, 15) - 8);
         let c = self.compressors[slot].get_or_insert_with(|| Compressor::new(level, window_bits));
         let n = c.compress(msg, buf);
         c.reset();
         self.compressions += 1;
-        n
+        (n < msg.len()).then_some(n)
     }
 }
 
@@ -207,6 +217,18 @@ mod tests {
     use super::codec::tests::sample;
     use super::*;
     use crate::http::extensions;
+
+    #[test]
+    fn an_idle_session_is_small() {
+        // What a connection pays for having negotiated the extension, as
+        // long as no codec is attached (the Box around it adds 8 bytes to
+        // the connection).
+        assert!(
+            std::mem::size_of::<Session>() <= 48,
+            "{}",
+            std::mem::size_of::<Session>()
+        );
+    }
 
     #[test]
     fn sessions_hold_codecs_only_with_context_takeover() {
