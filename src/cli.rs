@@ -86,8 +86,8 @@ COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
         --deflate-context-takeover <none|server|client|both>
                                     Which side may keep its compression context between
                                     messages. Better ratio on small messages, but costs
-                                    ~370 KiB (server) / ~40 KiB (client) per connection
-                                    that uses it [default: none]
+                                    ~310 KiB (server) / ~23 KiB (client) of memory per
+                                    connection that uses it [default: none]
         --deflate-server-window-bits <8-15>
                                     Largest window the server compresses with [default: 15]
         --deflate-client-window-bits <9-15>
