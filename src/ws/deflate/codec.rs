@@ -86,7 +86,7 @@ impl Inflater {
                 }
                 let room = (rest.len().saturating_mul(4))
                     .clamp(4096, 256 * 1024)
-                    .min(limit + 1 - len);
+                    .min(limit.saturating_add(1) - len);
                 out.resize(len + room, 0);
                 let (in0, out0) = (self.z.total_in(), self.z.total_out());
                 let status = self
@@ -233,6 +233,12 @@ pub(super) mod tests {
         inf.reset();
         let got = inflate_all(&mut inf, &[&[0xf2, 0x48, 0xcd], &[0xc9, 0xc9, 0x07, 0x00]]);
         assert_eq!(got.unwrap(), b"Hello");
+        // No limit at all does not overflow.
+        let mut out = Vec::new();
+        Inflater::new()
+            .inflate(&HELLO, true, &mut out, usize::MAX, None)
+            .unwrap();
+        assert_eq!(out, b"Hello");
     }
 
     #[test]
