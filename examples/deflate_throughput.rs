@@ -13,7 +13,10 @@
 //!
 //! A first table times the codec alone on one thread, per message: the
 //! shared compressor (compress, then reset: no context takeover) and the
-//! inflater.
+//! inflater. Times are CPU time of the measuring thread (from
+//! `/proc/thread-self/stat`), so other processes competing for the cores
+//! disturb them little; the echo table adds the server thread's CPU time
+//! per message next to the wall-clock rate.
 
 use sprocket::app::{Echo, Router};
 use sprocket::ws::deflate::{Compressor, DeflateConfig, Inflater};
@@ -97,13 +100,14 @@ fn drain_frames(buf: &mut Vec<u8>) -> (usize, usize) {
 }
 
 struct Run {
+    server_cpu_us: f64,
     msgs_per_s: f64,
     mb_per_s: f64,
     wire_in: usize,
     wire_out: usize,
 }
 
-fn run(port: u16, deflate: bool, payload: &[u8], secs: f64) -> Run {
+fn run(port: u16, server_stat: &str, deflate: bool, payload: &[u8], secs: f64) -> Run {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_nodelay(true).unwrap();
     let ext = if deflate {
@@ -139,6 +143,7 @@ fn run(port: u16, deflate: bool, payload: &[u8], secs: f64) -> Run {
     let in_flight = (256 * 1024 / frame.len()).clamp(1, IN_FLIGHT);
     let batch: Vec<u8> = frame.repeat(in_flight);
     let (mut sent, mut got, mut bytes_in) = (0usize, 0usize, 0usize);
+    let cpu0 = cpu_seconds(server_stat);
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(secs);
     while Instant::now() < stop || got < sent {
@@ -154,7 +159,9 @@ fn run(port: u16, deflate: bool, payload: &[u8], secs: f64) -> Run {
         bytes_in += b;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(server_stat) - cpu0;
     Run {
+        server_cpu_us: cpu * 1e6 / got.max(1) as f64,
         msgs_per_s: got as f64 / elapsed,
         mb_per_s: (got * payload.len()) as f64 / elapsed / 1e6,
         wire_in: frame.len(),
@@ -162,29 +169,57 @@ fn run(port: u16, deflate: bool, payload: &[u8], secs: f64) -> Run {
     }
 }
 
-/// Nanoseconds per message: (compress + reset, inflate), and the
+/// CPU time (user + system) of the thread whose stat file is `path`, in
+/// seconds (clock ticks of 10 ms).
+fn cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The stat file of the calling thread.
+fn own_stat() -> String {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    format!("/proc/{}/stat", link.display())
+}
+
+/// Runs `f` until it has used about a second of CPU; nanoseconds of CPU
+/// per call.
+fn cpu_per_call(mut f: impl FnMut()) -> f64 {
+    let stat = own_stat();
+    let start = cpu_seconds(&stat);
+    let mut calls = 0u64;
+    loop {
+        for _ in 0..50 {
+            f();
+        }
+        calls += 50;
+        let used = cpu_seconds(&stat) - start;
+        if used >= 1.0 {
+            return used * 1e9 / calls as f64;
+        }
+    }
+}
+
+/// Nanoseconds of CPU per message: (compress + reset, inflate), and the
 /// compressed size.
 fn codec_cost(level: u8, data: &[u8]) -> (f64, f64, usize) {
     let mut c = Compressor::new(level, 15);
     let mut buf = Vec::new();
-    let iters = (20_000_000 / data.len()).max(200);
-    let t = Instant::now();
     let mut n = 0;
-    for _ in 0..iters {
+    let compress = cpu_per_call(|| {
         n = c.compress(data, &mut buf);
         c.reset();
-    }
-    let compress = t.elapsed().as_nanos() as f64 / iters as f64;
+    });
     let packed = buf[..n].to_vec();
     let mut inf = Inflater::new();
     let mut out = Vec::new();
-    let t = Instant::now();
-    for _ in 0..iters {
+    let inflate = cpu_per_call(|| {
         out.clear();
         inf.inflate(&packed, true, &mut out, 1 << 24, None).unwrap();
         inf.reset();
-    }
-    let inflate = t.elapsed().as_nanos() as f64 / iters as f64;
+    });
     (compress, inflate, n)
 }
 
@@ -224,24 +259,29 @@ fn main() {
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let mut server = Server::bind(cfg, Router::new().route("/echo", Echo)).unwrap();
-        tx.send((server.local_addr().port(), server.shutdown_handle()))
-            .unwrap();
+        tx.send((
+            server.local_addr().port(),
+            server.shutdown_handle(),
+            own_stat(),
+        ))
+        .unwrap();
         server.run().unwrap();
     });
-    let (port, stop) = rx.recv().unwrap();
+    let (port, stop, server_stat) = rx.recv().unwrap();
     println!("server compression level {level}; {IN_FLIGHT} messages in flight; {secs} s per row");
     println!(
-        "| payload | size | deflate | msgs/s | MB/s (uncompressed) | bytes in / out per message |"
+        "| payload | size | deflate | server CPU per message | msgs/s | MB/s (uncompressed) | bytes in / out per message |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, make) in [("JSON", json as fn(usize) -> Vec<u8>), ("random", random)] {
         for size in [256, 4096, 65536] {
             let payload = make(size);
             for deflate in [false, true] {
-                let r = run(port, deflate, &payload, secs);
+                let r = run(port, &server_stat, deflate, &payload, secs);
                 println!(
-                    "| {name} | {size} | {} | {:.0} | {:.1} | {} / {} |",
+                    "| {name} | {size} | {} | {:.1} µs | {:.0} | {:.1} | {} / {} |",
                     if deflate { "on" } else { "off" },
+                    r.server_cpu_us,
                     r.msgs_per_s,
                     r.mb_per_s,
                     r.wire_in,
