@@ -79,6 +79,8 @@ OPTIONS:
         --close-timeout <DURATION>  Time allowed for the close handshake, and grace period
                                     at shutdown [default: 5s]
         --max-connections <N>       Connections held at once; more get 503 [default: 10000]
+    -h, --help                      Print this help
+    -V, --version                   Print the version
 
 COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
         --deflate                   Accept clients' permessage-deflate offers [default: on]
@@ -97,8 +99,6 @@ COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
                                     (compressed input is still accepted) [default: 1]
         --deflate-min-size <SIZE>   Messages shorter than this are sent uncompressed
                                     [default: 64]
-    -h, --help                      Print this help
-    -V, --version                   Print the version
 
 SIZE is bytes with an optional K, M or G suffix (powers of 1024).
 DURATION is a number with ms, s or m (seconds if no unit).
