@@ -105,6 +105,24 @@ OPTIONS:
     -h, --help                      Print this help
     -V, --version                   Print the version
 
+COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
+        --deflate                   Accept clients' permessage-deflate offers [default: on]
+        --no-deflate                Never negotiate compression
+        --deflate-context-takeover <none|server|client|both>
+                                    Which side may keep its compression context between
+                                    messages. Better ratio on small messages, but costs
+                                    ~310 KiB (server) / ~23 KiB (client) of memory per
+                                    connection that uses it [default: none]
+        --deflate-server-window-bits <8-15>
+                                    Largest window the server compresses with [default: 15]
+        --deflate-client-window-bits <9-15>
+                                    Window asked of clients that let the server choose
+                                    [default: 15]
+        --deflate-level <0-9>       Compression level; 0 sends everything uncompressed
+                                    (compressed input is still accepted) [default: 1]
+        --deflate-min-size <SIZE>   Messages shorter than this are sent uncompressed
+                                    [default: 64]
+
 SIZE is bytes with an optional K, M or G suffix (powers of 1024).
 DURATION is a number with ms, s or m (seconds if no unit).
 
@@ -159,6 +177,38 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             }
             "--close-timeout" => {
                 cfg.close_timeout = positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--deflate" => cfg.deflate.enabled = true,
+            "--no-deflate" => cfg.deflate.enabled = false,
+            "--deflate-context-takeover" => {
+                let (server, client) = match value()?.as_str() {
+                    "none" => (false, false),
+                    "server" => (true, false),
+                    "client" => (false, true),
+                    "both" => (true, true),
+                    other => {
+                        return Err(CliError(format!(
+                            "{name}: expected none, server, client or both, not {other:?}"
+                        )));
+                    }
+                };
+                cfg.deflate.server_context_takeover = server;
+                cfg.deflate.client_context_takeover = client;
+            }
+            "--deflate-server-window-bits" => {
+                cfg.deflate.server_max_window_bits = parse_range(&name, &value()?, 8, 15)?
+            }
+            "--deflate-client-window-bits" => {
+                cfg.deflate.client_max_window_bits = parse_range(&name, &value()?, 9, 15)?
+            }
+            "--deflate-level" => cfg.deflate.level = parse_range(&name, &value()?, 0, 9)?,
+            "--deflate-min-size" => {
+                let v = value()?;
+                cfg.deflate.min_size = if v.trim() == "0" {
+                    0
+                } else {
+                    parse_size(&name, &v)?
+                };
             }
             "--max-connections" => {
                 cfg.max_connections = parse_num::<usize>(&name, &value()?)?;
@@ -229,6 +279,15 @@ fn parse_ip(v: &str) -> Result<IpAddr, CliError> {
 fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, CliError> {
     v.parse()
         .map_err(|_| CliError(format!("{name}: not a valid number: {v:?}")))
+}
+
+fn parse_range(name: &str, v: &str, min: u8, max: u8) -> Result<u8, CliError> {
+    let n = parse_num::<u8>(name, v)?;
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(CliError(format!("{name} must be between {min} and {max}")))
+    }
 }
 
 fn positive(name: &str, d: Duration) -> Result<Duration, CliError> {
@@ -321,6 +380,16 @@ mod tests {
             "5",
             "--wamp-path",
             "/ws/pubsub",
+            "--no-deflate",
+            "--deflate-context-takeover",
+            "server",
+            "--deflate-server-window-bits=10",
+            "--deflate-client-window-bits",
+            "12",
+            "--deflate-level",
+            "6",
+            "--deflate-min-size",
+            "1K",
         ])
         .unwrap();
         assert_eq!(o.config.listen, "0.0.0.0:9000".parse().unwrap());
@@ -335,6 +404,25 @@ mod tests {
         assert_eq!(o.config.close_timeout, Duration::from_secs(2));
         assert_eq!(o.config.max_connections, 5);
         assert_eq!(o.wamp_path, "/ws/pubsub");
+        let d = o.config.deflate;
+        assert!(!d.enabled);
+        assert!(d.server_context_takeover && !d.client_context_takeover);
+        assert_eq!(
+            (d.server_max_window_bits, d.client_max_window_bits),
+            (10, 12)
+        );
+        assert_eq!((d.level, d.min_size), (6, 1024));
+        let d = run(&[
+            "--deflate-min-size",
+            "0",
+            "--deflate-context-takeover",
+            "both",
+        ])
+        .unwrap()
+        .config
+        .deflate;
+        assert!(d.enabled && d.server_context_takeover && d.client_context_takeover);
+        assert_eq!(d.min_size, 0);
         let o = run(&["--interface", "0.0.0.0", "-p", "7000"]).unwrap();
         assert_eq!(o.config.listen, "0.0.0.0:7000".parse().unwrap());
     }
@@ -355,6 +443,10 @@ mod tests {
             &["--max-connections", "0"],
             &["--wamp-path", "wamp"],
             &["--wamp-path", "/chat"],
+            &["--deflate-context-takeover", "always"],
+            &["--deflate-server-window-bits", "7"],
+            &["--deflate-client-window-bits", "8"],
+            &["--deflate-level", "10"],
         ] {
             let e = run(bad).unwrap_err();
             assert!(!e.0.contains('\n') && !e.0.is_empty(), "{bad:?}: {e}");

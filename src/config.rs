@@ -2,6 +2,7 @@
 
 use crate::http::HeadLimits;
 use crate::ws::Limits;
+use crate::ws::deflate::DeflateConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub max_head_size: usize,
     /// Most header fields in a request head.
     pub max_headers: usize,
+    /// permessage-deflate (RFC 7692): whether and how it is negotiated.
+    pub deflate: DeflateConfig,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             tcp_keepalive: Some(Duration::from_secs(60)),
             max_head_size: 8 * 1024,
             max_headers: 64,
+            deflate: DeflateConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! head parser, the upgrade decision, responses, and the owned [`Request`]
 //! applications see.
 
+pub mod extensions;
 pub mod head;
 pub mod response;
 pub mod upgrade;

@@ -109,14 +109,23 @@ pub fn write_plain(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], bod
     out.extend_from_slice(body.as_bytes());
 }
 
-/// Appends the 101 response of §4.2.2 with the accept key and, if one was
-/// chosen, the subprotocol.
-pub fn write_switching(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+/// Appends the 101 response of §4.2.2 with the accept key and, if chosen,
+/// the subprotocol and the accepted extensions (§9.1).
+pub fn write_switching(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     out.extend_from_slice(accept.as_bytes());
     if let Some(p) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -141,7 +150,7 @@ mod tests {
     #[test]
     fn switching_bytes() {
         let mut out = Vec::new();
-        write_switching(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", Some("chat"));
+        write_switching(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", Some("chat"), None);
         assert_eq!(
             out,
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

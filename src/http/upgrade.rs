@@ -2,6 +2,7 @@
 //! a valid WebSocket upgrade, a plain HTTP request, or an error, and with
 //! which status.
 
+use super::extensions::{self, Element};
 use super::head::Head;
 use super::response::Reject;
 use base64::Engine;
@@ -15,6 +16,11 @@ pub enum Upgrade<'a> {
         key: &'a str,
         /// Subprotocols the client offers, in its order of preference.
         protocols: Vec<&'a str>,
+        /// Extensions the client offers (`Sec-WebSocket-Extensions`, every
+        /// line), in its order of preference. Malformed elements are kept
+        /// as such for the negotiation to decline; they never fail the
+        /// handshake.
+        extensions: Vec<Element<'a>>,
     },
     /// A plain HTTP GET (no `Upgrade: websocket`).
     Plain,
@@ -92,7 +98,12 @@ pub fn check<'a>(head: &Head<'a>) -> Result<Upgrade<'a>, Reject> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    Ok(Upgrade::WebSocket { key, protocols })
+    let extensions = extensions::parse(head.values("Sec-WebSocket-Extensions"));
+    Ok(Upgrade::WebSocket {
+        key,
+        protocols,
+        extensions,
+    })
 }
 
 #[cfg(test)]
@@ -114,7 +125,8 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-
             run(OK),
             Ok(Upgrade::WebSocket {
                 key: "dGhlIHNhbXBsZSBub25jZQ==",
-                protocols: vec!["wamp", "chat"]
+                protocols: vec!["wamp", "chat"],
+                extensions: vec![],
             })
         );
     }

@@ -11,6 +11,7 @@ use crate::app::{ConnError, ConnId, Message, Sink, TimerId};
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
 use crate::metrics::Metrics;
+use crate::ws::deflate::{self, Session};
 use crate::ws::{Decoder, Limits, OpCode, close, frame};
 use slab::Slab;
 use std::net::SocketAddr;
@@ -38,8 +39,10 @@ pub(crate) struct Conn {
     pub phase: Phase,
     pub decoder: Decoder,
     pub input: InBuf,
-    /// Assembly of a fragmented message.
+    /// Assembly of a fragmented or compressed message.
     pub message: Vec<u8>,
+    /// permessage-deflate state, when negotiated.
+    pub deflate: Option<Box<Session>>,
     pub out: Vec<u8>,
     pub out_pos: usize,
     /// When the current phase began.
@@ -68,6 +71,7 @@ impl Conn {
             decoder: Decoder::new(),
             input: InBuf::default(),
             message: Vec::new(),
+            deflate: None,
             out: Vec::new(),
             out_pos: 0,
             since: now,
@@ -103,6 +107,13 @@ pub(crate) struct Core {
     pub in_pool: Pool,
     /// One encoded frame shared by every target of a broadcast.
     scratch: Vec<u8>,
+    /// Codecs shared by connections without context takeover.
+    pub deflate: deflate::Shared,
+    /// Where messages are compressed (see `Compressor::compress`).
+    deflate_buf: Vec<u8>,
+    /// A broadcast's compressed frames, one per server window size (`None`
+    /// when compressing did not pay: the plain frame goes instead).
+    packed: Vec<(u8, Option<Vec<u8>>)>,
     pub now: Instant,
     pub cfg: Config,
     pub ws_limits: Limits,
@@ -120,6 +131,9 @@ impl Core {
             out_pool: Pool::default(),
             in_pool: Pool::default(),
             scratch: Vec::new(),
+            deflate: deflate::Shared::new(cfg.deflate),
+            deflate_buf: Vec::new(),
+            packed: Vec::new(),
             now: Instant::now(),
             ws_limits: cfg.ws_limits(),
             head_limits: cfg.head_limits(),
@@ -222,16 +236,80 @@ impl Core {
     /// server's flush), not here: a burst the kernel takes at once is not
     /// a slow consumer.
     fn queue_app(&mut self, key: usize, frame_bytes: &[&[u8]]) -> bool {
-        let Some(conn) = self.conns.get(key) else {
-            return false;
-        };
-        if conn.phase != Phase::Open {
+        if !self.may_queue(key) {
             return false;
         }
         for part in frame_bytes {
             self.push_out(key, part);
         }
         true
+    }
+
+    /// Whether an app message may be queued to `key` now: it is open.
+    /// Checked before a message is compressed, so that a compression
+    /// context never runs ahead of what the peer receives. (Slow consumers
+    /// are judged after the turn's write attempt, in the server's flush.)
+    fn may_queue(&self, key: usize) -> bool {
+        let Some(conn) = self.conns.get(key) else {
+            return false;
+        };
+        conn.phase == Phase::Open
+    }
+
+    /// Compresses `msg` for `key` if it negotiated permessage-deflate and
+    /// the message is worth it, leaving the payload in `deflate_buf`;
+    /// returns its length.
+    fn compress_for(&mut self, key: usize, msg: &[u8]) -> Option<usize> {
+        let session = self.conns.get_mut(key)?.deflate.as_deref_mut()?;
+        session.compress(&mut self.deflate, msg, &mut self.deflate_buf)
+    }
+
+    /// Queues a compressed message already in `deflate_buf[..n]`.
+    fn queue_compressed(&mut self, key: usize, text: bool, n: usize) {
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let h = frame::encode_header(&mut hdr, true, opcode, n);
+        hdr[0] |= frame::RSV1; // RFC 7692 §6: the message is compressed
+        let buf = std::mem::take(&mut self.deflate_buf);
+        self.push_out(key, &hdr[..h]);
+        self.push_out(key, &buf[..n]);
+        self.deflate_buf = buf;
+        self.trim_deflate_buf();
+    }
+
+    /// Lets a huge message's compression space go.
+    fn trim_deflate_buf(&mut self) {
+        if self.deflate_buf.len() > 1 << 20 {
+            self.deflate_buf = Vec::new();
+        }
+    }
+
+    /// The frame of a broadcast for connections without server context
+    /// takeover and a `bits` window: compressed once, then reused.
+    fn packed_frame(&mut self, bits: u8, msg: &Message<'_>) -> usize {
+        if let Some(i) = self.packed.iter().position(|(b, _)| *b == bits) {
+            return i;
+        }
+        let Some(n) = self
+            .deflate
+            .compress(bits, msg.as_bytes(), &mut self.deflate_buf)
+        else {
+            self.packed.push((bits, None));
+            return self.packed.len() - 1;
+        };
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let h = frame::encode_header(&mut hdr, true, opcode, n);
+        hdr[0] |= frame::RSV1;
+        let mut encoded = Vec::with_capacity(h + n);
+        encoded.extend_from_slice(&hdr[..h]);
+        encoded.extend_from_slice(&self.deflate_buf[..n]);
+        self.packed.push((bits, Some(encoded)));
+        self.packed.len() - 1
     }
 }
 
@@ -244,14 +322,30 @@ fn message_header(msg: &Message<'_>, hdr: &mut [u8; frame::MAX_SERVER_HEADER]) -
     frame::encode_header(hdr, true, opcode, msg.as_bytes().len())
 }
 
+impl Core {
+    /// Queues one message to `key`, compressed when negotiated and worth it.
+    fn send_one(&mut self, key: usize, msg: &Message<'_>) -> bool {
+        if self.conns[key].deflate.is_some() {
+            if !self.may_queue(key) {
+                return false;
+            }
+            if let Some(n) = self.compress_for(key, msg.as_bytes()) {
+                self.queue_compressed(key, msg.is_text(), n);
+                return true;
+            }
+        }
+        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
+        let n = message_header(msg, &mut hdr);
+        self.queue_app(key, &[&hdr[..n], msg.as_bytes()])
+    }
+}
+
 impl Sink for Core {
     fn send(&mut self, conn: ConnId, msg: Message<'_>) -> bool {
         let Some(key) = self.key_of(conn) else {
             return false;
         };
-        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let n = message_header(&msg, &mut hdr);
-        let sent = self.queue_app(key, &[&hdr[..n], msg.as_bytes()]);
+        let sent = self.send_one(key, &msg);
         if sent {
             self.metrics.messages_out += 1;
             self.metrics.message_bytes_out += msg.as_bytes().len() as u64;
@@ -267,11 +361,47 @@ impl Sink for Core {
         encoded.extend_from_slice(&hdr[..n]);
         encoded.extend_from_slice(msg.as_bytes());
         let mut sent = 0;
+        let compress = self.deflate.worth_compressing(msg.as_bytes().len());
         for id in conns {
-            if let Some(key) = self.key_of(id) {
-                sent += usize::from(self.queue_app(key, &[&encoded]));
+            let Some(key) = self.key_of(id) else { continue };
+            let shared_bits = match &self.conns[key].deflate {
+                Some(s) if compress => {
+                    (!s.owns_compressor()).then_some(s.params.server_max_window_bits)
+                }
+                _ => {
+                    sent += usize::from(self.queue_app(key, &[&encoded]));
+                    continue;
+                }
+            };
+            if !self.may_queue(key) {
+                continue;
+            }
+            sent += 1;
+            match shared_bits {
+                // Without context takeover the output depends only on the
+                // window: compress once per window size, not per recipient.
+                Some(bits) => {
+                    let i = self.packed_frame(bits, &msg);
+                    let Some(frame) = self.packed[i].1.take() else {
+                        self.push_out(key, &encoded);
+                        continue;
+                    };
+                    self.push_out(key, &frame);
+                    self.packed[i].1 = Some(frame);
+                    if let Some(s) = self.conns[key].deflate.as_deref_mut() {
+                        s.stats.messages_out += 1;
+                    }
+                }
+                // Context takeover: the recipient's own compressor.
+                None => {
+                    if let Some(n) = self.compress_for(key, msg.as_bytes()) {
+                        self.queue_compressed(key, msg.is_text(), n);
+                    }
+                }
             }
         }
+        self.packed.clear();
+        self.trim_deflate_buf();
         if encoded.capacity() <= 64 * 1024 {
             self.scratch = encoded;
         }
@@ -313,5 +443,77 @@ impl Sink for Core {
 
     fn now(&self) -> Instant {
         self.now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::extensions;
+    use crate::ws::deflate::{DeflateConfig, negotiate};
+
+    /// Opens a connection in `core` (no socket needed: the core is
+    /// sans-IO), with permessage-deflate if `offer`.
+    fn open(core: &mut Core, offer: Option<&str>) -> ConnId {
+        let entry = core.conns.vacant_entry();
+        let id = ConnId::new(entry.key() as u32, 1);
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let mut conn = Conn::new(peer, id, core.now);
+        conn.phase = Phase::Open;
+        if let Some(offer) = offer {
+            let elements = extensions::parse([offer]);
+            let params = negotiate(&core.cfg.deflate, &elements).0.unwrap();
+            conn.deflate = Some(Box::new(Session::new(params)));
+        }
+        entry.insert(conn);
+        id
+    }
+
+    #[test]
+    fn broadcast_compresses_once_per_window_without_context_takeover() {
+        let cfg = Config {
+            deflate: DeflateConfig {
+                server_context_takeover: true,
+                ..DeflateConfig::default()
+            },
+            ..Config::default()
+        };
+        let mut core = Core::new(cfg);
+        let plain = open(&mut core, None);
+        let no_takeover = "permessage-deflate; server_no_context_takeover";
+        let shared: Vec<ConnId> = (0..5).map(|_| open(&mut core, Some(no_takeover))).collect();
+        let small_window = open(
+            &mut core,
+            Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=10"),
+        );
+        let own: Vec<ConnId> = (0..2)
+            .map(|_| open(&mut core, Some("permessage-deflate")))
+            .collect();
+        let mut all = vec![plain, small_window];
+        all.extend(&shared);
+        all.extend(&own);
+        let msg = "{\"topic\":\"prices\",\"value\":42} ".repeat(100);
+        let sent = core.send_many(&mut all.iter().copied(), Message::Text(&msg));
+        assert_eq!(sent, all.len());
+        // Once for the five shared ones, once for the 10-bit window, once
+        // for each connection with its own context.
+        assert_eq!(core.deflate.compressions(), 1 + 1 + 2);
+        let out = |core: &Core, id: ConnId| core.conns[id.index()].out.clone();
+        assert_eq!(out(&core, plain)[0], 0x81, "uncompressed text frame");
+        let first = out(&core, shared[0]);
+        assert_eq!(first[0], 0x81 | frame::RSV1);
+        assert!(first.len() < msg.len() / 4);
+        for id in &shared {
+            assert_eq!(out(&core, *id), first);
+        }
+        assert_ne!(out(&core, small_window), first);
+        // Context takeover: each recipient's compressor starts alike, so
+        // the first message matches byte for byte, the next one does not.
+        assert_eq!(out(&core, own[0]), first);
+        core.send_many(&mut own.iter().copied(), Message::Text(&msg));
+        assert_eq!(core.deflate.compressions(), 4 + 2);
+        let again = out(&core, own[0]);
+        assert_ne!(&again[first.len()..], &first[..], "refers back");
+        assert_eq!(out(&core, own[1]), again);
     }
 }

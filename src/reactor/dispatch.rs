@@ -6,9 +6,11 @@
 
 use super::core::{Core, Phase};
 use crate::app::{Application, ConnError, Context, Message};
+use crate::http::extensions::Element;
 use crate::http::{Page, Reject, Request, Upgrade, head, response, upgrade};
 use crate::metrics::Metrics;
-use crate::ws::{self, Decoded, Frame, OpCode, close};
+use crate::ws::deflate::{self, InflateError, Session};
+use crate::ws::{self, Decoded, Frame, OpCode, ProtocolError, close};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs `f` with a context; false if it panicked (logged).
@@ -134,15 +136,11 @@ fn handshake<A: Application>(core: &mut Core, app: &mut A, key: usize, buf: &mut
         Ok(Upgrade::WebSocket {
             key: ws_key,
             protocols,
+            extensions,
         }) => {
             let accept = ws::accept_key(ws_key.as_bytes());
-            open(
-                core,
-                app,
-                key,
-                Request::new(&head, peer, &protocols),
-                &accept,
-            );
+            let req = Request::new(&head, peer, &protocols);
+            open(core, app, key, req, &accept, &extensions);
         }
     }
     len
@@ -204,13 +202,22 @@ fn open<A: Application>(
     key: usize,
     mut req: Request,
     accept_key: &str,
+    extensions: &[Element<'_>],
 ) {
     let protocol = match accept(app, &req) {
         Ok(p) => p,
         Err(reject) => return refuse(core, key, &reject),
     };
+    let (params, declined) = deflate::negotiate(&core.cfg.deflate, extensions);
+    for why in declined {
+        log::debug!(
+            "{}: declined a permessage-deflate offer: {why}",
+            core.conns[key].peer
+        );
+    }
+    let answer = params.map(|p| p.response());
     let mut out = Vec::with_capacity(160);
-    response::write_switching(&mut out, accept_key, protocol.as_deref());
+    response::write_switching(&mut out, accept_key, protocol.as_deref(), answer.as_deref());
     core.push_out(key, &out);
     req.protocol = protocol;
     let now = core.now;
@@ -218,8 +225,17 @@ fn open<A: Application>(
     conn.set_phase(Phase::Open, now);
     conn.app_open = true;
     core.metrics.handshakes_ok += 1;
+    if let Some(p) = params {
+        conn.decoder.set_compression(true);
+        conn.deflate = Some(Box::new(Session::new(p)));
+    }
     let id = conn.id;
-    log::debug!("{id} {} open at {}", conn.peer, req.path);
+    log::debug!(
+        "{id} {} open at {} ({})",
+        conn.peer,
+        req.path,
+        answer.as_deref().unwrap_or("no compression")
+    );
     if !call(core, app, "on_open", |a, ctx| a.on_open(ctx, id, &req)) {
         fail(
             core,
@@ -266,32 +282,34 @@ fn on_frame<A: Application>(core: &mut Core, app: &mut A, key: usize, frame: Fra
                 conn.message = core.out_pool.take();
             }
             conn.message.extend_from_slice(payload);
-            if !fin {
-                return;
+            if fin {
+                deliver_assembled(core, app, key, text);
             }
-            let assembled = std::mem::take(&mut conn.message);
-            if text {
-                match std::str::from_utf8(&assembled) {
-                    Ok(s) => deliver(core, app, key, Message::Text(s)),
-                    // Unreachable: fragments were validated as they came.
-                    Err(_) => {
-                        let e = ws::ProtocolError::InvalidUtf8;
-                        fail(
-                            core,
-                            app,
-                            key,
-                            ConnError::Protocol(e),
-                            e.close_code(),
-                            "invalid UTF-8",
-                        );
-                    }
-                }
-            } else {
-                deliver(core, app, key, Message::Binary(&assembled));
+        }
+        Frame::Compressed {
+            text,
+            first,
+            fin,
+            payload,
+        } => {
+            if let Err(e) = inflate(core, key, text, first, fin, payload) {
+                let e = match e {
+                    InflateError::TooBig => ProtocolError::MessageTooBig,
+                    InflateError::Utf8 => ProtocolError::InvalidUtf8,
+                    InflateError::Corrupt => ProtocolError::BadDeflateData,
+                };
+                core.conns[key].message.clear();
+                fail(
+                    core,
+                    app,
+                    key,
+                    ConnError::Protocol(e),
+                    e.close_code(),
+                    &e.to_string(),
+                );
+            } else if fin {
+                deliver_assembled(core, app, key, text);
             }
-            let mut assembled = assembled;
-            assembled.clear();
-            core.out_pool.give(assembled);
         }
         // §5.5.2: answer with a pong carrying the same data, unless closing.
         Frame::Ping(data) => {
@@ -304,6 +322,65 @@ fn on_frame<A: Application>(core: &mut Core, app: &mut A, key: usize, frame: Fra
         Frame::Pong(_) => {}
         Frame::Close(c) => peer_closed(core, app, key, c.code, c.reason),
     }
+}
+
+/// Decompresses one frame of a compressed message onto the message so far
+/// (RFC 7692 §7.2.2); the decompressed size counts against the message
+/// limit as it grows.
+fn inflate(
+    core: &mut Core,
+    key: usize,
+    text: bool,
+    first: bool,
+    fin: bool,
+    payload: &[u8],
+) -> Result<(), InflateError> {
+    let limit = core.cfg.max_message_size;
+    let conn = &mut core.conns[key];
+    // The decoder yields compressed frames only once a session exists.
+    let Some(session) = conn.deflate.as_deref_mut() else {
+        return Err(InflateError::Corrupt);
+    };
+    if conn.message.capacity() == 0 {
+        conn.message = core.out_pool.take();
+    }
+    session.inflate(
+        &mut core.deflate,
+        payload,
+        first,
+        fin,
+        text,
+        &mut conn.message,
+        limit,
+    )
+}
+
+/// Hands the message assembled in `conn.message` to the app and returns
+/// the buffer to the pool.
+fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, text: bool) {
+    let assembled = std::mem::take(&mut core.conns[key].message);
+    if text {
+        match std::str::from_utf8(&assembled) {
+            Ok(s) => deliver(core, app, key, Message::Text(s)),
+            // Unreachable: the text was validated as it came.
+            Err(_) => {
+                let e = ProtocolError::InvalidUtf8;
+                fail(
+                    core,
+                    app,
+                    key,
+                    ConnError::Protocol(e),
+                    e.close_code(),
+                    "invalid UTF-8",
+                );
+            }
+        }
+    } else {
+        deliver(core, app, key, Message::Binary(&assembled));
+    }
+    let mut assembled = assembled;
+    assembled.clear();
+    core.out_pool.give(assembled);
 }
 
 fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Message<'_>) {
@@ -408,7 +485,15 @@ pub(crate) fn notify_close<A: Application>(
     conn.app_open = false;
     let id = conn.id;
     Metrics::bump(&mut core.metrics.closes, code);
-    log::debug!("{id} {} closed with {code}", conn.peer);
+    match conn.deflate.as_deref() {
+        Some(s) => log::debug!(
+            "{id} {} closed with {code} (permessage-deflate: {} compressed messages in, {} out)",
+            conn.peer,
+            s.stats.messages_in,
+            s.stats.messages_out
+        ),
+        None => log::debug!("{id} {} closed with {code}", conn.peer),
+    }
     call(core, app, "on_close", |a, ctx| {
         a.on_close(ctx, id, code, reason)
     });

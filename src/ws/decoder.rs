@@ -7,6 +7,11 @@
 //! bytes of an incomplete frame are unmasked and UTF-8 checked as they
 //! arrive, so invalid text fails fast (§8.1), and the work is not repeated
 //! when the rest of the frame comes.
+//!
+//! With permessage-deflate negotiated (RFC 7692) a message whose first
+//! frame has RSV1 set is compressed: its frames come out as
+//! [`Frame::Compressed`], not validated, for the caller to decompress
+//! (see [`super::deflate`]).
 
 use super::close::{self, BadClose, ClosePayload};
 use super::frame::{self, OpCode};
@@ -61,13 +66,21 @@ pub enum ProtocolError {
     BadCloseCode,
     /// §5.5.1: close reason that is not UTF-8.
     CloseReasonUtf8,
+    /// RFC 7692 §6.1: RSV1 on a control frame.
+    CompressedControl,
+    /// RFC 7692 §6.1: RSV1 on a frame that is not the first of a message.
+    CompressedContinuation,
+    /// RFC 7692 §7.2.2: a compressed message that is not valid DEFLATE data.
+    BadDeflateData,
 }
 
 impl ProtocolError {
     /// The close code the peer gets for this error (§7.4.1).
     pub fn close_code(self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::CloseReasonUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8
+            | ProtocolError::CloseReasonUtf8
+            | ProtocolError::BadDeflateData => close::INVALID_PAYLOAD,
             ProtocolError::FrameTooBig | ProtocolError::MessageTooBig => close::TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
@@ -92,6 +105,11 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text message"),
             ProtocolError::BadCloseCode => f.write_str("invalid close code"),
             ProtocolError::CloseReasonUtf8 => f.write_str("invalid UTF-8 in close reason"),
+            ProtocolError::CompressedControl => f.write_str("RSV1 set on a control frame"),
+            ProtocolError::CompressedContinuation => {
+                f.write_str("RSV1 set on a continuation frame")
+            }
+            ProtocolError::BadDeflateData => f.write_str("invalid DEFLATE data"),
         }
     }
 }
@@ -115,6 +133,18 @@ pub enum Frame<'a> {
         /// Ends the message.
         fin: bool,
         /// Unmasked payload.
+        payload: &'a [u8],
+    },
+    /// One frame of a compressed message (permessage-deflate), whole or
+    /// fragmented; the payload is DEFLATE data, not yet checked in any way.
+    Compressed {
+        /// The message is text.
+        text: bool,
+        /// Starts the message.
+        first: bool,
+        /// Ends the message.
+        fin: bool,
+        /// Unmasked, still compressed payload.
         payload: &'a [u8],
     },
     /// Ping with its application data.
@@ -149,6 +179,10 @@ pub enum Decoded<'a> {
 pub struct Decoder {
     /// `Some(is_text)` while a fragmented message is open.
     open_message: Option<bool>,
+    /// The open message is compressed (its first frame had RSV1).
+    open_compressed: bool,
+    /// permessage-deflate is in force: RSV1 may mark a message compressed.
+    compression: bool,
     /// Payload bytes of the open message in frames already returned.
     message_len: u64,
     utf8: Utf8Validator,
@@ -161,6 +195,12 @@ impl Decoder {
     /// A decoder at the start of a connection.
     pub fn new() -> Self {
         Decoder::default()
+    }
+
+    /// Allows RSV1 on the first frame of a data message, once
+    /// permessage-deflate has been negotiated (RFC 7692 §6).
+    pub fn set_compression(&mut self, on: bool) {
+        self.compression = on;
     }
 
     /// True while a fragmented message has started but not finished.
@@ -182,7 +222,9 @@ impl Decoder {
             Ok(None) => return Ok(Decoded::Incomplete { frame_len: 0 }),
             Err(frame::LengthOverflow) => return Err(ProtocolError::LengthOverflow),
         };
-        let (opcode, text) = self.check_header(&header, limits)?;
+        let (opcode, text, compressed) = self.check_header(&header, limits)?;
+        // Compressed payload is validated after decompression, by the caller.
+        let validate = text && !compressed;
         // check_header bounded the length by the limits, which fit in usize.
         let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooBig)?;
         let start = header.header_len;
@@ -198,7 +240,7 @@ impl Decoder {
             // A single-frame text message seen whole is validated once below,
             // as it is turned into a str; everything else incrementally.
             let single = header.fin && self.open_message.is_none();
-            if text && !(whole_in_one_call && single) {
+            if validate && !(whole_in_one_call && single) {
                 self.utf8
                     .feed(fresh)
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -217,6 +259,9 @@ impl Decoder {
                 BadClose::Protocol => ProtocolError::BadCloseCode,
                 BadClose::Utf8 => ProtocolError::CloseReasonUtf8,
             })?),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation if compressed => {
+                self.compressed_frame(header.fin, text, payload)
+            }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 self.data_frame(header.fin, text, payload)?
             }
@@ -225,6 +270,26 @@ impl Decoder {
             consumed: frame_len,
             frame,
         })
+    }
+
+    /// A complete frame of a compressed message.
+    fn compressed_frame<'b>(&mut self, fin: bool, text: bool, payload: &'b [u8]) -> Frame<'b> {
+        let first = self.open_message.is_none();
+        if fin {
+            self.open_message = None;
+            self.open_compressed = false;
+            self.message_len = 0;
+        } else {
+            self.open_message = Some(text);
+            self.open_compressed = true;
+            self.message_len += payload.len() as u64;
+        }
+        Frame::Compressed {
+            text,
+            first,
+            fin,
+            payload,
+        }
     }
 
     /// Turns a complete data frame into a [`Frame`], closing the message on FIN.
@@ -267,19 +332,32 @@ impl Decoder {
     }
 
     /// Applies the per-frame MUSTs of §5 that depend on connection state.
-    /// Returns the opcode and whether the payload is text to validate.
+    /// Returns the opcode, whether the message is text, and whether it is
+    /// compressed.
     fn check_header(
         &self,
         h: &frame::FrameHeader,
         limits: &Limits,
-    ) -> Result<(OpCode, bool), ProtocolError> {
+    ) -> Result<(OpCode, bool, bool), ProtocolError> {
         if h.mask.is_none() {
             return Err(ProtocolError::Unmasked); // §5.1
         }
-        if h.rsv != 0 {
-            return Err(ProtocolError::ReservedBits); // §5.2, no extensions
+        // §5.2: RSV bits MUST be 0 unless an extension defines them; the
+        // only one sprocket knows is RFC 7692's use of RSV1.
+        let rsv1 = h.rsv & 0b100 != 0;
+        if h.rsv & 0b011 != 0 || (rsv1 && !self.compression) {
+            return Err(ProtocolError::ReservedBits);
         }
         let opcode = OpCode::from_bits(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        if rsv1 && opcode.is_control() {
+            // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message
+            // Compressed" bit of control frames".
+            return Err(ProtocolError::CompressedControl);
+        }
+        if rsv1 && opcode == OpCode::Continuation {
+            // RFC 7692 §6.1: "... and non-first fragments of a data message."
+            return Err(ProtocolError::CompressedContinuation);
+        }
         if opcode.is_control() {
             // §5.5: "All control frames MUST have a payload length of 125
             // bytes or less and MUST NOT be fragmented."
@@ -289,21 +367,23 @@ impl Decoder {
             if h.payload_len > 125 {
                 return Err(ProtocolError::ControlTooLong);
             }
-            return Ok((opcode, false));
+            return Ok((opcode, false, false));
         }
-        let text = match (opcode, self.open_message) {
-            (OpCode::Continuation, Some(text)) => text,
+        let (text, compressed) = match (opcode, self.open_message) {
+            (OpCode::Continuation, Some(text)) => (text, self.open_compressed),
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-            (op, None) => op == OpCode::Text,
+            (op, None) => (op == OpCode::Text, rsv1),
         };
         if h.payload_len > limits.max_frame {
             return Err(ProtocolError::FrameTooBig);
         }
+        // For a compressed message this bounds the bytes on the wire; the
+        // decompressed size is checked as it is produced.
         if self.message_len + h.payload_len > limits.max_message {
             return Err(ProtocolError::MessageTooBig);
         }
-        Ok((opcode, text))
+        Ok((opcode, text, compressed))
     }
 }
 
@@ -459,6 +539,91 @@ mod tests {
             Decoder::new().decode(&mut wire, &limits),
             Err(ProtocolError::LengthOverflow)
         );
+    }
+
+    #[test]
+    fn rsv1_marks_compressed_messages_once_negotiated() {
+        let limits = Limits::default();
+        // RFC 7692 §7.2.3.1, as one frame and as two fragments.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut d = Decoder::new();
+        assert_eq!(
+            d.decode(&mut masked(0xC1, &hello), &limits),
+            Err(ProtocolError::ReservedBits),
+            "not negotiated"
+        );
+        d.set_compression(true);
+        let mut wire = masked(0xC1, &hello);
+        let got = d.decode(&mut wire, &limits).unwrap();
+        let Decoded::Frame { frame, .. } = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            frame,
+            Frame::Compressed {
+                text: true,
+                first: true,
+                fin: true,
+                payload: &hello
+            }
+        );
+        // Fragmented, with a ping in between; the continuation carries no
+        // RSV1 and is still part of the compressed message.
+        let mut wire = masked(0x42, &hello[..3]);
+        wire.extend(masked(0x89, b""));
+        wire.extend(masked(0x80, &hello[3..]));
+        wire.extend(masked(0x82, b"plain"));
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos < wire.len() {
+            match d.decode(&mut wire[pos..], &limits).unwrap() {
+                Decoded::Frame { consumed, frame } => {
+                    frames.push(format!("{frame:?}"));
+                    pos += consumed;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(frames[0].starts_with("Compressed { text: false, first: true, fin: false"));
+        assert!(frames[1].starts_with("Ping"));
+        assert!(frames[2].starts_with("Compressed { text: false, first: false, fin: true"));
+        assert!(frames[3].starts_with("Binary"), "{frames:?}");
+        // Invalid (not compressed) UTF-8 is not looked at here: the caller
+        // validates the decompressed text.
+        let mut raw = masked(0xC1, &[0xff, 0xfe]);
+        assert!(d.decode(&mut raw, &limits).is_ok());
+    }
+
+    #[test]
+    fn rsv_rules_with_compression() {
+        let limits = Limits::default();
+        let cases: Vec<(Vec<u8>, ProtocolError)> = vec![
+            (masked(0xC9, b""), ProtocolError::CompressedControl),
+            (
+                masked(0xC8, &[0x03, 0xE8]),
+                ProtocolError::CompressedControl,
+            ),
+            (masked(0xA1, b"x"), ProtocolError::ReservedBits),
+            (masked(0x91, b"x"), ProtocolError::ReservedBits),
+            (masked(0xE1, b"x"), ProtocolError::ReservedBits),
+        ];
+        for (mut wire, want) in cases {
+            let mut d = Decoder::new();
+            d.set_compression(true);
+            let shown = format!("{wire:x?}");
+            assert_eq!(d.decode(&mut wire, &limits), Err(want), "{shown}");
+            assert_eq!(want.close_code(), 1002);
+        }
+        // RSV1 on a continuation, compressed message or not.
+        for first in [0x01, 0x41] {
+            let mut d = Decoder::new();
+            d.set_compression(true);
+            assert!(d.decode(&mut masked(first, b"a"), &limits).is_ok());
+            assert_eq!(
+                d.decode(&mut masked(0xC0, b"b"), &limits),
+                Err(ProtocolError::CompressedContinuation)
+            );
+        }
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// RSV1 in the first header byte: the "Per-Message Compressed" bit of
+/// RFC 7692 §6.
+pub const RSV1: u8 = 0x40;
+
 /// Largest header a server (unmasked) frame needs.
 pub const MAX_SERVER_HEADER: usize = 10;
 

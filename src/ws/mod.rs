@@ -1,8 +1,10 @@
 //! RFC 6455 protocol engine, free of I/O: framing, masking, message
-//! assembly state, UTF-8 validation, close codes and the handshake key.
+//! assembly state, UTF-8 validation, close codes, the handshake key, and
+//! the permessage-deflate extension (RFC 7692).
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod frame;
 pub mod utf8;
 

@@ -11,6 +11,8 @@
 #   AB_OUT         output dir (default: target/autobahn)
 #   AB_PYTHON2     Python 2.7 interpreter used to install the testsuite
 #   AB_TIMEOUT     overall limit for wstest in seconds (default: 1800)
+#   AB_STRICT_COMPRESSION  1: compression cases (sections 12, 13) must be OK,
+#                  UNIMPLEMENTED (no permessage-deflate) fails them
 # Exit status: that of check.py (0 = all cases acceptable), or 1 on setup errors.
 set -euo pipefail
 
@@ -22,6 +24,8 @@ AB_DIR=${AB_DIR:-$HOME/.cache/sprocket-autobahn}
 AB_OUT=${AB_OUT:-$ROOT/target/autobahn}
 SPROCKET_ARGS=${SPROCKET_ARGS:-}
 AB_TIMEOUT=${AB_TIMEOUT:-1800}
+CHECK_ARGS=()
+if [ "${AB_STRICT_COMPRESSION:-0}" = 1 ]; then CHECK_ARGS+=(--strict-compression); fi
 
 die() { echo "autobahn: $*" >&2; exit 1; }
 log() { echo "autobahn: $*" >&2; }
@@ -162,7 +166,7 @@ fi
 # wstest exits 0 even when cases fail, so the checker decides.
 status=0
 python3 "$HERE/check.py" "$AB_OUT/reports" --expect "$AB_OUT/cases.json" \
-    --markdown "$AB_OUT/summary.md" || status=$?
+    --markdown "$AB_OUT/summary.md" "${CHECK_ARGS[@]}" || status=$?
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -n 20 "$AB_OUT/server.log" >&2
     log "FAIL: the server died during the run"

@@ -95,6 +95,8 @@ pub fn status_of(resp: &str) -> u16 {
 #[derive(Debug, PartialEq, Eq)]
 pub struct WsFrame {
     pub fin: bool,
+    /// RSV1..RSV3 as the low three bits (RSV1 = 4: compressed).
+    pub rsv: u8,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -336,6 +338,7 @@ pub fn parse_server_frame(buf: &[u8]) -> Option<(WsFrame, usize)> {
     Some((
         WsFrame {
             fin: buf[0] & 0x80 != 0,
+            rsv: (buf[0] >> 4) & 7,
             opcode: buf[0] & 0x0F,
             payload,
         },
