@@ -249,6 +249,9 @@ fn step(
     let mut t_rec = start;
     let mut touched = vec![false; o.pubs];
     h.step_max_ns = 0;
+    h.win_sub = 0;
+    h.win_all = 0;
+    h.hist = Histogram::new();
     // A step that is clearly overloaded stops early, so the backlog it
     // leaves in the server stays small and drains quickly.
     let abort_ns = (o.max_p99_ms * 4e6) as u64;
