@@ -35,6 +35,10 @@ pub struct FanoutOpts {
     pub max_steps: usize,
     pub min_rate: f64,
     pub concurrency: usize,
+    /// Poll (and so read subscribers) at most once per this many ms.
+    pub read_every_ms: f64,
+    /// Publishing tick: messages due are sent together once per tick.
+    pub tick_ms: f64,
 }
 
 struct Fanout {
@@ -256,6 +260,9 @@ fn step(
     // leaves in the server stays small and drains quickly.
     let abort_ns = (o.max_p99_ms * 4e6) as u64;
     let mut aborted = false;
+    let pace = o.read_every_ms / 1e3;
+    let tick = (o.tick_ms / 1e3).max(1e-4);
+    let mut last_poll = Instant::now();
     loop {
         let now = Instant::now();
         let el = (now - start).as_secs_f64();
@@ -271,9 +278,11 @@ fn step(
             t_rec = now;
             cpu = Some(CpuWindow::start(common.server_pid));
         }
-        let due = (rate * el) as u64 - (h.published_total - sent0);
-        // Catch up at most 20 ms of sends at once.
-        let due = due.min((rate * 0.02) as u64 + 1);
+        // Messages go out in ticks: all those due by the current tick at once.
+        let el_tick = (el / tick).floor() * tick;
+        let due = ((rate * el_tick) as u64).saturating_sub(h.published_total - sent0);
+        // Catch up at most 20 ms (or one tick) of sends at once.
+        let due = due.min((rate * tick.max(0.02)) as u64 + 1);
         if due > 0 {
             let ts = now_ns();
             for _ in 0..due {
@@ -288,8 +297,16 @@ fn step(
                 }
             }
         }
-        let next = sent0 + (rate * el) as u64 + 1;
-        let wait = ((next - sent0) as f64 / rate - el).clamp(0.0, 0.001);
+        let wait = (el_tick + tick - el).clamp(0.0, 0.001);
+        // Reading each subscriber at most once per `read_every_ms` lets
+        // deliveries pile up in the socket, so one read takes several: the
+        // tool's cost per delivery stays low when a server writes each
+        // delivery separately, at the price of up to that much latency.
+        let since = last_poll.elapsed().as_secs_f64();
+        if since < pace {
+            std::thread::sleep(Duration::from_secs_f64(pace - since));
+        }
+        last_poll = Instant::now();
         driver.turn(h, Duration::from_secs_f64(wait))?;
         if driver.failures.len() > failures0 {
             break;

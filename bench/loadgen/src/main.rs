@@ -28,6 +28,7 @@ USAGE:
                     [--rate 1000] [--size 32] [--warmup 1] [--duration 3]
                     [--search [--max-p99-ms 50] [--max-steps 10] [--min-rate 10]]
                     [--flavour chat|wamp1] [--topic URI] [--concurrency 100]
+                    [--read-every-ms 4] [--tick-ms 1]
     loadgen connect --addr HOST:PORT [--path /echo] [--conns 10000]
                     [--concurrency 100] [--hold 1]
 
@@ -43,7 +44,10 @@ fanout    N subscribers and P publishing connections on a chat-style path;
           publishers send R msgs/s in total (open loop), each payload carries
           publisher id, sequence number and send time. Reports deliveries/s,
           latency percentiles, lost / reordered deliveries. --search finds the
-          highest rate with no loss and p99 under --max-p99-ms.
+          highest rate with no loss and p99 under --max-p99-ms. The tool
+          polls at most every --read-every-ms, so deliveries batch per read
+          (latency floor: that interval). Publishers send what is due once
+          per --tick-ms, all at once.
 connect   Opens C idle connections; handshakes/s, server RSS per connection.
 
 Output: one JSON line on stdout, a human summary on stderr (--quiet: none).
@@ -141,6 +145,8 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
                 max_steps: a.get("max-steps", 10)?,
                 min_rate: a.get("min-rate", 10.0)?,
                 concurrency: a.get("concurrency", 100)?,
+                read_every_ms: a.get("read-every-ms", 4.0)?,
+                tick_ms: a.get("tick-ms", 1.0)?,
             };
             let path: String = a.get("path", "/chat".to_string())?;
             let flavour: Box<dyn flavour::Flavour> =
