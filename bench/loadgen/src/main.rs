@@ -1,0 +1,252 @@
+//! loadgen: a single-threaded load generator for WebSocket servers (and a
+//! raw TCP echo), built to be pinned to one core. See `--help`.
+
+mod args;
+mod conn;
+mod connect;
+mod echo;
+mod fanout;
+mod flavour;
+mod hist;
+mod payload;
+mod procstat;
+mod report;
+mod ws;
+
+use procstat::CpuUse;
+use report::Json;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+const HELP: &str = "\
+loadgen - load generator for WebSocket servers (one thread, one mio loop)
+
+USAGE:
+    loadgen echo    --addr HOST:PORT [--path /echo] [--conns 100] [--window 16]
+                    [--size 32] [--binary] [--raw] [--warmup 1] [--duration 5]
+    loadgen fanout  --addr HOST:PORT [--path /chat] [--subs 1000] [--pubs 1]
+                    [--rate 1000] [--size 32] [--warmup 1] [--duration 3]
+                    [--search [--max-p99-ms 50] [--max-steps 10] [--min-rate 10]]
+                    [--flavour chat|wamp1] [--topic URI] [--concurrency 100]
+                    [--read-every-ms 4] [--tick-ms 1]
+    loadgen connect --addr HOST:PORT [--path /echo] [--conns 10000]
+                    [--concurrency 100] [--hold 1]
+
+Every mode: --server-pid PID samples the server's CPU time (utime+stime from
+/proc/PID/stat) over the measured window and reports server CPU per
+operation; connect mode also reads its RSS (/proc/PID/status) before and
+after. --label NAME is copied into the output.
+
+echo      C connections keep W messages of S bytes in flight each; every echo
+          is checked (content and order). Reports msgs/s, MB/s, RTT
+          percentiles. --raw: plain TCP, fixed-size records, no WebSocket.
+fanout    N subscribers and P publishing connections on a chat-style path;
+          publishers send R msgs/s in total (open loop), each payload carries
+          publisher id, sequence number and send time. Reports deliveries/s,
+          latency percentiles, lost / reordered deliveries. --search finds the
+          highest rate with no loss and p99 under --max-p99-ms. The tool
+          polls at most every --read-every-ms, so deliveries batch per read
+          (latency floor: that interval). Publishers send what is due once
+          per --tick-ms, all at once.
+connect   Opens C idle connections; handshakes/s, server RSS per connection.
+
+Output: one JSON line on stdout, a human summary on stderr (--quiet: none).
+Exit status: 0 valid run, 1 run with errors (JSON has ok=false), 2 usage.
+";
+
+/// Options every mode has.
+pub struct Common {
+    pub addr: SocketAddr,
+    pub server_pid: Option<u32>,
+    pub label: Option<String>,
+}
+
+/// What a mode measured, before the common fields are added.
+pub struct Outcome {
+    json: Json,
+    cpu: CpuUse,
+    per_ops: Vec<(&'static str, f64)>,
+    pub problems: Vec<String>,
+    pub summary: String,
+}
+
+impl Outcome {
+    pub fn new(json: Json, cpu: CpuUse) -> Self {
+        Outcome {
+            json,
+            cpu,
+            per_ops: Vec::new(),
+            problems: Vec::new(),
+            summary: String::new(),
+        }
+    }
+
+    /// Reports server CPU per `name` given how many were done in the window.
+    pub fn per_op(&mut self, name: &'static str, count: f64) {
+        self.per_ops.push((name, count));
+    }
+}
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let mode = argv.next().unwrap_or_default();
+    if matches!(mode.as_str(), "" | "-h" | "--help" | "help") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    match run(&mode, argv) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, String> {
+    let a = args::Args::parse(argv)?;
+    let addr_s: String = a.opt("addr")?.ok_or("--addr HOST:PORT is required")?;
+    let addr = addr_s
+        .to_socket_addrs()
+        .map_err(|e| format!("--addr {addr_s}: {e}"))?
+        .next()
+        .ok_or("--addr resolves to nothing")?;
+    let common = Common {
+        addr,
+        server_pid: a.opt("server-pid")?,
+        label: a.opt("label")?,
+    };
+    let quiet = a.flag("quiet");
+    let outcome = match mode {
+        "echo" => {
+            let o = echo::EchoOpts {
+                conns: a.get("conns", 100)?,
+                window: a.get("window", 16)?,
+                size: a.size("size", 32)?,
+                binary: a.flag("binary"),
+                raw: a.flag("raw"),
+                path: a.get("path", "/echo".to_string())?,
+                warmup: a.get("warmup", 1.0)?,
+                duration: a.get("duration", 5.0)?,
+            };
+            a.check_unused()?;
+            echo::run(&common, &o)
+        }
+        "fanout" => {
+            let o = fanout::FanoutOpts {
+                subs: a.get("subs", 1000)?,
+                pubs: a.get("pubs", 1)?,
+                rate: a.get("rate", 1000.0)?,
+                size: a.size("size", 32)?,
+                warmup: a.get("warmup", 1.0)?,
+                duration: a.get("duration", 3.0)?,
+                search: a.flag("search"),
+                max_p99_ms: a.get("max-p99-ms", 50.0)?,
+                max_steps: a.get("max-steps", 10)?,
+                min_rate: a.get("min-rate", 10.0)?,
+                concurrency: a.get("concurrency", 100)?,
+                read_every_ms: a.get("read-every-ms", 4.0)?,
+                tick_ms: a.get("tick-ms", 1.0)?,
+            };
+            let path: String = a.get("path", "/chat".to_string())?;
+            let flavour: Box<dyn flavour::Flavour> =
+                match a.get("flavour", "chat".to_string())?.as_str() {
+                    "chat" => Box::new(flavour::Chat { path }),
+                    "wamp1" => Box::new(flavour::WampV1 {
+                        path,
+                        topic: a.get("topic", "http://example.com/bench".to_string())?,
+                    }),
+                    other => return Err(format!("unknown --flavour {other}")),
+                };
+            a.check_unused()?;
+            fanout::run(&common, &o, flavour)
+        }
+        "connect" => {
+            let o = connect::ConnectOpts {
+                conns: a.get("conns", 10_000)?,
+                concurrency: a.get("concurrency", 100)?,
+                hold: a.get("hold", 1.0)?,
+                path: a.get("path", "/echo".to_string())?,
+            };
+            a.check_unused()?;
+            connect::run(&common, &o)
+        }
+        other => return Err(format!("unknown mode {other:?} (echo, fanout, connect)")),
+    };
+    let mut out = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            // Could not even run: still one JSON line, marked invalid.
+            let mut j = Json::new();
+            j.str("mode", mode).bool("ok", false).str("error", &e);
+            if let Some(l) = &common.label {
+                j.str("label", l);
+            }
+            println!("{}", j.finish());
+            eprintln!("loadgen {mode}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let j = &mut out.json;
+    if let Some(l) = &common.label {
+        j.str("label", l);
+    }
+    if let Some(pid) = common.server_pid {
+        j.int("server_pid", pid as u64);
+    }
+    j.num("window_s", out.cpu.wall_s)
+        .opt("server_cpu_s", out.cpu.server_s)
+        .opt(
+            "server_cpu_util",
+            out.cpu.server_s.map(|s| s / out.cpu.wall_s),
+        )
+        .num("loadgen_cpu_util", out.cpu.own_s / out.cpu.wall_s.max(1e-9));
+    for (name, count) in &out.per_ops {
+        let v = out
+            .cpu
+            .server_s
+            .filter(|_| *count > 0.0)
+            .map(|s| s * 1e6 / count);
+        j.opt(&format!("server_cpu_us_per_{name}"), v);
+    }
+    let ok = out.problems.is_empty();
+    j.bool("ok", ok);
+    let probs: Vec<String> = out
+        .problems
+        .iter()
+        .map(|p| {
+            let mut s = String::new();
+            report::quote(&mut s, p);
+            s
+        })
+        .collect();
+    j.put("problems", report::V::Raw(report::array(&probs)));
+    println!("{}", j.finish());
+    if !quiet {
+        eprintln!("{}", out.summary);
+        if let Some(s) = out.cpu.server_s {
+            let mut per: Vec<String> = Vec::new();
+            for (name, count) in &out.per_ops {
+                if *count > 0.0 {
+                    per.push(format!("{:.3} µs/{name}", s * 1e6 / count));
+                }
+            }
+            eprintln!(
+                "  server CPU {:.2} s over {:.2} s ({:.0} %): {}; loadgen CPU {:.0} %",
+                s,
+                out.cpu.wall_s,
+                100.0 * s / out.cpu.wall_s,
+                per.join(", "),
+                100.0 * out.cpu.own_s / out.cpu.wall_s
+            );
+        }
+        for p in &out.problems {
+            eprintln!("  PROBLEM: {p}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,460 @@
+//! Smoke tests of the load tool itself against tiny servers written here
+//! (a thread per connection, blocking I/O), including servers that corrupt
+//! or drop messages on purpose: the tool must count what it validated and
+//! must notice when the server misbehaves.
+
+use base64::Engine;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// Flip a byte in the n-th echoed message (counted over all connections).
+    corrupt_nth: Option<u64>,
+    /// Chat: skip every n-th delivery to the first subscriber.
+    drop_every: Option<u64>,
+}
+
+type Members = Arc<Mutex<Vec<(u64, TcpStream)>>>;
+
+/// A WebSocket server on an ephemeral port: `/echo` and `/chat`.
+fn ws_server(faults: Faults) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let members: Members = Arc::default();
+    let echoed = Arc::new(AtomicU64::new(0));
+    let relayed = Arc::new(AtomicU64::new(0));
+    thread::spawn(move || {
+        for (id, s) in l.incoming().enumerate() {
+            let Ok(s) = s else { continue };
+            let (m, e, r) = (members.clone(), echoed.clone(), relayed.clone());
+            thread::spawn(move || serve_ws(s, id as u64, faults, m, e, r));
+        }
+    });
+    addr
+}
+
+fn serve_ws(
+    s: TcpStream,
+    id: u64,
+    f: Faults,
+    members: Members,
+    echoed: Arc<AtomicU64>,
+    relayed: Arc<AtomicU64>,
+) {
+    s.set_nodelay(true).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s.try_clone().unwrap();
+    let (mut path, mut key) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("GET ") {
+            path = rest.split(' ').next().unwrap_or("").to_owned();
+        } else if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("sec-websocket-key")
+        {
+            key = v.trim().to_owned();
+        }
+    }
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    write!(
+        w,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let chat = path == "/chat";
+    if chat {
+        members.lock().unwrap().push((id, s.try_clone().unwrap()));
+    }
+    while let Some((op, mut data)) = read_frame(&mut r) {
+        match op {
+            0x8 => {
+                let _ = w.write_all(&frame(0x8, &data));
+                break;
+            }
+            0x9 => {
+                let _ = w.write_all(&frame(0xA, &data));
+            }
+            0x1 | 0x2 if chat => {
+                let n = relayed.fetch_add(1, Ordering::SeqCst) + 1;
+                let out = frame(op, &data);
+                let ms = members.lock().unwrap();
+                let first = ms.iter().map(|m| m.0).min();
+                for (other, sock) in ms.iter() {
+                    let skip =
+                        f.drop_every.is_some_and(|k| n.is_multiple_of(k)) && Some(*other) == first;
+                    if *other != id && !skip {
+                        let _ = (&mut &*sock).write_all(&out);
+                    }
+                }
+            }
+            0x1 | 0x2 => {
+                let n = echoed.fetch_add(1, Ordering::SeqCst) + 1;
+                if f.corrupt_nth == Some(n) {
+                    let last = data.len() - 1;
+                    data[last] ^= 0x01;
+                }
+                if w.write_all(&frame(op, &data)).is_err() {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    members.lock().unwrap().retain(|m| m.0 != id);
+    let _ = s.shutdown(Shutdown::Both);
+}
+
+fn read_frame(r: &mut impl Read) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    r.read_exact(&mut h).ok()?;
+    assert!(h[1] & 0x80 != 0, "client frame not masked");
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b).ok()?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).ok()?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    r.read_exact(&mut key).ok()?;
+    let mut data = vec![0u8; len];
+    r.read_exact(&mut data).ok()?;
+    for (i, b) in data.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    Some((h[0] & 0x0F, data))
+}
+
+fn frame(op: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | op];
+    if data.len() < 126 {
+        f.push(data.len() as u8);
+    } else if data.len() <= 0xFFFF {
+        f.push(126);
+        f.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(data.len() as u64).to_be_bytes());
+    }
+    f.extend_from_slice(data);
+    f
+}
+
+/// A plain TCP echo.
+fn raw_server() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut &s, &mut w);
+            });
+        }
+    });
+    addr
+}
+
+struct Run {
+    code: i32,
+    json: String,
+}
+
+impl Run {
+    /// A top-level number (or bool as 0/1) from the JSON line.
+    fn num(&self, key: &str) -> f64 {
+        let pat = format!("\"{key}\":");
+        let at = self
+            .json
+            .find(&pat)
+            .unwrap_or_else(|| panic!("no {key} in {}", self.json));
+        let rest = &self.json[at + pat.len()..];
+        let end = rest.find([',', '}']).unwrap();
+        match &rest[..end] {
+            "true" => 1.0,
+            "false" => 0.0,
+            v => v.parse().unwrap_or_else(|_| panic!("{key} = {v}")),
+        }
+    }
+}
+
+fn loadgen(args: &[&str]) -> Run {
+    let pid = std::process::id().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .args(["--server-pid", &pid, "--quiet"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json.lines().count(), 1, "one JSON line: {json}");
+    assert!(json.starts_with('{') && json.trim_end().ends_with('}'));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        json: json.trim().to_owned(),
+    }
+}
+
+const SHORT: &[&str] = &["--warmup", "0.2", "--duration", "1"];
+
+#[test]
+fn echo_counts_and_validates() {
+    let addr = ws_server(Faults::default());
+    let r = loadgen(
+        &[
+            &["echo", "--addr", &addr, "--conns", "4", "--window", "4"],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("ok"), 1.0);
+    let (msgs, validated) = (r.num("msgs"), r.num("validated"));
+    assert!(msgs > 100.0, "{}", r.json);
+    // Everything measured was validated, plus warm-up and drain.
+    assert!(validated >= msgs + 16.0, "{}", r.json);
+    assert_eq!(r.num("mismatches"), 0.0);
+    assert_eq!(r.num("unanswered"), 0.0);
+    // The rate is what was counted over the window (seconds are rounded
+    // to 0.1 ms in the JSON).
+    let rate = msgs / r.num("seconds");
+    assert!(
+        (r.num("msgs_per_s") - rate).abs() / rate < 1e-3,
+        "{}",
+        r.json
+    );
+    assert!(r.num("rtt_p50_us") > 0.0 && r.num("rtt_p99_us") >= r.num("rtt_p50_us"));
+    // CPU sampling of the given pid worked.
+    assert!(
+        r.json.contains("\"server_cpu_us_per_msg\":") && !r.json.contains("\"server_cpu_s\":null")
+    );
+}
+
+#[test]
+fn echo_large_binary_messages() {
+    let addr = ws_server(Faults::default());
+    let r = loadgen(
+        &[
+            &[
+                "echo", "--addr", &addr, "--conns", "2", "--window", "2", "--size", "70000",
+                "--binary",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert!(
+        r.num("msgs") > 10.0 && r.num("mb_per_s") > 0.5,
+        "{}",
+        r.json
+    );
+}
+
+#[test]
+fn echo_detects_a_corrupted_echo() {
+    let addr = ws_server(Faults {
+        corrupt_nth: Some(300),
+        ..Faults::default()
+    });
+    let r = loadgen(
+        &[
+            &["echo", "--addr", &addr, "--conns", "2", "--window", "4"],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert_eq!(r.num("ok"), 0.0);
+    assert_eq!(r.num("mismatches"), 1.0);
+    assert!(r.json.contains("differs from what was sent"), "{}", r.json);
+}
+
+#[test]
+fn raw_echo_mode() {
+    let addr = raw_server();
+    let r = loadgen(
+        &[
+            &[
+                "echo", "--raw", "--addr", &addr, "--conns", "3", "--window", "8", "--size", "100",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert!(r.num("msgs") > 100.0 && r.num("validated") > r.num("msgs"));
+}
+
+#[test]
+fn fanout_counts_every_delivery() {
+    let addr = ws_server(Faults::default());
+    let r = loadgen(
+        &[
+            &[
+                "fanout", "--addr", &addr, "--subs", "5", "--pubs", "2", "--rate", "200",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("lost"), 0.0);
+    assert_eq!(r.num("reordered"), 0.0);
+    // 200 msgs/s to 5 subscribers for 1 s.
+    let d = r.num("deliveries_per_s");
+    assert!((800.0..1200.0).contains(&d), "{}", r.json);
+    // Two publishers on /chat receive each other's messages.
+    assert!(r.num("to_publishers_total") > 100.0, "{}", r.json);
+    // Whole run: (warm-up + window) x rate x subscribers, all delivered.
+    let total = r.num("delivered_total");
+    assert!((1000.0..1400.0).contains(&total), "{}", r.json);
+    assert!(r.num("lat_p99_us") > 0.0);
+}
+
+#[test]
+fn fanout_detects_loss() {
+    let addr = ws_server(Faults {
+        drop_every: Some(20),
+        ..Faults::default()
+    });
+    let r = loadgen(
+        &[
+            &["fanout", "--addr", &addr, "--subs", "3", "--rate", "200"],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.num("lost") >= 5.0, "{}", r.json);
+}
+
+#[test]
+fn fanout_search_finds_a_rate() {
+    let addr = ws_server(Faults::default());
+    let r = loadgen(&[
+        "fanout",
+        "--addr",
+        &addr,
+        "--subs",
+        "3",
+        "--rate",
+        "50",
+        "--search",
+        "--max-steps",
+        "3",
+        "--warmup",
+        "0.1",
+        "--duration",
+        "0.4",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("found"), 1.0);
+    assert!(r.num("max_rate") >= 50.0, "{}", r.json);
+    assert_eq!(r.json.matches("\"pass\":").count(), 3, "{}", r.json);
+}
+
+#[test]
+fn connect_opens_and_closes_all() {
+    let addr = ws_server(Faults::default());
+    let r = loadgen(&[
+        "connect",
+        "--addr",
+        &addr,
+        "--conns",
+        "200",
+        "--concurrency",
+        "20",
+        "--hold",
+        "0.2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("opened"), 200.0);
+    assert_eq!(r.num("closed_cleanly"), 200.0);
+    assert!(r.num("handshakes_per_s") > 10.0);
+    r.num("rss_per_conn");
+}
+
+#[test]
+fn refused_handshake_is_an_error() {
+    // A server that answers 404 to everything.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let r = loadgen(&["echo", "--addr", &addr, "--conns", "1", "--duration", "0.2"]);
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.json.contains("404"), "{}", r.json);
+}
+
+/// Against the real server, when it has been built (`cargo build --release`
+/// at the repository root).
+#[test]
+fn sprocket_echo_if_built() {
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/sprocket");
+    if !std::path::Path::new(bin).exists() {
+        eprintln!("skipped: {bin} not built");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--ping-interval",
+            "0",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = loadgen(&[&["echo", "--addr", &addr, "--conns", "4"], SHORT].concat());
+    let f = loadgen(
+        &[
+            &["fanout", "--addr", &addr, "--subs", "10", "--rate", "100"],
+            SHORT,
+        ]
+        .concat(),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert!(r.num("validated") > 100.0);
+    assert_eq!(f.code, 0, "{}", f.json);
+    assert_eq!(f.num("lost"), 0.0);
+}
