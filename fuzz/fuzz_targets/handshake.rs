@@ -64,7 +64,7 @@ fuzz_target!(|input: &[u8]| {
     }
 
     match upgrade::check(&head) {
-        Ok(Upgrade::WebSocket { key, protocols }) => {
+        Ok(Upgrade::WebSocket { key, protocols, .. }) => {
             assert_eq!(head.method, "GET");
             assert!(protocols.iter().all(|p| !p.is_empty() && !p.contains(',')));
             let _ = sprocket::ws::accept_key(key.as_bytes());

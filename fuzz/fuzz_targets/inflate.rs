@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if text {
-        assert!(std::str::from_utf8(&out).is_ok(), "accepted text is not UTF-8");
+        assert!(
+            std::str::from_utf8(&out).is_ok(),
+            "accepted text is not UTF-8"
+        );
     }
     if out.is_empty() {
         return;

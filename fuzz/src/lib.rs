@@ -70,6 +70,9 @@ impl From<&Frame<'_>> for Owned {
             Frame::Ping(p) => Owned::Ping(p.to_vec()),
             Frame::Pong(p) => Owned::Pong(p.to_vec()),
             Frame::Close(c) => Owned::Close(c.code, c.reason.to_owned()),
+            // These targets never negotiate permessage-deflate, so the
+            // decoder must treat RSV1 as a protocol error, never as this.
+            Frame::Compressed { .. } => panic!("compressed frame without the extension"),
         }
     }
 }
