@@ -6,10 +6,14 @@
 //! small [`Pool`], so steady traffic allocates nothing and an idle
 //! connection holds no buffer at all.
 
+/// Size of the one read buffer all connections share. Big enough that a
+/// 64 KiB message and its header arrive whole (and are delivered without
+/// a copy) with room for more in the same read.
+pub(crate) const READ_BUFFER: usize = 256 * 1024;
 /// Largest buffer kept in a pool; bigger ones (a 16 MiB frame) are freed.
-const POOL_MAX_CAPACITY: usize = 64 * 1024;
-/// Most buffers a pool keeps.
-const POOL_MAX_BUFFERS: usize = 256;
+const POOL_MAX_CAPACITY: usize = 1024 * 1024;
+/// Most bytes of capacity a pool keeps, all buffers together.
+const POOL_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Free space to offer a read when the size of what is coming is unknown.
 const READ_CHUNK: usize = 4096;
 
@@ -18,18 +22,21 @@ const READ_CHUNK: usize = 4096;
 #[derive(Default)]
 pub(crate) struct Pool {
     bufs: Vec<Vec<u8>>,
+    /// Capacity held in `bufs`, bounded by `POOL_MAX_BYTES`.
+    bytes: usize,
 }
 
 impl Pool {
     pub fn take(&mut self) -> Vec<u8> {
-        self.bufs.pop().unwrap_or_default()
+        let buf = self.bufs.pop().unwrap_or_default();
+        self.bytes -= buf.capacity();
+        buf
     }
 
     pub fn give(&mut self, buf: Vec<u8>) {
-        if buf.capacity() != 0
-            && buf.capacity() <= POOL_MAX_CAPACITY
-            && self.bufs.len() < POOL_MAX_BUFFERS
-        {
+        let cap = buf.capacity();
+        if cap != 0 && cap <= POOL_MAX_CAPACITY && self.bytes + cap <= POOL_MAX_BYTES {
+            self.bytes += cap;
             self.bufs.push(buf);
         }
     }

@@ -4,13 +4,11 @@
 //! server's read path would (shared buffer first, then the connection's own
 //! buffer once a frame is incomplete). Not a stable API.
 
+use super::buf::READ_BUFFER;
 use super::core::{Conn, Core, Phase};
 use super::dispatch::{ingest_own, ingest_shared, next_doomed};
 use crate::app::{Application, ConnId};
 use crate::config::Config;
-
-/// Size of the simulated shared read buffer (as the server's).
-const READ_BUFFER: usize = 64 * 1024;
 
 /// One application and its connections, minus the sockets.
 pub struct Harness<A> {

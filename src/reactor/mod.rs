@@ -15,6 +15,7 @@ mod timers;
 #[doc(hidden)]
 pub mod harness;
 
+use self::buf::READ_BUFFER;
 use self::core::{Conn, Core, Phase};
 use crate::app::{Application, ConnError, ConnId};
 use crate::config::Config;
@@ -34,8 +35,6 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 
-/// Size of the one read buffer all connections share.
-const READ_BUFFER: usize = 64 * 1024;
 /// Reads per connection per turn before others get their go.
 const READS_PER_TURN: usize = 16;
 /// Accepts per turn before connections get their go.
