@@ -5,50 +5,16 @@ mod common;
 use common::*;
 use sprocket::Config;
 use sprocket::app::{Echo, Router};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-thread_local! {
-    /// Set on the server thread only; const-initialised, so reading it
-    /// never allocates (no recursion into the allocator).
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-static SERVER_ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-struct Counting;
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees carry over; the only extra work is a
-// thread-local read and an atomic add, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            SERVER_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            SERVER_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: `ptr`/`layout` came from `System`, as the caller promises.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn echo_path_does_not_allocate_per_message() {
     let srv = TestServer::start(Config::default(), || {
-        COUNTING.with(|c| c.set(true));
+        counting_alloc::count_this_thread();
         Router::new().route("/echo", Echo)
     });
     let mut clients: Vec<Client> = (0..4).map(|_| srv.client("/echo")).collect();
@@ -58,7 +24,7 @@ fn echo_path_does_not_allocate_per_message() {
             c.echo("warm-up message of a typical size");
         }
     }
-    let before = SERVER_ALLOCS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     const ROUNDS: usize = 2000;
     for i in 0..ROUNDS {
         for c in &mut clients {
@@ -74,7 +40,7 @@ fn echo_path_does_not_allocate_per_message() {
             }
         }
     }
-    let during = SERVER_ALLOCS.load(Ordering::Relaxed) - before;
+    let during = counting_alloc::allocations() - before;
     let messages = (ROUNDS * 4 * 3 / 2) as u64;
     eprintln!("server allocations: {during} for {messages} messages");
     assert!(

@@ -24,9 +24,15 @@ impl Drop for Running {
 }
 
 fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    spawn_command(cmd)
+}
+
+/// Starts `cmd` (which runs the binary on port 0) and waits for the line
+/// that says where it listens.
+fn spawn_command(mut cmd: Command) -> Running {
+    let mut child = cmd
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -248,33 +254,13 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn out_of_file_descriptors_backs_off_and_keeps_serving() {
     // A hard limit of 40 descriptors: the server cannot raise it.
-    let mut child = Command::new("bash")
-        .args([
-            "-c",
-            &format!("ulimit -n 40 && exec {BIN} --listen 127.0.0.1:0"),
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr: SocketAddr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        if let Some(rest) = line.split("listening on ws://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let mut srv = Running {
-        child,
-        addr,
-        log: rx,
-    };
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n 40 && exec {BIN} --listen 127.0.0.1:0"),
+    ]);
+    let mut srv = spawn_command(cmd);
+    let addr = srv.addr;
     let mut first = Client::connect(addr, "/echo", &[]);
     // Far more connections than descriptors: the kernel queues them in the
     // backlog, accept() fails with EMFILE.
