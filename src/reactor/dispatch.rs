@@ -90,14 +90,7 @@ pub(crate) fn feed<A: Application>(
                     on_frame(core, app, key, frame);
                 }
                 Err(e) => {
-                    fail(
-                        core,
-                        app,
-                        key,
-                        ConnError::Protocol(e),
-                        e.close_code(),
-                        &e.to_string(),
-                    );
+                    fail_protocol(core, app, key, e);
                     return (buf.len(), 0);
                 }
             },
@@ -299,14 +292,7 @@ fn on_frame<A: Application>(core: &mut Core, app: &mut A, key: usize, frame: Fra
                     InflateError::Corrupt => ProtocolError::BadDeflateData,
                 };
                 core.conns[key].message.clear();
-                fail(
-                    core,
-                    app,
-                    key,
-                    ConnError::Protocol(e),
-                    e.close_code(),
-                    &e.to_string(),
-                );
+                fail_protocol(core, app, key, e);
             } else if fin {
                 deliver_assembled(core, app, key, text);
             }
@@ -363,17 +349,7 @@ fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, t
         match std::str::from_utf8(&assembled) {
             Ok(s) => deliver(core, app, key, Message::Text(s)),
             // Unreachable: the text was validated as it came.
-            Err(_) => {
-                let e = ProtocolError::InvalidUtf8;
-                fail(
-                    core,
-                    app,
-                    key,
-                    ConnError::Protocol(e),
-                    e.close_code(),
-                    "invalid UTF-8",
-                );
-            }
+            Err(_) => fail_protocol(core, app, key, ProtocolError::InvalidUtf8),
         }
     } else {
         deliver(core, app, key, Message::Binary(&assembled));
@@ -468,6 +444,18 @@ pub(crate) fn next_doomed<A: Application>(core: &mut Core, app: &mut A) -> Optio
         notify_close(core, app, key, close::ABNORMAL, &why.to_string());
         return Some(key);
     }
+}
+
+/// Fails the connection for a peer's protocol error, with its close code.
+fn fail_protocol<A: Application>(core: &mut Core, app: &mut A, key: usize, e: ProtocolError) {
+    fail(
+        core,
+        app,
+        key,
+        ConnError::Protocol(e),
+        e.close_code(),
+        &e.to_string(),
+    );
 }
 
 /// Calls `on_close` once for a connection the app saw open.
