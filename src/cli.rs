@@ -1,7 +1,8 @@
-//! Command-line options of the `sprocket` binary.
+//! Command-line options of the `sprocket` binary (part of the binary, not
+//! of the library's API).
 
-use crate::app::Cidr;
-use crate::config::Config;
+use sprocket::app::Cidr;
+use sprocket::config::Config;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -71,6 +72,7 @@ Serves, on one thread:
     /wamp      WAMP v1 broker (subprotocol wamp): pub/sub for all, plus the
                procedures urn:sprocket:echo and urn:sprocket:add
     /health    plain HTTP GET, answers 200 ok
+    /metrics   plain HTTP GET, Prometheus metrics (see docs/operations.md)
 
 OPTIONS:
     -l, --listen <ADDR:PORT>        Address to listen on [default: 127.0.0.1:8080]

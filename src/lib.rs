@@ -17,4 +17,3 @@ pub use app::{
 pub use config::Config;
 pub use http::{Reject, Request};
 pub use reactor::{Server, ShutdownHandle};
-pub mod cli;

@@ -1,8 +1,10 @@
 //! The `sprocket` binary: echo, chat and a WAMP v1 broker on one reactor.
 
+mod cli;
+
+use cli::{Command, Options};
 use sprocket::Server;
 use sprocket::app::{Chat, Echo, IpBlocklist, OriginCheck, Page, Router};
-use sprocket::cli::{self, Command, Options};
 use sprocket::wamp::{Broker, WampServer};
 use std::borrow::Cow;
 use std::process::ExitCode;
@@ -79,7 +81,7 @@ fn serve(opts: Options) -> Result<(), String> {
     }
     let addr = server.local_addr();
     log::info!(
-        "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health)",
+        "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health, GET /metrics)",
         env!("CARGO_PKG_VERSION"),
         opts.wamp_path
     );

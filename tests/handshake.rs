@@ -113,6 +113,22 @@ fn statuses_with_reasons() {
         resp.contains("\r\nSec-WebSocket-Version: 13\r\n"),
         "426 names the version: {resp}"
     );
+    // RFC 9110 §15.5.22: a 426 MUST send Upgrade.
+    assert!(
+        resp.contains("\r\nUpgrade: websocket\r\n"),
+        "426 names the protocol: {resp}"
+    );
+}
+
+#[test]
+fn absolute_form_request_target_is_accepted() {
+    // RFC 9112 §3.2.2: a server MUST accept the absolute form.
+    let srv = default_server();
+    let target = format!("http://{}/echo?room=1", srv.addr);
+    let req = upgrade_request("/echo", &[]).replacen("/echo", &target, 1);
+    let mut c = Client::connect_raw(srv.addr, req.as_bytes());
+    assert_eq!(status_of(&c.response), 101, "{}", c.response);
+    c.echo("absolute");
 }
 
 #[test]
@@ -232,6 +248,11 @@ fn per_ip_limit_answers_429() {
     let b = Client::connect(srv.addr, "/", &[]);
     let c = Client::try_connect(srv.addr, "/", &[]);
     assert_eq!(status_of(&c.response), 429, "{}", c.response);
+    assert!(
+        c.response.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{}",
+        c.response
+    );
     drop(b);
     // The slot frees up once the server has seen b go.
     wait_until("slot freed", || {

@@ -76,6 +76,11 @@ fn prefix_call_result_and_errors() {
     let mut s = Session::open(&srv);
     s.send(json!([2, "c1", "urn:sprocket:add", 1, 2.5]));
     assert_eq!(s.recv(), json!([3, "c1", 3.5]));
+    // Integers in, an integer out (json!(3) is not equal to 3.0).
+    s.send(json!([2, "c0", "urn:sprocket:add", 1, 2]));
+    let sum = s.recv();
+    assert_eq!(sum, json!([3, "c0", 3]));
+    assert!(sum[2].is_i64(), "{sum}");
     s.send(json!([1, "calc", "http://example.com/calc#"]));
     s.send(json!([2, "c2", "calc:fail"]));
     assert_eq!(

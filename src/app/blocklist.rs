@@ -90,11 +90,6 @@ impl<A> IpBlocklist<A> {
         }
     }
 
-    /// Blocks one more address or range.
-    pub fn block(&mut self, cidr: Cidr) {
-        self.blocked.push(cidr);
-    }
-
     /// Whether `ip` is blocked.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.blocked.iter().any(|c| c.contains(ip))

@@ -93,11 +93,6 @@ impl Router {
         self
     }
 
-    /// The paths mounted, in order.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|(p, _)| p.as_str())
-    }
-
     fn find(&self, path: &str) -> Option<usize> {
         self.routes.iter().position(|(p, _)| p == path)
     }

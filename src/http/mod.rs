@@ -33,7 +33,7 @@ pub struct Request {
 impl Request {
     /// Builds the owned request from a parsed head.
     pub fn new(head: &Head<'_>, peer: SocketAddr, offered: &[&str]) -> Self {
-        let (path, query) = head.target.split_once('?').unwrap_or((head.target, ""));
+        let (path, query) = split_target(head.target);
         Request {
             path: path.to_owned(),
             query: query.to_owned(),
@@ -62,5 +62,39 @@ impl Request {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             (k == name).then_some(v)
         })
+    }
+}
+
+/// The path and the query (without `?`) of a request target. RFC 9112
+/// §3.2.2: a server MUST accept the absolute form (`http://host:port/p?q`),
+/// which proxies and some clients send (RFC 6455 §4.2.1 asks only for a
+/// valid Request-URI); its scheme and authority are dropped, and an empty
+/// path is `/` (RFC 9112 §3.2.1).
+pub fn split_target(target: &str) -> (&str, &str) {
+    let mut rest = target;
+    if let Some((scheme, after)) = target.split_once("://")
+        && ["http", "https", "ws", "wss"]
+            .iter()
+            .any(|k| scheme.eq_ignore_ascii_case(k))
+    {
+        rest = after.find(['/', '?']).map_or("", |i| &after[i..]);
+    }
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    (if path.is_empty() { "/" } else { path }, query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_target;
+
+    #[test]
+    fn targets_in_origin_and_absolute_form() {
+        assert_eq!(split_target("/chat?room=1"), ("/chat", "room=1"));
+        assert_eq!(split_target("/echo"), ("/echo", ""));
+        assert_eq!(split_target("http://127.0.0.1:8080/echo"), ("/echo", ""));
+        assert_eq!(split_target("HTTP://h/a/b?x=1&y"), ("/a/b", "x=1&y"));
+        assert_eq!(split_target("ws://h:1"), ("/", ""));
+        assert_eq!(split_target("https://h?q=2"), ("/", "q=2"));
+        assert_eq!(split_target("ftp://h/x"), ("ftp://h/x", ""));
     }
 }

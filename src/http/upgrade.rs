@@ -77,7 +77,9 @@ pub fn check<'a>(head: &Head<'a>) -> Result<Upgrade<'a>, Reject> {
         Some("13") => {}
         // §4.2.2: answer with the versions we understand.
         Some(_) => {
+            // RFC 9110 §15.5.22: a 426 MUST name the protocol to upgrade to.
             return Err(Reject::new(426, "unsupported WebSocket version")
+                .header("Upgrade", "websocket")
                 .header("Sec-WebSocket-Version", "13"));
         }
     }

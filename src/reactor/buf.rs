@@ -17,8 +17,10 @@ const POOL_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Free space to offer a read when the size of what is coming is unknown.
 const READ_CHUNK: usize = 4096;
 
-/// Spare buffers. `initialised` pools keep their length (for [`InBuf`],
-/// whose bytes must be initialised before a read); others keep length 0.
+/// Spare buffers, bounded by count of bytes (`POOL_MAX_BYTES`) and by the
+/// size of each (`POOL_MAX_CAPACITY`). Buffers come back with whatever
+/// length they had: an [`InBuf`] keeps its bytes initialised, output
+/// buffers are cleared by whoever gives them back.
 #[derive(Default)]
 pub(crate) struct Pool {
     bufs: Vec<Vec<u8>>,

@@ -162,6 +162,7 @@ fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: 
     }
     let page = catch_unwind(AssertUnwindSafe(|| app.http(&req))).unwrap_or_else(|_| {
         log::error!("application panicked serving {}", req.path);
+        core.metrics.panics += 1;
         Some(Page {
             status: 500,
             content_type: "text/plain; charset=utf-8",
@@ -173,7 +174,7 @@ fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: 
         page.write_to(&mut out);
         return finish_http(core, key, page.status, &out);
     }
-    let reject = match accept(app, &req) {
+    let reject = match accept(core, app, &req) {
         Err(r) => r,
         Ok(_) => Reject::new(426, "this is a WebSocket endpoint; upgrade required")
             .header("Upgrade", "websocket"),
@@ -182,9 +183,14 @@ fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: 
 }
 
 /// Asks the app whether to accept; a panic counts as 500.
-fn accept<A: Application>(app: &mut A, req: &Request) -> Result<Option<String>, Reject> {
+fn accept<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    req: &Request,
+) -> Result<Option<String>, Reject> {
     catch_unwind(AssertUnwindSafe(|| app.accept(req))).unwrap_or_else(|_| {
         log::error!("application panicked in accept for {}", req.path);
+        core.metrics.panics += 1;
         Err(Reject::new(500, "internal error"))
     })
 }
@@ -197,7 +203,7 @@ fn open<A: Application>(
     accept_key: &str,
     extensions: &[Element<'_>],
 ) {
-    let protocol = match accept(app, &req) {
+    let protocol = match accept(core, app, &req) {
         Ok(p) => p,
         Err(reject) => return refuse(core, key, &reject),
     };
@@ -346,9 +352,11 @@ fn inflate(
 fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, text: bool) {
     let assembled = std::mem::take(&mut core.conns[key].message);
     if text {
+        // Validated as it came (the decoder, or the inflater for a
+        // compressed message); checking again costs one pass and keeps a
+        // broken invariant from reaching the app as a `str`.
         match std::str::from_utf8(&assembled) {
             Ok(s) => deliver(core, app, key, Message::Text(s)),
-            // Unreachable: the text was validated as it came.
             Err(_) => fail_protocol(core, app, key, ProtocolError::InvalidUtf8),
         }
     } else {

@@ -89,11 +89,6 @@ impl<A: Application> Harness<A> {
         out
     }
 
-    /// The connection still exists (not dropped).
-    pub fn exists(&self, key: usize) -> bool {
-        self.core.conns.contains(key)
-    }
-
     /// Open as a WebSocket (handshake done, no close started).
     pub fn is_open(&self, key: usize) -> bool {
         self.core

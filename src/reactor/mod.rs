@@ -285,6 +285,7 @@ impl<A: Application> Server<A> {
         if per_ip != 0 && self.per_ip.get(&peer.ip()).copied().unwrap_or(0) as usize >= per_ip {
             log::warn!("{peer} refused: {per_ip} connections from this address already");
             self.core.metrics.connections_over_limit += 1;
+            Metrics::bump(&mut self.core.metrics.http_responses, 429);
             let mut out = Vec::new();
             response::write_plain(
                 &mut out,
@@ -301,6 +302,7 @@ impl<A: Application> Server<A> {
                 self.core.cfg.max_connections
             );
             self.core.metrics.connections_over_limit += 1;
+            Metrics::bump(&mut self.core.metrics.http_responses, 503);
             let mut out = Vec::new();
             response::write_plain(
                 &mut out,

@@ -66,19 +66,30 @@ impl Broker {
                 many => Value::from(many.to_vec()),
             })
         })
-        .procedure("urn:sprocket:add", |args| {
-            let mut sum = 0.0;
-            for a in args {
-                sum += a.as_f64().ok_or_else(|| {
-                    CallError::new(
-                        "urn:sprocket:error:invalid-argument",
-                        "arguments must be numbers",
-                    )
-                })?;
-            }
-            Ok(serde_json::Number::from_f64(sum).map_or(Value::Null, Value::Number))
-        })
+        .procedure("urn:sprocket:add", add)
     }
+}
+
+/// `urn:sprocket:add`: integers in, an integer out (PHP's clients decode
+/// `3.0` as `float(3)`); any float, or an integer sum past `i64`, makes the
+/// sum a float.
+fn add(args: &[Value]) -> Result<Value, CallError> {
+    let not_numbers = || {
+        CallError::new(
+            "urn:sprocket:error:invalid-argument",
+            "arguments must be numbers",
+        )
+    };
+    let mut int_sum = Some(0i64);
+    let mut sum = 0.0;
+    for a in args {
+        sum += a.as_f64().ok_or_else(not_numbers)?;
+        int_sum = int_sum.and_then(|s| a.as_i64().and_then(|n| s.checked_add(n)));
+    }
+    Ok(match int_sum {
+        Some(n) => Value::from(n),
+        None => serde_json::Number::from_f64(sum).map_or(Value::Null, Value::Number),
+    })
 }
 
 impl WampApp for Broker {

@@ -141,6 +141,12 @@ impl Client {
 
     /// Connects and sends the handshake; `response` holds whatever came back.
     pub fn try_connect(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> Client {
+        Client::connect_raw(addr, upgrade_request(path, extra).as_bytes())
+    }
+
+    /// Connects and sends `request` as it is; `response` holds the head
+    /// that came back.
+    pub fn connect_raw(addr: SocketAddr, request: &[u8]) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
@@ -151,9 +157,7 @@ impl Client {
             response: String::new(),
             buf: Vec::new(),
         };
-        c.stream
-            .write_all(upgrade_request(path, extra).as_bytes())
-            .unwrap();
+        c.stream.write_all(request).unwrap();
         c.read_response();
         c
     }

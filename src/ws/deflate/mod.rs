@@ -147,8 +147,8 @@ impl Session {
         Some(c.compress(msg, buf))
     }
 
-    /// Bytes of codec state this connection holds, roughly (for tests and
-    /// diagnostics): which codecs are allocated.
+    /// Which codecs this connection holds (inflater, compressor), for
+    /// tests and diagnostics.
     pub fn holds_codecs(&self) -> (bool, bool) {
         (self.inflater.is_some(), self.compressor.is_some())
     }
@@ -181,11 +181,6 @@ impl Shared {
     /// recipients without context takeover counts once).
     pub fn compressions(&self) -> u64 {
         self.compressions
-    }
-
-    /// The settings in use.
-    pub fn settings(&self) -> &DeflateConfig {
-        &self.settings
     }
 
     /// Whether a message of `len` bytes is sent compressed: not when the
