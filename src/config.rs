@@ -74,6 +74,15 @@ impl Config {
         }
     }
 
+    /// What every WebSocket connection follows.
+    pub fn ws_settings(&self) -> crate::ws::Settings {
+        crate::ws::Settings {
+            limits: self.ws_limits(),
+            ping_interval: self.ping_interval,
+            close_timeout: self.close_timeout,
+        }
+    }
+
     /// The head parser's limits.
     pub fn head_limits(&self) -> HeadLimits {
         HeadLimits {

@@ -45,3 +45,57 @@ fn chunking_does_not_change_the_output() {
         assert_eq!(run(chunk).0, whole, "chunk size {chunk}");
     }
 }
+
+/// The harness runs the reactor's real timeout logic on virtual time: an
+/// idle peer is pinged, dropped when it stays silent, and the app hears it.
+#[test]
+fn ping_and_close_timeouts_on_virtual_time() {
+    use sprocket::app::{Application, ConnId, Context, Message};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Clone, Default)]
+    struct Closes(Arc<Mutex<Vec<u16>>>);
+    impl Application for Closes {
+        fn on_open(&mut self, _: &mut Context<'_>, _: ConnId, _: &sprocket::Request) {}
+        fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Message<'_>) {
+            ctx.close(conn, 4000, "asked to");
+        }
+        fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, code: u16, _: &str) {
+            self.0.lock().unwrap().push(code);
+        }
+    }
+    let cfg = Config {
+        ping_interval: Some(Duration::from_secs(10)),
+        close_timeout: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let app = Closes::default();
+    let mut h = Harness::new(cfg, app.clone());
+    let key = h.connect();
+    h.feed(key, upgrade_request("/", &[]).as_bytes());
+    assert!(h.take_output(key).starts_with(b"HTTP/1.1 101 "));
+    h.advance(Duration::from_secs(9));
+    assert!(h.take_output(key).is_empty(), "not idle long enough");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.take_output(key), [0x89, 0x00], "pinged after 10 s");
+    h.advance(Duration::from_secs(9));
+    assert!(h.is_open(key), "still within the second interval");
+    h.advance(Duration::from_secs(1));
+    assert!(!h.is_held(key), "dropped after 20 s of silence");
+    assert_eq!(*app.0.lock().unwrap(), [1006]);
+
+    // The app closes; the peer never answers; after the close timeout the
+    // connection goes, and on_close says 1006.
+    let key = h.connect();
+    h.feed(key, upgrade_request("/", &[]).as_bytes());
+    h.take_output(key);
+    h.feed(key, &masked_frame(0x81, b"close me"));
+    let out = h.take_output(key);
+    assert_eq!(&out[..4], &[0x88, 10, 0x0F, 0xA0], "close 4000 sent");
+    h.advance(Duration::from_secs(2));
+    assert!(h.is_held(key));
+    h.advance(Duration::from_secs(1));
+    assert!(!h.is_held(key), "close timeout");
+    assert_eq!(*app.0.lock().unwrap(), [1006, 1006]);
+}

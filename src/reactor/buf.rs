@@ -6,43 +6,14 @@
 //! small [`Pool`], so steady traffic allocates nothing and an idle
 //! connection holds no buffer at all.
 
+pub(crate) use crate::ws::Pool;
+
 /// Size of the one read buffer all connections share. Big enough that a
 /// 64 KiB message and its header arrive whole (and are delivered without
 /// a copy) with room for more in the same read.
 pub(crate) const READ_BUFFER: usize = 256 * 1024;
-/// Largest buffer kept in a pool; bigger ones (a 16 MiB frame) are freed.
-const POOL_MAX_CAPACITY: usize = 1024 * 1024;
-/// Most bytes of capacity a pool keeps, all buffers together.
-const POOL_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Free space to offer a read when the size of what is coming is unknown.
 const READ_CHUNK: usize = 4096;
-
-/// Spare buffers, bounded by count of bytes (`POOL_MAX_BYTES`) and by the
-/// size of each (`POOL_MAX_CAPACITY`). Buffers come back with whatever
-/// length they had: an [`InBuf`] keeps its bytes initialised, output
-/// buffers are cleared by whoever gives them back.
-#[derive(Default)]
-pub(crate) struct Pool {
-    bufs: Vec<Vec<u8>>,
-    /// Capacity held in `bufs`, bounded by `POOL_MAX_BYTES`.
-    bytes: usize,
-}
-
-impl Pool {
-    pub fn take(&mut self) -> Vec<u8> {
-        let buf = self.bufs.pop().unwrap_or_default();
-        self.bytes -= buf.capacity();
-        buf
-    }
-
-    pub fn give(&mut self, buf: Vec<u8>) {
-        let cap = buf.capacity();
-        if cap != 0 && cap <= POOL_MAX_CAPACITY && self.bytes + cap <= POOL_MAX_BYTES {
-            self.bytes += cap;
-            self.bufs.push(buf);
-        }
-    }
-}
 
 /// Unprocessed input of one connection: `data[start..end]`, always starting
 /// at a frame (or head) boundary. `data` is fully initialised so reads can
@@ -154,6 +125,6 @@ mod tests {
         b.consume(6, 0);
         b.release_if_empty(&mut pool);
         assert_eq!(b.capacity(), 0, "idle connection holds no buffer");
-        assert_eq!(pool.bufs.len(), 1);
+        assert_eq!(pool.len(), 1);
     }
 }

@@ -11,8 +11,7 @@ use crate::app::{ConnError, ConnId, Message, Sink, TimerId};
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
 use crate::metrics::Metrics;
-use crate::ws::deflate::{self, Session};
-use crate::ws::{Decoder, Limits, OpCode, close, frame};
+use crate::ws::{self, Connection, OpCode, close, frame};
 use slab::Slab;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,14 +21,16 @@ use std::time::{Duration, Instant};
 pub(crate) enum Phase {
     /// Reading the HTTP request head.
     Handshake(HeadScanner),
-    /// WebSocket open both ways.
-    Open,
-    /// We sent a close frame and wait for the peer's.
-    CloseSent,
-    /// Done (close handshake over, connection failed, or HTTP answered):
-    /// flush what is queued, shut our side, discard input until the peer
-    /// closes or the close timeout passes. The app has been told.
-    Closed,
+    /// A WebSocket; where its close handshake stands is `Conn::ws`'s.
+    WebSocket,
+    /// Nothing more to say (HTTP answered, WebSocket closed or failed):
+    /// flush what is queued, then close at once if the close handshake
+    /// completed (`complete`), else shut our side and discard input until
+    /// the peer closes or the close timeout passes. The app has been told.
+    Done {
+        /// Both close frames went: the socket may close once flushed.
+        complete: bool,
+    },
 }
 
 /// One client connection's protocol state (its socket is the server's).
@@ -37,19 +38,13 @@ pub(crate) struct Conn {
     pub peer: SocketAddr,
     pub id: ConnId,
     pub phase: Phase,
-    pub decoder: Decoder,
+    /// RFC 6455 state; a placeholder until the handshake succeeds.
+    pub ws: Connection,
     pub input: InBuf,
-    /// Assembly of a fragmented or compressed message.
-    pub message: Vec<u8>,
-    /// permessage-deflate state, when negotiated.
-    pub deflate: Option<Box<Session>>,
     pub out: Vec<u8>,
     pub out_pos: usize,
     /// When the current phase began.
     pub since: Instant,
-    /// When we last read anything from the peer.
-    pub last_heard: Instant,
-    pub ping_outstanding: bool,
     /// `on_open` was called and `on_close` not yet.
     pub app_open: bool,
     /// In the reactor's dirty list.
@@ -57,9 +52,6 @@ pub(crate) struct Conn {
     /// Registered for WRITABLE.
     pub writable: bool,
     pub write_shut: bool,
-    /// Close frames went both ways: once our output is out, the socket can
-    /// be closed at once (§7.1.1: the server closes TCP first).
-    pub close_complete: bool,
 }
 
 impl Conn {
@@ -68,20 +60,15 @@ impl Conn {
             peer,
             id,
             phase: Phase::Handshake(HeadScanner::default()),
-            decoder: Decoder::new(),
+            ws: Connection::server(now, None),
             input: InBuf::default(),
-            message: Vec::new(),
-            deflate: None,
             out: Vec::new(),
             out_pos: 0,
             since: now,
-            last_heard: now,
-            ping_outstanding: false,
             app_open: false,
             dirty: false,
             writable: false,
             write_shut: false,
-            close_complete: false,
         }
     }
 
@@ -93,6 +80,27 @@ impl Conn {
         self.phase = phase;
         self.since = now;
     }
+
+    /// An open WebSocket: messages may be sent to it.
+    pub fn ws_open(&self) -> bool {
+        self.phase == Phase::WebSocket && self.ws.is_open()
+    }
+
+    /// Moves to `Done` once the WebSocket's close handshake is over.
+    pub fn sync_phase(&mut self, now: Instant) {
+        if self.phase == Phase::WebSocket
+            && let ws::State::Closed { complete } = self.ws.state()
+        {
+            self.set_phase(Phase::Done { complete }, now);
+        }
+    }
+}
+
+/// Gives a connection that holds no output buffer one from `pool`.
+pub(crate) fn ensure_out(out: &mut Vec<u8>, pool: &mut Pool) {
+    if out.capacity() == 0 {
+        *out = pool.take();
+    }
 }
 
 /// State shared between the event loop and application callbacks.
@@ -103,20 +111,20 @@ pub(crate) struct Core {
     pub dirty: Vec<usize>,
     /// Connections to drop at the end of the turn, and why.
     pub doomed: Vec<(usize, ConnError)>,
-    pub out_pool: Pool,
+    /// Codecs and spare buffers (output, message assembly) of every
+    /// WebSocket.
+    pub shared: ws::Shared,
     pub in_pool: Pool,
     /// One encoded frame shared by every target of a broadcast.
     scratch: Vec<u8>,
-    /// Codecs shared by connections without context takeover.
-    pub deflate: deflate::Shared,
-    /// Where messages are compressed (see `Compressor::compress`).
+    /// Where a broadcast is compressed.
     deflate_buf: Vec<u8>,
     /// A broadcast's compressed frames, one per server window size (`None`
     /// when compressing did not pay: the plain frame goes instead).
     packed: Vec<(u8, Option<Vec<u8>>)>,
     pub now: Instant,
     pub cfg: Config,
-    pub ws_limits: Limits,
+    pub ws_settings: ws::Settings,
     pub head_limits: HeadLimits,
     pub metrics: Metrics,
 }
@@ -128,14 +136,13 @@ impl Core {
             timers: Timers::default(),
             dirty: Vec::new(),
             doomed: Vec::new(),
-            out_pool: Pool::default(),
+            shared: ws::Shared::new(cfg.deflate),
             in_pool: Pool::default(),
             scratch: Vec::new(),
-            deflate: deflate::Shared::new(cfg.deflate),
             deflate_buf: Vec::new(),
             packed: Vec::new(),
             now: Instant::now(),
-            ws_limits: cfg.ws_limits(),
+            ws_settings: cfg.ws_settings(),
             head_limits: cfg.head_limits(),
             metrics: Metrics::default(),
             cfg,
@@ -146,11 +153,7 @@ impl Core {
     pub fn gauges(&self) -> crate::metrics::Gauges {
         crate::metrics::Gauges {
             connections: self.conns.len(),
-            websockets: self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.phase == Phase::Open)
-                .count(),
+            websockets: self.conns.iter().filter(|(_, c)| c.ws_open()).count(),
             timers: self.timers.len(),
         }
     }
@@ -162,14 +165,12 @@ impl Core {
     }
 
     /// Appends raw bytes to a connection's output, unchecked: for protocol
-    /// replies (101, pong, close) that must go out whatever the app did.
+    /// replies (101, HTTP answers) that must go out whatever the app did.
     pub fn push_out(&mut self, key: usize, bytes: &[u8]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.out.capacity() == 0 {
-            conn.out = self.out_pool.take();
-        }
+        ensure_out(&mut conn.out, &mut self.shared.buffers);
         conn.out.extend_from_slice(bytes);
         self.mark_dirty(key);
     }
@@ -185,31 +186,6 @@ impl Core {
         }
     }
 
-    /// Queues a control frame.
-    pub fn push_frame(&mut self, key: usize, opcode: OpCode, payload: &[u8]) {
-        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let n = frame::encode_header(&mut hdr, true, opcode, payload.len());
-        let mut small = [0u8; frame::MAX_SERVER_HEADER + 125];
-        if payload.len() <= 125 {
-            small[..n].copy_from_slice(&hdr[..n]);
-            small[n..n + payload.len()].copy_from_slice(payload);
-            self.push_out(key, &small[..n + payload.len()]);
-        } else {
-            self.push_out(key, &hdr[..n]);
-            self.push_out(key, payload);
-        }
-    }
-
-    /// Queues a close frame (an empty one when `code` is `None`).
-    pub fn push_close(&mut self, key: usize, code: Option<u16>, reason: &str) {
-        let mut buf = Vec::with_capacity(2 + 125);
-        match code {
-            Some(code) => frame::write_close(&mut buf, code, reason),
-            None => frame::write_frame(&mut buf, OpCode::Close, &[]),
-        }
-        self.push_out(key, &buf);
-    }
-
     /// Marks a connection for removal at the end of the turn (slow consumer,
     /// timeouts): unsent output is dropped, the app hears `on_error` and
     /// `on_close(1006)`.
@@ -218,7 +194,8 @@ impl Core {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.set_phase(Phase::Closed, now);
+        conn.ws.drop_now();
+        conn.set_phase(Phase::Done { complete: false }, now);
         conn.out.clear();
         conn.out_pos = 0;
         self.doomed.push((key, why));
@@ -231,50 +208,105 @@ impl Core {
         }
     }
 
-    /// Appends an app message frame to an open connection. Whether the
-    /// peer keeps up is judged after the turn's write attempt (see the
-    /// server's flush), not here: a burst the kernel takes at once is not
-    /// a slow consumer.
-    fn queue_app(&mut self, key: usize, frame_bytes: &[&[u8]]) -> bool {
-        if !self.may_queue(key) {
+    /// Starts the close handshake with every open WebSocket (shutdown).
+    pub fn close_all(&mut self, code: u16, reason: &str) {
+        let now = self.now;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            if conn.ws_open() {
+                ensure_out(&mut conn.out, &mut self.shared.buffers);
+                conn.ws.close(code, reason, now, &mut conn.out);
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// The periodic check of every connection's deadlines: handshake
+    /// timeout (408), the WebSocket's own timers (pings, ping and close
+    /// timeouts), the end of a drain. Returns the connections to remove.
+    pub fn sweep(&mut self) -> Vec<usize> {
+        let now = self.now;
+        let (handshake, close_t) = (self.cfg.handshake_timeout, self.cfg.close_timeout);
+        let mut remove = Vec::new();
+        let mut late = Vec::new();
+        let mut doomed = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let in_phase = now.saturating_duration_since(conn.since);
+            match conn.phase {
+                Phase::Handshake(_) if in_phase >= handshake => late.push(key),
+                Phase::WebSocket => {
+                    if conn
+                        .ws
+                        .poll_timeout(&self.ws_settings)
+                        .is_none_or(|t| t > now)
+                    {
+                        continue;
+                    }
+                    let before = conn.out.len();
+                    let timeout = conn
+                        .ws
+                        .handle_timeout(now, &self.ws_settings, &mut conn.out);
+                    match timeout {
+                        Some(ws::Timeout::Ping) => doomed.push((key, ConnError::PingTimeout)),
+                        Some(ws::Timeout::Close) => doomed.push((key, ConnError::CloseTimeout)),
+                        // A ping went into the output: flush it this turn.
+                        None if conn.out.len() != before && !conn.dirty => {
+                            conn.dirty = true;
+                            self.dirty.push(key);
+                        }
+                        None => {}
+                    }
+                }
+                Phase::Done { .. } if in_phase >= close_t => remove.push(key),
+                _ => {}
+            }
+        }
+        for key in late {
+            log::info!("{}: handshake timeout", self.conns[key].peer);
+            self.metrics.handshake_timeouts += 1;
+            Metrics::bump(&mut self.metrics.http_responses, 408);
+            let mut out = Vec::new();
+            crate::http::response::write_plain(&mut out, 408, &[], "handshake timeout\n");
+            self.push_out(key, &out);
+            self.conns[key].set_phase(Phase::Done { complete: false }, now);
+        }
+        for (key, why) in doomed {
+            self.doom(key, why);
+        }
+        remove
+    }
+
+    /// Queues one message to an open connection, compressed when
+    /// negotiated and worth it. Whether the peer keeps up is judged after
+    /// the turn's write attempt (see the server's flush), not here: a
+    /// burst the kernel takes at once is not a slow consumer.
+    fn send_one(&mut self, key: usize, msg: &Message<'_>) -> bool {
+        let conn = &mut self.conns[key];
+        if !conn.ws_open() {
             return false;
         }
-        for part in frame_bytes {
-            self.push_out(key, part);
-        }
-        true
+        ensure_out(&mut conn.out, &mut self.shared.buffers);
+        let sent = conn.ws.send(
+            msg.is_text(),
+            msg.as_bytes(),
+            &mut self.shared,
+            &mut conn.out,
+        );
+        self.mark_dirty(key);
+        sent
     }
 
-    /// Whether an app message may be queued to `key` now: it is open.
-    /// Checked before a message is compressed, so that a compression
-    /// context never runs ahead of what the peer receives. (Slow consumers
-    /// are judged after the turn's write attempt, in the server's flush.)
-    fn may_queue(&self, key: usize) -> bool {
-        let Some(conn) = self.conns.get(key) else {
+    /// Appends a frame encoded for many to an open connection.
+    fn send_encoded(&mut self, key: usize, frame: &[u8], compressed: bool) -> bool {
+        let conn = &mut self.conns[key];
+        if !conn.ws_open() {
             return false;
-        };
-        conn.phase == Phase::Open
-    }
-
-    /// Compresses `msg` for `key` if it negotiated permessage-deflate and
-    /// the message is worth it, leaving the payload in `deflate_buf`;
-    /// returns its length.
-    fn compress_for(&mut self, key: usize, msg: &[u8]) -> Option<usize> {
-        let session = self.conns.get_mut(key)?.deflate.as_deref_mut()?;
-        session.compress(&mut self.deflate, msg, &mut self.deflate_buf)
-    }
-
-    /// Queues a compressed message already in `deflate_buf[..n]`.
-    fn queue_compressed(&mut self, key: usize, text: bool, n: usize) {
-        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let opcode = if text { OpCode::Text } else { OpCode::Binary };
-        let h = frame::encode_header(&mut hdr, true, opcode, n);
-        hdr[0] |= frame::RSV1; // RFC 7692 §6: the message is compressed
-        let buf = std::mem::take(&mut self.deflate_buf);
-        self.push_out(key, &hdr[..h]);
-        self.push_out(key, &buf[..n]);
-        self.deflate_buf = buf;
-        self.trim_deflate_buf();
+        }
+        ensure_out(&mut conn.out, &mut self.shared.buffers);
+        let sent = conn.ws.send_encoded(frame, compressed, &mut conn.out);
+        self.mark_dirty(key);
+        sent
     }
 
     /// Lets a huge message's compression space go.
@@ -291,6 +323,7 @@ impl Core {
             return i;
         }
         let Some(n) = self
+            .shared
             .deflate
             .compress(bits, msg.as_bytes(), &mut self.deflate_buf)
         else {
@@ -298,12 +331,7 @@ impl Core {
             return self.packed.len() - 1;
         };
         let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        let h = frame::encode_header(&mut hdr, true, opcode, n);
+        let h = frame::encode_header(&mut hdr, true, opcode(msg), n);
         hdr[0] |= frame::RSV1;
         let mut encoded = Vec::with_capacity(h + n);
         encoded.extend_from_slice(&hdr[..h]);
@@ -313,30 +341,11 @@ impl Core {
     }
 }
 
-fn message_header(msg: &Message<'_>, hdr: &mut [u8; frame::MAX_SERVER_HEADER]) -> usize {
-    let opcode = if msg.is_text() {
+fn opcode(msg: &Message<'_>) -> OpCode {
+    if msg.is_text() {
         OpCode::Text
     } else {
         OpCode::Binary
-    };
-    frame::encode_header(hdr, true, opcode, msg.as_bytes().len())
-}
-
-impl Core {
-    /// Queues one message to `key`, compressed when negotiated and worth it.
-    fn send_one(&mut self, key: usize, msg: &Message<'_>) -> bool {
-        if self.conns[key].deflate.is_some() {
-            if !self.may_queue(key) {
-                return false;
-            }
-            if let Some(n) = self.compress_for(key, msg.as_bytes()) {
-                self.queue_compressed(key, msg.is_text(), n);
-                return true;
-            }
-        }
-        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let n = message_header(msg, &mut hdr);
-        self.queue_app(key, &[&hdr[..n], msg.as_bytes()])
     }
 }
 
@@ -355,25 +364,25 @@ impl Sink for Core {
 
     fn send_many(&mut self, conns: &mut dyn Iterator<Item = ConnId>, msg: Message<'_>) -> usize {
         let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let n = message_header(&msg, &mut hdr);
+        let n = frame::encode_header(&mut hdr, true, opcode(&msg), msg.as_bytes().len());
         let mut encoded = std::mem::take(&mut self.scratch);
         encoded.clear();
         encoded.extend_from_slice(&hdr[..n]);
         encoded.extend_from_slice(msg.as_bytes());
         let mut sent = 0;
-        let compress = self.deflate.worth_compressing(msg.as_bytes().len());
+        let compress = self.shared.deflate.worth_compressing(msg.as_bytes().len());
         for id in conns {
             let Some(key) = self.key_of(id) else { continue };
-            let shared_bits = match &self.conns[key].deflate {
+            let shared_bits = match self.conns[key].ws.deflate() {
                 Some(s) if compress => {
                     (!s.owns_compressor()).then_some(s.params.server_max_window_bits)
                 }
                 _ => {
-                    sent += usize::from(self.queue_app(key, &[&encoded]));
+                    sent += usize::from(self.send_encoded(key, &encoded, false));
                     continue;
                 }
             };
-            if !self.may_queue(key) {
+            if !self.conns[key].ws_open() {
                 continue;
             }
             sent += 1;
@@ -382,21 +391,19 @@ impl Sink for Core {
                 // window: compress once per window size, not per recipient.
                 Some(bits) => {
                     let i = self.packed_frame(bits, &msg);
-                    let Some(frame) = self.packed[i].1.take() else {
-                        self.push_out(key, &encoded);
-                        continue;
-                    };
-                    self.push_out(key, &frame);
-                    self.packed[i].1 = Some(frame);
-                    if let Some(s) = self.conns[key].deflate.as_deref_mut() {
-                        s.stats.messages_out += 1;
+                    match self.packed[i].1.take() {
+                        Some(frame) => {
+                            self.send_encoded(key, &frame, true);
+                            self.packed[i].1 = Some(frame);
+                        }
+                        None => {
+                            self.send_encoded(key, &encoded, false);
+                        }
                     }
                 }
                 // Context takeover: the recipient's own compressor.
                 None => {
-                    if let Some(n) = self.compress_for(key, msg.as_bytes()) {
-                        self.queue_compressed(key, msg.is_text(), n);
-                    }
+                    self.send_one(key, &msg);
                 }
             }
         }
@@ -412,9 +419,6 @@ impl Sink for Core {
 
     fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
         let Some(key) = self.key_of(conn) else { return };
-        if self.conns[key].phase != Phase::Open {
-            return;
-        }
         let code = if close::is_sendable(code) {
             code
         } else {
@@ -423,14 +427,17 @@ impl Sink for Core {
             );
             close::NORMAL
         };
-        self.push_close(key, Some(code), reason);
         let now = self.now;
-        self.conns[key].set_phase(Phase::CloseSent, now);
+        let c = &mut self.conns[key];
+        if c.ws_open() {
+            ensure_out(&mut c.out, &mut self.shared.buffers);
+            c.ws.close(code, reason, now, &mut c.out);
+            self.mark_dirty(key);
+        }
     }
 
     fn is_open(&self, conn: ConnId) -> bool {
-        self.key_of(conn)
-            .is_some_and(|k| self.conns[k].phase == Phase::Open)
+        self.key_of(conn).is_some_and(|k| self.conns[k].ws_open())
     }
 
     fn add_timer(&mut self, delay: Duration, period: Option<Duration>) -> TimerId {
@@ -459,12 +466,12 @@ mod tests {
         let id = ConnId::new(entry.key() as u32, 1);
         let peer = "127.0.0.1:9".parse().unwrap();
         let mut conn = Conn::new(peer, id, core.now);
-        conn.phase = Phase::Open;
-        if let Some(offer) = offer {
+        conn.phase = Phase::WebSocket;
+        let params = offer.map(|offer| {
             let elements = extensions::parse([offer]);
-            let params = negotiate(&core.cfg.deflate, &elements).0.unwrap();
-            conn.deflate = Some(Box::new(Session::new(params)));
-        }
+            negotiate(&core.cfg.deflate, &elements).0.unwrap()
+        });
+        conn.ws = Connection::server(core.now, params);
         entry.insert(conn);
         id
     }
@@ -497,7 +504,7 @@ mod tests {
         assert_eq!(sent, all.len());
         // Once for the five shared ones, once for the 10-bit window, once
         // for each connection with its own context.
-        assert_eq!(core.deflate.compressions(), 1 + 1 + 2);
+        assert_eq!(core.shared.deflate.compressions(), 1 + 1 + 2);
         let out = |core: &Core, id: ConnId| core.conns[id.index()].out.clone();
         assert_eq!(out(&core, plain)[0], 0x81, "uncompressed text frame");
         let first = out(&core, shared[0]);
@@ -511,7 +518,7 @@ mod tests {
         // the first message matches byte for byte, the next one does not.
         assert_eq!(out(&core, own[0]), first);
         core.send_many(&mut own.iter().copied(), Message::Text(&msg));
-        assert_eq!(core.deflate.compressions(), 4 + 2);
+        assert_eq!(core.shared.deflate.compressions(), 4 + 2);
         let again = out(&core, own[0]);
         assert_ne!(&again[first.len()..], &first[..], "refers back");
         assert_eq!(out(&core, own[1]), again);

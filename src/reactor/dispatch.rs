@@ -4,13 +4,12 @@
 //! Every application call is wrapped in `catch_unwind`: a panic closes only
 //! the connection concerned (1011) and is logged.
 
-use super::core::{Core, Phase};
+use super::core::{Core, Phase, ensure_out};
 use crate::app::{Application, ConnError, Context, Message};
 use crate::http::extensions::Element;
 use crate::http::{Page, Reject, Request, Upgrade, head, response, upgrade};
 use crate::metrics::Metrics;
-use crate::ws::deflate::{self, InflateError, Session};
-use crate::ws::{self, Decoded, Frame, OpCode, ProtocolError, close};
+use crate::ws::{self, Connection, Event, ProtocolError, close, deflate};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs `f` with a context; false if it panicked (logged).
@@ -75,25 +74,43 @@ pub(crate) fn feed<A: Application>(
 ) -> (usize, usize) {
     let mut pos = 0;
     while pos < buf.len() {
-        let limits = core.ws_limits;
-        let conn = &mut core.conns[key];
-        match conn.phase {
+        match core.conns[key].phase {
             Phase::Handshake(_) => match handshake(core, app, key, &mut buf[pos..]) {
                 0 => return (pos, 0),
                 n => pos += n,
             },
-            Phase::Closed => return (buf.len(), 0),
-            Phase::Open | Phase::CloseSent => match conn.decoder.decode(&mut buf[pos..], &limits) {
-                Ok(Decoded::Incomplete { frame_len }) => return (pos, frame_len),
-                Ok(Decoded::Frame { consumed, frame }) => {
-                    pos += consumed;
-                    on_frame(core, app, key, frame);
+            Phase::Done { .. } => return (buf.len(), 0),
+            Phase::WebSocket => {
+                let Core {
+                    conns,
+                    shared,
+                    ws_settings,
+                    now,
+                    ..
+                } = &mut *core;
+                let conn = &mut conns[key];
+                let before = conn.out.len();
+                let (used, event) =
+                    conn.ws
+                        .handle_input(&mut buf[pos..], *now, ws_settings, shared, &mut conn.out);
+                let wrote = conn.out.len() != before;
+                if wrote {
+                    core.mark_dirty(key);
                 }
-                Err(e) => {
-                    fail_protocol(core, app, key, e);
-                    return (buf.len(), 0);
+                match event {
+                    Some(event) => {
+                        pos += used;
+                        on_event(core, app, key, event);
+                    }
+                    None => {
+                        pos += used;
+                        let conn = &mut core.conns[key];
+                        conn.sync_phase(core.now);
+                        let want = conn.ws.frame_len(&buf[pos..]);
+                        return (pos, want);
+                    }
                 }
-            },
+            }
         }
     }
     (pos, 0)
@@ -221,13 +238,10 @@ fn open<A: Application>(
     req.protocol = protocol;
     let now = core.now;
     let conn = &mut core.conns[key];
-    conn.set_phase(Phase::Open, now);
+    conn.set_phase(Phase::WebSocket, now);
+    conn.ws = Connection::server(now, params);
     conn.app_open = true;
     core.metrics.handshakes_ok += 1;
-    if let Some(p) = params {
-        conn.decoder.set_compression(true);
-        conn.deflate = Some(Box::new(Session::new(p)));
-    }
     let id = conn.id;
     log::debug!(
         "{id} {} open at {} ({})",
@@ -266,91 +280,41 @@ fn finish_http(core: &mut Core, key: usize, status: u16, response: &[u8]) {
     Metrics::bump(&mut core.metrics.http_responses, status);
     core.push_out(key, response);
     let now = core.now;
-    core.conns[key].set_phase(Phase::Closed, now);
+    core.conns[key].set_phase(Phase::Done { complete: false }, now);
 }
 
-fn on_frame<A: Application>(core: &mut Core, app: &mut A, key: usize, frame: Frame<'_>) {
-    match frame {
-        Frame::Text(text) => deliver(core, app, key, Message::Text(text)),
-        Frame::Binary(data) => deliver(core, app, key, Message::Binary(data)),
-        Frame::Fragment {
-            text, fin, payload, ..
-        } => {
-            let conn = &mut core.conns[key];
-            if conn.message.capacity() == 0 {
-                conn.message = core.out_pool.take();
-            }
-            conn.message.extend_from_slice(payload);
-            if fin {
-                deliver_assembled(core, app, key, text);
-            }
+/// Hands an event of the WebSocket to the app.
+fn on_event<A: Application>(core: &mut Core, app: &mut A, key: usize, event: Event<'_>) {
+    match event {
+        Event::Text(text) => deliver(core, app, key, Message::Text(text)),
+        Event::Binary(data) => deliver(core, app, key, Message::Binary(data)),
+        Event::Assembled(a) => deliver_assembled(core, app, key, a.text),
+        Event::Closed { code, reason } => {
+            let now = core.now;
+            core.conns[key].sync_phase(now);
+            core.mark_dirty(key);
+            notify_close(core, app, key, code, reason);
         }
-        Frame::Compressed {
-            text,
-            first,
-            fin,
-            payload,
-        } => {
-            if let Err(e) = inflate(core, key, text, first, fin, payload) {
-                let e = match e {
-                    InflateError::TooBig => ProtocolError::MessageTooBig,
-                    InflateError::Utf8 => ProtocolError::InvalidUtf8,
-                    InflateError::Corrupt => ProtocolError::BadDeflateData,
-                };
-                core.conns[key].message.clear();
-                fail_protocol(core, app, key, e);
-            } else if fin {
-                deliver_assembled(core, app, key, text);
-            }
+        Event::Failed(e) => {
+            let now = core.now;
+            core.conns[key].sync_phase(now);
+            core.mark_dirty(key);
+            failed(
+                core,
+                app,
+                key,
+                ConnError::Protocol(e),
+                e.close_code(),
+                &e.to_string(),
+            );
         }
-        // §5.5.2: answer with a pong carrying the same data, unless closing.
-        Frame::Ping(data) => {
-            if core.conns[key].phase == Phase::Open {
-                core.push_frame(key, OpCode::Pong, data);
-            }
-        }
-        // §5.5.3: an unsolicited pong needs no answer; any input already
-        // counted as a sign of life.
-        Frame::Pong(_) => {}
-        Frame::Close(c) => peer_closed(core, app, key, c.code, c.reason),
     }
 }
 
-/// Decompresses one frame of a compressed message onto the message so far
-/// (RFC 7692 §7.2.2); the decompressed size counts against the message
-/// limit as it grows.
-fn inflate(
-    core: &mut Core,
-    key: usize,
-    text: bool,
-    first: bool,
-    fin: bool,
-    payload: &[u8],
-) -> Result<(), InflateError> {
-    let limit = core.cfg.max_message_size;
-    let conn = &mut core.conns[key];
-    // The decoder yields compressed frames only once a session exists.
-    let Some(session) = conn.deflate.as_deref_mut() else {
-        return Err(InflateError::Corrupt);
-    };
-    if conn.message.capacity() == 0 {
-        conn.message = core.out_pool.take();
-    }
-    session.inflate(
-        &mut core.deflate,
-        payload,
-        first,
-        fin,
-        text,
-        &mut conn.message,
-        limit,
-    )
-}
-
-/// Hands the message assembled in `conn.message` to the app and returns
+/// Hands the message assembled in the connection to the app and returns
 /// the buffer to the pool.
 fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, text: bool) {
-    let assembled = std::mem::take(&mut core.conns[key].message);
+    let assembled = core.conns[key].ws.take_message();
     if text {
         // Validated as it came (the decoder, or the inflater for a
         // compressed message); checking again costs one pass and keeps a
@@ -364,13 +328,13 @@ fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, t
     }
     let mut assembled = assembled;
     assembled.clear();
-    core.out_pool.give(assembled);
+    core.shared.buffers.give(assembled);
 }
 
 fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Message<'_>) {
     let conn = &core.conns[key];
-    if conn.phase != Phase::Open {
-        return; // §7.1.4: data after our close frame is discarded
+    if !conn.ws_open() {
+        return; // §5.5.1: data after our close frame is discarded
     }
     let id = conn.id;
     core.metrics.messages_in += 1;
@@ -387,29 +351,9 @@ fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Messag
     }
 }
 
-/// The peer's close frame: §5.5.1, answer with a close echoing its code if
-/// we have not sent one, then the close handshake is complete.
-fn peer_closed<A: Application>(
-    core: &mut Core,
-    app: &mut A,
-    key: usize,
-    code: Option<u16>,
-    reason: &str,
-) {
-    let now = core.now;
-    match core.conns[key].phase {
-        Phase::Open => core.push_close(key, code, ""),
-        Phase::CloseSent => {}
-        _ => return,
-    }
-    core.conns[key].set_phase(Phase::Closed, now);
-    core.conns[key].close_complete = true;
-    core.mark_dirty(key);
-    notify_close(core, app, key, code.unwrap_or(close::NO_STATUS), reason);
-}
-
-/// Fails the connection (§7.1.7): tell the app, send a close frame with
-/// `code` unless one went out already, and stop reading frames.
+/// Fails the connection from our side (§7.1.7; an app panicked): tell the
+/// app, send a close frame with `code` unless one went out already, and
+/// stop reading frames.
 pub(crate) fn fail<A: Application>(
     core: &mut Core,
     app: &mut A,
@@ -418,20 +362,34 @@ pub(crate) fn fail<A: Application>(
     code: u16,
     reason: &str,
 ) {
-    let conn = &core.conns[key];
-    let (id, phase) = (conn.id, conn.phase);
-    if phase == Phase::Closed {
+    let now = core.now;
+    let conn = &mut core.conns[key];
+    if matches!(conn.phase, Phase::Done { .. }) {
         return;
     }
+    ensure_out(&mut conn.out, &mut core.shared.buffers);
+    conn.ws.abort(code, reason, &mut conn.out);
+    conn.sync_phase(now);
+    core.mark_dirty(key);
+    failed(core, app, key, error, code, reason);
+}
+
+/// The connection has failed and its close frame is queued: log, and tell
+/// the app (`on_error`, then `on_close`).
+fn failed<A: Application>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    error: ConnError,
+    code: u16,
+    reason: &str,
+) {
+    let conn = &core.conns[key];
+    let id = conn.id;
     log::info!("{id} {}: closing with {code}: {error}", conn.peer);
     if conn.app_open {
         call(core, app, "on_error", |a, ctx| a.on_error(ctx, id, &error));
     }
-    if phase == Phase::Open {
-        core.push_close(key, Some(code), reason);
-    }
-    let now = core.now;
-    core.conns[key].set_phase(Phase::Closed, now);
     notify_close(core, app, key, code, reason);
 }
 
@@ -481,7 +439,7 @@ pub(crate) fn notify_close<A: Application>(
     conn.app_open = false;
     let id = conn.id;
     Metrics::bump(&mut core.metrics.closes, code);
-    match conn.deflate.as_deref() {
+    match conn.ws.deflate() {
         Some(s) => log::debug!(
             "{id} {} closed with {code} (permessage-deflate: {} compressed messages in, {} out)",
             conn.peer,

@@ -6,7 +6,7 @@
 
 use super::buf::READ_BUFFER;
 use super::core::{Conn, Core, Phase};
-use super::dispatch::{ingest_own, ingest_shared, next_doomed};
+use super::dispatch::{call, ingest_own, ingest_shared, next_doomed};
 use crate::app::{Application, ConnId};
 use crate::config::Config;
 
@@ -67,6 +67,27 @@ impl<A: Application> Harness<A> {
         self.end_turn();
     }
 
+    /// Moves the harness's clock forward by `by` and runs what the server
+    /// runs when time passes: the deadline sweep (handshake, ping, pong and
+    /// close timeouts, the end of a drain) and due application timers.
+    pub fn advance(&mut self, by: std::time::Duration) {
+        self.core.now += by;
+        for key in self.core.sweep() {
+            self.core.conns.remove(key);
+        }
+        while let Some(timer) = self.core.timers.pop_due(self.core.now) {
+            call(&mut self.core, &mut self.app, "on_timer", |a, ctx| {
+                a.on_timer(ctx, timer)
+            });
+        }
+        self.end_turn();
+    }
+
+    /// The connection is still held (not yet removed).
+    pub fn is_held(&self, key: usize) -> bool {
+        self.core.conns.contains(key)
+    }
+
     /// What a loop turn does after reading: drop doomed connections.
     fn end_turn(&mut self) {
         while let Some(key) = next_doomed(&mut self.core, &mut self.app) {
@@ -91,10 +112,7 @@ impl<A: Application> Harness<A> {
 
     /// Open as a WebSocket (handshake done, no close started).
     pub fn is_open(&self, key: usize) -> bool {
-        self.core
-            .conns
-            .get(key)
-            .is_some_and(|c| c.phase == Phase::Open)
+        self.core.conns.get(key).is_some_and(|c| c.ws_open())
     }
 
     /// Finished (close handshake done, failed, or answered over HTTP).
@@ -102,7 +120,7 @@ impl<A: Application> Harness<A> {
         self.core
             .conns
             .get(key)
-            .is_none_or(|c| c.phase == Phase::Closed)
+            .is_none_or(|c| matches!(c.phase, Phase::Done { .. }))
     }
 
     /// Unprocessed input the connection holds (an incomplete frame or head).

@@ -4,62 +4,18 @@
 use super::Server;
 use super::core::Phase;
 use super::dispatch::notify_close;
-use crate::app::{Application, ConnError};
+use crate::app::Application;
 use crate::config::Config;
-use crate::http::response;
-use crate::metrics::Metrics;
 use crate::ws::close;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 impl<A: Application> Server<A> {
-    /// Periodic check of every connection's deadlines: handshake timeout,
-    /// idle ping and pong timeout, close timeout.
+    /// Periodic check of every connection's deadlines (see `Core::sweep`).
     pub(super) fn sweep(&mut self) {
-        let now = self.core.now;
-        let cfg = &self.core.cfg;
-        let (handshake, close_t, ping) =
-            (cfg.handshake_timeout, cfg.close_timeout, cfg.ping_interval);
-        self.next_sweep = now + sweep_interval(cfg);
-        let mut actions = Vec::new();
-        for (key, conn) in self.core.conns.iter_mut() {
-            let in_phase = now.saturating_duration_since(conn.since);
-            match conn.phase {
-                Phase::Handshake(_) if in_phase >= handshake => {
-                    actions.push((key, Sweep::HandshakeTimeout))
-                }
-                Phase::Open => {
-                    let Some(interval) = ping else { continue };
-                    let idle = now.saturating_duration_since(conn.last_heard);
-                    if conn.ping_outstanding && idle >= interval * 2 {
-                        actions.push((key, Sweep::Doom(ConnError::PingTimeout)));
-                    } else if !conn.ping_outstanding && idle >= interval {
-                        conn.ping_outstanding = true;
-                        actions.push((key, Sweep::Ping));
-                    }
-                }
-                Phase::CloseSent if in_phase >= close_t => {
-                    actions.push((key, Sweep::Doom(ConnError::CloseTimeout)))
-                }
-                Phase::Closed if in_phase >= close_t => actions.push((key, Sweep::Remove)),
-                _ => {}
-            }
-        }
-        for (key, action) in actions {
-            match action {
-                Sweep::HandshakeTimeout => {
-                    log::info!("{}: handshake timeout", self.core.conns[key].peer);
-                    self.core.metrics.handshake_timeouts += 1;
-                    Metrics::bump(&mut self.core.metrics.http_responses, 408);
-                    let mut out = Vec::new();
-                    response::write_plain(&mut out, 408, &[], "handshake timeout\n");
-                    self.core.push_out(key, &out);
-                    self.core.conns[key].set_phase(Phase::Closed, now);
-                }
-                Sweep::Ping => self.core.push_frame(key, crate::ws::OpCode::Ping, b""),
-                Sweep::Doom(why) => self.core.doom(key, why),
-                Sweep::Remove => self.remove(key),
-            }
+        self.next_sweep = self.core.now + sweep_interval(&self.core.cfg);
+        for key in self.core.sweep() {
+            self.remove(key);
         }
     }
 
@@ -96,16 +52,12 @@ impl<A: Application> Server<A> {
         let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
         log::info!("shutting down: closing {} connection(s)", keys.len());
         for key in keys {
-            match self.core.conns[key].phase {
-                Phase::Handshake(_) => self.remove(key),
-                Phase::Open => {
-                    self.core
-                        .push_close(key, Some(close::GOING_AWAY), "server shutting down");
-                    self.core.conns[key].set_phase(Phase::CloseSent, now);
-                }
-                _ => {}
+            if let Phase::Handshake(_) = self.core.conns[key].phase {
+                self.remove(key);
             }
         }
+        self.core
+            .close_all(close::GOING_AWAY, "server shutting down");
         self.shutdown_deadline = Some(now + self.core.cfg.close_timeout);
         self.after_events();
     }
@@ -124,13 +76,6 @@ impl<A: Application> Server<A> {
         }
         log::info!("shutdown complete");
     }
-}
-
-enum Sweep {
-    HandshakeTimeout,
-    Ping,
-    Doom(ConnError),
-    Remove,
 }
 
 /// How often deadlines are checked: a quarter of the shortest timeout,

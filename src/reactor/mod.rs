@@ -374,8 +374,6 @@ impl<A: Application> Server<A> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.gone(key, &e.to_string()),
             };
-            conn.last_heard = self.core.now;
-            conn.ping_outstanding = false;
             self.core.metrics.socket_bytes_read += n as u64;
             if own {
                 ingest_own(&mut self.core, &mut self.app, key, n);
@@ -408,7 +406,7 @@ impl<A: Application> Server<A> {
             }
         }
         let pending = conn.out_pos < conn.out.len();
-        if pending && conn.phase == Phase::Open && conn.pending_out() > self.core.cfg.max_outbound {
+        if pending && conn.ws_open() && conn.pending_out() > self.core.cfg.max_outbound {
             log::warn!(
                 "{} {}: disconnecting slow consumer ({} bytes unsent after writing, limit {})",
                 conn.id,
@@ -422,10 +420,10 @@ impl<A: Application> Server<A> {
             let mut out = std::mem::take(&mut conn.out);
             out.clear();
             conn.out_pos = 0;
-            self.core.out_pool.give(out);
+            self.core.shared.buffers.give(out);
         }
-        if !pending && conn.phase == Phase::Closed {
-            if conn.close_complete {
+        if !pending && let Phase::Done { complete } = conn.phase {
+            if complete {
                 return self.remove(key);
             }
             // After a refusal or a failed connection the peer may still be
@@ -453,7 +451,7 @@ impl<A: Application> Server<A> {
     /// thinks the connection open, and drop it.
     fn gone(&mut self, key: usize, why: &str) {
         if let Some(conn) = self.core.conns.get(key)
-            && conn.phase != Phase::Closed
+            && !matches!(conn.phase, Phase::Done { .. })
         {
             log::debug!("{} {}: connection lost: {why}", conn.id, conn.peer);
         }
@@ -479,7 +477,7 @@ impl<A: Application> Server<A> {
         }
         let mut out = conn.out;
         out.clear();
-        self.core.out_pool.give(out);
+        self.core.shared.buffers.give(out);
         conn.input.release_if_empty(&mut self.core.in_pool);
     }
 

@@ -28,6 +28,19 @@ pub fn is_sendable(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// Writes a close payload (§5.5.1) into `buf`: the code, then as much of
+/// `reason` as fits in 125 bytes, cut at a character boundary. Returns its
+/// length.
+pub fn write_payload(buf: &mut [u8; 125], code: u16, reason: &str) -> usize {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    buf[..2].copy_from_slice(&code.to_be_bytes());
+    buf[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    2 + end
+}
+
 /// What a close frame's payload says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClosePayload<'a> {

@@ -41,6 +41,8 @@ impl Default for Limits {
 pub enum ProtocolError {
     /// §5.1: a client frame without the MASK bit.
     Unmasked,
+    /// §5.1: a server frame with the MASK bit (seen in the client role).
+    Masked,
     /// §5.2: RSV bits set with no extension negotiated.
     ReservedBits,
     /// §5.2: opcode 0x3–0x7 or 0xB–0xF.
@@ -91,6 +93,7 @@ impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProtocolError::Unmasked => f.write_str("client frame not masked"),
+            ProtocolError::Masked => f.write_str("server frame masked"),
             ProtocolError::ReservedBits => f.write_str("reserved bits set"),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             ProtocolError::ControlTooLong => f.write_str("control frame over 125 bytes"),
@@ -183,6 +186,8 @@ pub struct Decoder {
     open_compressed: bool,
     /// permessage-deflate is in force: RSV1 may mark a message compressed.
     compression: bool,
+    /// The client role: frames from the server must not be masked (§5.1).
+    client: bool,
     /// Payload bytes of the open message in frames already returned.
     message_len: u64,
     utf8: Utf8Validator,
@@ -192,9 +197,18 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder at the start of a connection.
+    /// A decoder at the start of a connection, in the server role: every
+    /// frame must be masked.
     pub fn new() -> Self {
         Decoder::default()
+    }
+
+    /// A decoder for the client role: frames must not be masked.
+    pub fn client() -> Self {
+        Decoder {
+            client: true,
+            ..Decoder::default()
+        }
     }
 
     /// Allows RSV1 on the first frame of a data message, once
@@ -233,7 +247,7 @@ impl Decoder {
         let whole_in_one_call = avail == len && self.unmasked == 0;
         if avail > self.unmasked {
             let fresh = &mut buf[start + self.unmasked..start + avail];
-            // check_header guarantees a mask (§5.3 applies to every client frame).
+            // check_header allowed a mask only in the server role.
             if let Some(mask) = header.mask {
                 frame::apply_mask(fresh, mask, self.unmasked);
             }
@@ -339,8 +353,12 @@ impl Decoder {
         h: &frame::FrameHeader,
         limits: &Limits,
     ) -> Result<(OpCode, bool, bool), ProtocolError> {
-        if h.mask.is_none() {
-            return Err(ProtocolError::Unmasked); // §5.1
+        // §5.1: a server MUST close on an unmasked frame, a client on a
+        // masked one.
+        match (self.client, h.mask.is_some()) {
+            (false, false) => return Err(ProtocolError::Unmasked),
+            (true, true) => return Err(ProtocolError::Masked),
+            _ => {}
         }
         // §5.2: RSV bits MUST be 0 unless an extension defines them; the
         // only one sprocket knows is RFC 7692's use of RSV1.
@@ -392,20 +410,8 @@ mod tests {
     use super::*;
 
     fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![first];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xFFFF {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        frame::write_masked_frame(&mut out, first, payload, [0x37, 0xfa, 0x21, 0x3d]);
         out
     }
 

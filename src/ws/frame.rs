@@ -172,6 +172,22 @@ pub fn encode_header(
     }
 }
 
+/// Appends a complete masked frame, as a client sends it (§5.3): the
+/// header with the MASK bit and `mask`, then `payload` XORed with it.
+/// `first` is the whole first header byte (FIN, RSV, opcode).
+pub fn write_masked_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    let mut hdr = [0u8; MAX_SERVER_HEADER];
+    let n = encode_header(&mut hdr, true, OpCode::Continuation, payload.len());
+    hdr[0] = first;
+    hdr[1] |= 0x80;
+    out.reserve(n + 4 + payload.len());
+    out.extend_from_slice(&hdr[..n]);
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask, 0);
+}
+
 /// Appends a complete unmasked frame to `out`.
 pub fn write_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     let mut hdr = [0u8; MAX_SERVER_HEADER];
@@ -184,14 +200,9 @@ pub fn write_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 /// Appends a close frame with `code` and `reason` (§5.5.1). The reason is
 /// cut at a character boundary so the payload stays within 125 bytes.
 pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
     let mut payload = [0u8; 125];
-    payload[..2].copy_from_slice(&code.to_be_bytes());
-    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
-    write_frame(out, OpCode::Close, &payload[..2 + end]);
+    let n = super::close::write_payload(&mut payload, code, reason);
+    write_frame(out, OpCode::Close, &payload[..n]);
 }
 
 #[cfg(test)]
@@ -225,6 +236,22 @@ mod tests {
         assert_eq!(h.header_len, 6);
         apply_mask(&mut buf[6..], h.mask.unwrap(), 0);
         assert_eq!(&buf[6..], b"Hello");
+    }
+
+    #[test]
+    fn rfc_masked_frame_encoding() {
+        let mut out = Vec::new();
+        write_masked_frame(&mut out, 0x81, b"Hello", [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(out, HELLO_MASKED);
+        out.clear();
+        write_masked_frame(&mut out, 0x82, &[7; 300], [1, 2, 3, 4]);
+        let h = parse_header(&out).unwrap().unwrap();
+        assert_eq!(
+            (h.payload_len, h.header_len, h.mask),
+            (300, 8, Some([1, 2, 3, 4]))
+        );
+        apply_mask(&mut out[8..], [1, 2, 3, 4], 0);
+        assert!(out[8..].iter().all(|&b| b == 7));
     }
 
     #[test]

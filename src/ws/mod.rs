@@ -3,13 +3,17 @@
 //! the permessage-deflate extension (RFC 7692).
 
 pub mod close;
+pub mod connection;
 pub mod decoder;
 pub mod deflate;
 pub mod frame;
+mod pool;
 pub mod utf8;
 
+pub use connection::{Connection, Event, Settings, Shared, State, Timeout};
 pub use decoder::{Decoded, Decoder, Frame, Limits, ProtocolError};
 pub use frame::OpCode;
+pub use pool::Pool;
 
 /// The GUID of RFC 6455 §1.3 appended to the client's key.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

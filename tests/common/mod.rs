@@ -306,21 +306,11 @@ impl Client {
     }
 }
 
+/// One frame as a client sends it (the library's client-side encoder).
+/// `first` is the whole first header byte.
 pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut out = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut out = Vec::new();
+    sprocket::ws::frame::write_masked_frame(&mut out, first, payload, [0x12, 0x34, 0x56, 0x78]);
     out
 }
 
