@@ -17,6 +17,10 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// `sprocket probe`: check a WebSocket endpoint and exit.
+    Probe(crate::probe::ProbeOptions),
+    /// `sprocket probe --help`.
+    ProbeHelp,
 }
 
 /// Options for a server run.
@@ -64,6 +68,8 @@ sprocket - a WebSocket server
 
 USAGE:
     sprocket [OPTIONS]
+    sprocket probe URL [--text MSG] [--protocol P] [--timeout D]
+                               check an endpoint and exit 0 or 1 (see sprocket probe --help)
 
 Serves, on one thread:
     /          demo page (plain HTTP GET): a WAMP v1 chat and RPC in the browser
@@ -134,11 +140,79 @@ logged and ignored (nothing is reloaded). At start the open-files limit is raise
 to its hard limit, and logged.
 ";
 
+/// The `probe --help` text.
+pub const PROBE_HELP: &str = "\
+sprocket probe - check a WebSocket endpoint, for monitors and process managers
+
+USAGE:
+    sprocket probe URL [--text MSG] [--protocol P] [--timeout D]
+
+Connects to URL (ws://host:port/path), completes the opening handshake,
+sends MSG and waits for a reply. With --protocol wamp it first waits for
+WAMP v1's WELCOME (and sends MSG only if given). Then it closes with 1000.
+
+Exits 0 and prints one line (\"ok: ... answered with a reply in 1.2 ms\")
+on success; exits 1 with one line on stderr saying what failed (refused,
+handshake status, no reply within the timeout, closed with a code ...);
+exits 2 on a usage error.
+
+OPTIONS:
+        --text <MSG>        Message to send [default: \"sprocket probe\", none with wamp]
+        --protocol <P>      Subprotocol to ask for, e.g. wamp
+        --timeout <DURATION>
+                            Limit for the whole check [default: 5s]
+    -h, --help              Print this help
+";
+
+/// Parses the arguments of `sprocket probe`.
+fn parse_probe(args: impl Iterator<Item = String>) -> Result<Command, CliError> {
+    let mut url = None;
+    let mut opts = crate::probe::ProbeOptions {
+        url: String::new(),
+        text: None,
+        protocol: None,
+        timeout: Duration::from_secs(5),
+    };
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, CliError> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| CliError(format!("probe {name} needs a value")))
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::ProbeHelp),
+            "--text" => opts.text = Some(value()?),
+            "--protocol" => opts.protocol = Some(value()?),
+            "--timeout" => opts.timeout = positive(&name, parse_duration(&name, &value()?)?)?,
+            other if other.starts_with('-') => {
+                return Err(CliError(format!("probe: unknown option {other}")));
+            }
+            _ if url.is_some() => {
+                return Err(CliError(format!("probe: one URL only, not also {arg:?}")));
+            }
+            _ => url = Some(arg),
+        }
+    }
+    opts.url =
+        url.ok_or_else(|| CliError("probe needs a URL, e.g. ws://127.0.0.1:8080/echo".into()))?;
+    Ok(Command::Probe(opts))
+}
+
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("probe") {
+        args.next();
+        return parse_probe(args);
+    }
     let mut opts = Options::default();
     let (mut listen, mut interface, mut port) = (None, None, None);
-    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),

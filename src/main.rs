@@ -1,6 +1,7 @@
 //! The `sprocket` binary: echo, chat and a WAMP v1 broker on one reactor.
 
 mod cli;
+mod probe;
 
 use cli::{Command, Options};
 use sprocket::Server;
@@ -24,6 +25,22 @@ fn main() -> ExitCode {
         Ok(Command::Version) => {
             println!("sprocket {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
+        }
+        Ok(Command::ProbeHelp) => {
+            print!("{}", cli::PROBE_HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Probe(opts)) => {
+            return match probe::run(&opts) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(line) => {
+                    eprintln!("sprocket probe: {line}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Err(e) => {
             eprintln!("sprocket: {e} (see sprocket --help)");

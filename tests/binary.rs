@@ -319,3 +319,95 @@ fn demo_page_is_served_at_root_and_points_at_the_broker() {
         "the page follows --wamp-path, HTML-escaped"
     );
 }
+
+/// Runs `sprocket probe ARGS`: (exit code, stdout, stderr).
+fn probe(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).arg("probe").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn probe_succeeds_against_echo_and_wamp() {
+    let srv = spawn(&["--max-message-size", "32"]);
+    let url = |path: &str| format!("ws://{}{path}", srv.addr);
+    let (code, out, err) = probe(&[&url("/echo")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("ok: {} answered with a reply in ", url("/echo"))),
+        "{out}"
+    );
+    let (code, out, err) = probe(&[&url("/wamp"), "--protocol", "wamp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("answered with WAMP WELCOME in"), "{out}");
+    let call = r#"[2,"c","urn:sprocket:add",1,2]"#;
+    let (code, out, _) = probe(&[&url("/wamp"), "--protocol=wamp", "--text", call]);
+    assert_eq!(code, 0);
+    assert!(out.contains("WAMP WELCOME and a reply"), "{out}");
+    // A close with a code instead of a reply: 1009 for a message over 32 bytes.
+    let (code, _, err) = probe(&[&url("/echo"), "--text", &"x".repeat(40)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("closed the connection with 1009"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn probe_fails_with_one_line_saying_why() {
+    let srv = spawn(&[]);
+    let (code, _, err) = probe(&[&format!("ws://{}/nowhere", srv.addr)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("handshake refused: 404 Not Found (no application at /nowhere)"),
+        "{err}"
+    );
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = probe(&[&format!("ws://127.0.0.1:{port}/echo")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect"), "{err}");
+    // A server that accepts and never answers: the timeout holds.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = probe(&[
+        &format!("ws://{}/echo", mute.local_addr().unwrap()),
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("timed out waiting for the handshake response"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A server that answers but never replies.
+    let (code, _, err) = probe(&[&format!("ws://{}/chat", srv.addr), "--timeout", "300ms"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("timed out waiting for a reply"), "{err}");
+    for args in [
+        &[][..],
+        &["ws://h/", "--bogus"],
+        &["ws://h/", "ws://i/"],
+        &["ws://h/", "--timeout", "0"],
+    ] {
+        let (code, _, err) = probe(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    let (code, _, err) = probe(&["wss://h/"]);
+    assert_eq!((code, err.contains("TLS")), (1, true), "{err}");
+    let (code, out, _) = probe(&["--help"]);
+    assert_eq!(code, 0);
+    for opt in ["--text", "--protocol", "--timeout"] {
+        assert!(out.contains(opt), "{opt} in probe --help");
+    }
+}

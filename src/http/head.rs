@@ -179,6 +179,22 @@ pub fn parse_head<'a>(head: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, H
     if !is_token(method) || target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(HeadError::BadRequestLine);
     }
+    let headers = parse_fields(lines, limits)?;
+    Ok(Head {
+        method,
+        target,
+        minor_version,
+        headers,
+    })
+}
+
+/// The header fields after a start line, each `name: value` (RFC 9112
+/// §5): no obsolete line folding, no whitespace before the colon, values
+/// trimmed and free of control characters.
+fn parse_fields<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+    limits: &HeadLimits,
+) -> Result<Vec<(&'a str, &'a str)>, HeadError> {
     let mut headers = Vec::with_capacity(16);
     for line in lines {
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
@@ -204,17 +220,94 @@ pub fn parse_head<'a>(head: &'a [u8], limits: &HeadLimits) -> Result<Head<'a>, H
         }
         headers.push((name, value));
     }
-    Ok(Head {
-        method,
-        target,
+    Ok(headers)
+}
+
+/// A complete response head, borrowing the buffer it was parsed from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// Minor version of `HTTP/1.x`.
+    pub minor_version: u8,
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase (may be empty).
+    pub reason: &'a str,
+    /// Header fields in order, values trimmed of surrounding whitespace.
+    pub headers: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> ResponseHead<'a> {
+    /// Every value of the header `name` (case-insensitive).
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Parses a complete response head (as delimited by [`HeadScanner`]):
+/// `HTTP/1.x SP 3DIGIT SP reason` (RFC 9112 §4), then the fields.
+pub fn parse_response_head<'a>(
+    head: &'a [u8],
+    limits: &HeadLimits,
+) -> Result<ResponseHead<'a>, HeadError> {
+    let body = head
+        .strip_suffix(b"\r\n\r\n")
+        .ok_or(HeadError::BadRequestLine)?;
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let line = lines.next().ok_or(HeadError::BadRequestLine)?;
+    let line = std::str::from_utf8(line).map_err(|_| HeadError::BadRequestLine)?;
+    let (version, rest) = line.split_once(' ').ok_or(HeadError::BadRequestLine)?;
+    let minor_version = match version.as_bytes() {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => d - b'0',
+        _ => return Err(HeadError::BadRequestLine),
+    };
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeadError::BadRequestLine);
+    }
+    let status = code.parse().map_err(|_| HeadError::BadRequestLine)?;
+    Ok(ResponseHead {
         minor_version,
-        headers,
+        status,
+        reason,
+        headers: parse_fields(lines, limits)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_heads() {
+        let l = HeadLimits::default();
+        let h = parse_response_head(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX:  y \r\n\r\n",
+            &l,
+        )
+        .unwrap();
+        assert_eq!(
+            (h.minor_version, h.status, h.reason),
+            (1, 101, "Switching Protocols")
+        );
+        assert_eq!(h.values("upgrade").collect::<Vec<_>>(), ["websocket"]);
+        assert_eq!(h.values("x").next(), Some("y"));
+        let h = parse_response_head(b"HTTP/1.0 404\r\n\r\n", &l).unwrap();
+        assert_eq!((h.status, h.reason), (404, ""));
+        for bad in [
+            &b"HTTP/2 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 20 OK\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"ICY 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n folded\r\n\r\n",
+        ] {
+            assert!(parse_response_head(bad, &l).is_err(), "{bad:?}");
+        }
+    }
 
     const REQ: &[u8] = b"GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\

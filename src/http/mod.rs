@@ -7,7 +7,9 @@ pub mod head;
 pub mod response;
 pub mod upgrade;
 
-pub use head::{Head, HeadError, HeadLimits, HeadScanner, parse_head};
+pub use head::{
+    Head, HeadError, HeadLimits, HeadScanner, ResponseHead, parse_head, parse_response_head,
+};
 pub use response::{Page, Reject};
 pub use upgrade::Upgrade;
 

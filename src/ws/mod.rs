@@ -2,6 +2,7 @@
 //! assembly state, UTF-8 validation, close codes, the handshake key, and
 //! the permessage-deflate extension (RFC 7692).
 
+pub mod client;
 pub mod close;
 pub mod connection;
 pub mod decoder;
@@ -10,6 +11,7 @@ pub mod frame;
 mod pool;
 pub mod utf8;
 
+pub use client::{ClientHandshake, HandshakeError, WsUrl};
 pub use connection::{Connection, Event, Settings, Shared, State, Timeout};
 pub use decoder::{Decoded, Decoder, Frame, Limits, ProtocolError};
 pub use frame::OpCode;
