@@ -10,4 +10,5 @@
 //!   pub/sub, AUTH/SELECT on connect, re-subscription after an outage, and the
 //!   reconnect back-off.
 
+pub mod redis;
 pub mod resp;
