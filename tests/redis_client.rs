@@ -132,7 +132,6 @@ impl Driver {
                 sock.set_nodelay(true).unwrap();
                 self.sock = Some(sock);
                 self.outages.push(self.conn.connected(now));
-                self.backoff.reset();
             }
             Err(_) => self.lost(),
         }
@@ -170,7 +169,13 @@ impl Driver {
         let mut buf = [0u8; 16 * 1024];
         match sock.read(&mut buf) {
             Ok(0) => broken = true,
-            Ok(n) => self.conn.handle_input(&buf[..n]),
+            Ok(n) => {
+                self.conn.handle_input(&buf[..n]);
+                // Proved usable (AUTH passed, replies flow): back to base.
+                if self.conn.is_up() {
+                    self.backoff.reset();
+                }
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => broken = true,
         }
