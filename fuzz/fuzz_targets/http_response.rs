@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sprocket::clients::http::{ClientConn, ClientError, Limits, Origin, Request, Response, Timeouts};
+use sprocket::clients::http::{
+    ClientConn, ClientError, Limits, Origin, Request, Response, Timeouts,
+};
 use sprocket_fuzz::{chunks, split_input};
 use std::time::Instant;
 

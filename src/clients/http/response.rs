@@ -7,7 +7,7 @@ use super::{ClientError, Limits};
 pub struct Response {
     /// Status code: three digits, 200 or more.
     pub status: u16,
-    /// Reason phrase as sent (empty if it was not UTF-8).
+    /// Reason phrase as sent; empty if absent or not ASCII (obs-text).
     pub reason: String,
     /// Header fields in the order received, values trimmed.
     pub headers: Vec<(String, String)>,
@@ -357,5 +357,23 @@ mod tests {
         let two_fields = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n";
         assert!(parse(two_fields, &two, false).is_ok());
         assert_eq!(head("HTTP/1.1 099 Low\r\n\r\n").err(), Some(BadStatusLine));
+        // obs-text in the reason phrase is allowed (RFC 9112 §4); httparse
+        // hands the reason out only when it is ASCII.
+        let latin1 = parse(
+            b"HTTP/1.1 200 Gr\xfcn\r\nContent-Length: 0\r\n\r\n",
+            &Limits::default(),
+            false,
+        );
+        assert!(
+            matches!(latin1, Ok(Head::Final { ref response, .. }) if response.reason.is_empty())
+        );
+        let (r, _, _) = final_of("HTTP/1.1 200 Gr\u{fc}n\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!((r.status, r.reason.as_str()), (200, ""));
+        assert_eq!(
+            final_of("HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n")
+                .0
+                .reason,
+            ""
+        );
     }
 }
