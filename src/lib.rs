@@ -12,8 +12,8 @@ pub mod wamp;
 pub mod ws;
 
 pub use app::{
-    Aggregate, Application, Chat, ConnId, Context, Echo, IpBlocklist, Message, OriginCheck, Router,
-    TimerId,
+    Aggregate, Application, Chat, ConnId, ConnMap, ConnSet, Context, Echo, IpBlocklist, Message,
+    OriginCheck, Router, TimerId,
 };
 pub use config::Config;
 pub use http::{Reject, Request};

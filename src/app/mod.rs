@@ -1,7 +1,8 @@
 //! The application layer: the [`Application`] trait apps implement (the
 //! shape of Ratchet's `MessageComponentInterface`), the [`Context`] they act
 //! through, and the stock components: [`Aggregate`], [`Router`],
-//! [`OriginCheck`], [`IpBlocklist`], and the [`Echo`] and [`Chat`] apps.
+//! [`OriginCheck`], [`IpBlocklist`], and the [`Echo`] and [`Chat`] apps;
+//! and [`ConnMap`] / [`ConnSet`] for per-connection state.
 //!
 //! Apps never touch sockets. Everything they ask for through the context
 //! (sends, closes, timers) is queued and carried out by the reactor after
@@ -9,12 +10,14 @@
 
 mod blocklist;
 mod builtin;
+mod connmap;
 mod context;
 mod origin;
 mod router;
 
 pub use blocklist::{Cidr, IpBlocklist};
 pub use builtin::{Chat, Echo};
+pub use connmap::{ConnMap, ConnSet};
 pub use context::{Context, Sink};
 pub use origin::OriginCheck;
 pub use router::{Aggregate, Router};

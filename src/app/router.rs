@@ -2,7 +2,9 @@
 //! children; [`Router`] gives each connection to the child mounted at its
 //! path (Ratchet's `App::route`).
 
-use super::{Application, ConnError, ConnId, Context, Message, Page, Reject, Request, TimerId};
+use super::{
+    Application, ConnError, ConnId, ConnMap, Context, Message, Page, Reject, Request, TimerId,
+};
 
 /// Sends every event to each child in turn (the seeds' `AggregateApplication`):
 /// e.g. a logger, a presence tracker and the real app side by side.
@@ -63,15 +65,13 @@ impl Application for Aggregate {
     }
 }
 
-const NO_ROUTE: u32 = u32::MAX;
-
 /// Picks an application by the request path; unknown paths get 404.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(String, Box<dyn Application>)>,
     pages: Vec<(String, Page)>,
-    /// Route of each open connection, indexed by [`ConnId::index`].
-    by_conn: Vec<u32>,
+    /// Route (index into `routes`) of each open connection.
+    by_conn: ConnMap<u32>,
 }
 
 impl Router {
@@ -98,8 +98,8 @@ impl Router {
     }
 
     fn child(&mut self, conn: ConnId) -> Option<&mut Box<dyn Application>> {
-        let route = *self.by_conn.get(conn.index())?;
-        self.routes.get_mut(route as usize).map(|(_, app)| app)
+        let route = *self.by_conn.get(conn)? as usize;
+        self.routes.get_mut(route).map(|(_, app)| app)
     }
 }
 
@@ -121,10 +121,7 @@ impl Application for Router {
         let Some(route) = self.find(&req.path) else {
             return;
         };
-        if self.by_conn.len() <= conn.index() {
-            self.by_conn.resize(conn.index() + 1, NO_ROUTE);
-        }
-        self.by_conn[conn.index()] = route as u32;
+        self.by_conn.insert(conn, route as u32);
         self.routes[route].1.on_open(ctx, conn, req);
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
@@ -136,9 +133,7 @@ impl Application for Router {
         if let Some(app) = self.child(conn) {
             app.on_close(ctx, conn, code, reason);
         }
-        if let Some(slot) = self.by_conn.get_mut(conn.index()) {
-            *slot = NO_ROUTE;
-        }
+        self.by_conn.remove(conn);
     }
     fn on_error(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &ConnError) {
         if let Some(app) = self.child(conn) {

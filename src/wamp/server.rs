@@ -4,7 +4,7 @@
 //! `TopicManager`.
 
 use super::v1::{self, DecodeError, Exclude, Incoming};
-use crate::app::{Application, ConnId, Context, Message, Request, TimerId};
+use crate::app::{Application, ConnId, ConnMap, Context, Message, Request, TimerId};
 use crate::ws::close;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -84,7 +84,6 @@ pub trait WampApp {
 }
 
 struct Session {
-    conn: ConnId,
     id: String,
     prefixes: HashMap<String, String>,
     topics: Vec<String>,
@@ -93,8 +92,7 @@ struct Session {
 /// Sessions and topics, shared by the server and the context it lends.
 #[derive(Default)]
 pub struct WampState {
-    /// By [`ConnId::index`].
-    sessions: Vec<Option<Session>>,
+    sessions: ConnMap<Session>,
     by_session_id: HashMap<String, ConnId>,
     /// Subscribers of each topic, in subscription order. A topic with no
     /// subscribers is removed.
@@ -102,27 +100,13 @@ pub struct WampState {
 }
 
 impl WampState {
-    fn session(&self, conn: ConnId) -> Option<&Session> {
-        self.sessions
-            .get(conn.index())?
-            .as_ref()
-            .filter(|s| s.conn == conn)
-    }
-
-    fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
-        self.sessions
-            .get_mut(conn.index())?
-            .as_mut()
-            .filter(|s| s.conn == conn)
-    }
-
     /// Expands a CURIE with the session's prefixes (WAMP v1: the prefix's
     /// URI followed by the rest). URIs with a scheme (`http://…`,
     /// `urn:…` when `urn` is not a defined prefix) pass unchanged.
     fn expand(&self, conn: ConnId, uri: &str) -> String {
         if !uri.contains("://")
             && let Some((prefix, rest)) = uri.split_once(':')
-            && let Some(base) = self.session(conn).and_then(|s| s.prefixes.get(prefix))
+            && let Some(base) = self.sessions.get(conn).and_then(|s| s.prefixes.get(prefix))
         {
             return format!("{base}{rest}");
         }
@@ -140,7 +124,7 @@ impl WampState {
         if subs.is_empty() {
             self.topics.remove(topic);
         }
-        if let Some(s) = self.session_mut(conn) {
+        if let Some(s) = self.sessions.get_mut(conn) {
             s.topics.retain(|t| t != topic);
         }
         true
@@ -215,7 +199,7 @@ impl<'c, 'a> WampContext<'c, 'a> {
 
     /// The WAMP session id of a connection.
     pub fn session_id(&self, conn: ConnId) -> Option<&str> {
-        self.state.session(conn).map(|s| s.id.as_str())
+        self.state.sessions.get(conn).map(|s| s.id.as_str())
     }
 
     /// The connection of a WAMP session id.
@@ -302,7 +286,7 @@ impl<A: WampApp> WampServer<A> {
     fn handle(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Incoming) {
         match msg {
             Incoming::Prefix { prefix, uri } => {
-                let Some(session) = self.state.session_mut(conn) else {
+                let Some(session) = self.state.sessions.get_mut(conn) else {
                     return;
                 };
                 if session.prefixes.len() >= MAX_PREFIXES && !session.prefixes.contains_key(&prefix)
@@ -322,7 +306,7 @@ impl<A: WampApp> WampServer<A> {
             }
             Incoming::Subscribe { topic } => {
                 let topic = self.state.expand(conn, &topic);
-                let Some(session) = self.state.session(conn) else {
+                let Some(session) = self.state.sessions.get(conn) else {
                     return;
                 };
                 if session.topics.contains(&topic) {
@@ -337,7 +321,7 @@ impl<A: WampApp> WampServer<A> {
                     log::debug!("{conn}: subscription to {topic} refused by the application");
                     return;
                 }
-                if let Some(session) = self.state.session_mut(conn) {
+                if let Some(session) = self.state.sessions.get_mut(conn) {
                     session.topics.push(topic.clone());
                     self.state.topics.entry(topic).or_default().push(conn);
                 }
@@ -358,7 +342,8 @@ impl<A: WampApp> WampServer<A> {
                     Exclude::Nobody => (Vec::new(), Vec::new()),
                     Exclude::Me => (
                         self.state
-                            .session(conn)
+                            .sessions
+                            .get(conn)
                             .map(|s| vec![s.id.clone()])
                             .unwrap_or_default(),
                         Vec::new(),
@@ -391,16 +376,13 @@ impl<A: WampApp> Application for WampServer<A> {
             return ctx.close(conn, close::INTERNAL_ERROR, "internal error");
         };
         ctx.send_text(conn, &v1::welcome(&id, &self.ident));
-        if self.state.sessions.len() <= conn.index() {
-            self.state.sessions.resize_with(conn.index() + 1, || None);
-        }
         self.state.by_session_id.insert(id.clone(), conn);
-        self.state.sessions[conn.index()] = Some(Session {
-            conn,
+        let session = Session {
             id,
             prefixes: HashMap::new(),
             topics: Vec::new(),
-        });
+        };
+        self.state.sessions.insert(conn, session);
         self.split(ctx, |app, w| app.on_open(w, conn, req));
     }
 
@@ -426,18 +408,9 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
-        let Some(session) = self
-            .state
-            .sessions
-            .get_mut(conn.index())
-            .and_then(Option::take)
-        else {
+        let Some(session) = self.state.sessions.remove(conn) else {
             return;
         };
-        if session.conn != conn {
-            self.state.sessions[conn.index()] = Some(session);
-            return;
-        }
         self.state.by_session_id.remove(&session.id);
         for topic in &session.topics {
             if let Some(subs) = self.state.topics.get_mut(topic) {
