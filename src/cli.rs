@@ -36,6 +36,9 @@ pub struct Options {
     pub blocked: Vec<Cidr>,
     /// Where the WAMP v1 broker is mounted.
     pub wamp_path: String,
+    /// A second listener for `/health` and `/metrics` (then no longer on
+    /// the public one).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             allowed_origins: Vec::new(),
             blocked: Vec::new(),
             wamp_path: "/wamp".to_owned(),
+            admin_listen: None,
         }
     }
 }
@@ -77,13 +81,15 @@ Serves, on one thread:
     /chat      relays every message to all other /chat clients
     /wamp      WAMP v1 broker (subprotocol wamp): pub/sub for all, plus the
                procedures urn:sprocket:echo and urn:sprocket:add
-    /health    plain HTTP GET, answers 200 ok
-    /metrics   plain HTTP GET, Prometheus metrics (see docs/operations.md)
+    /health    plain HTTP GET, answers 200 ok        } on --admin-listen instead
+    /metrics   plain HTTP GET, Prometheus metrics    } when it is given
 
 OPTIONS:
     -l, --listen <ADDR:PORT>        Address to listen on [default: 127.0.0.1:8080]
         --interface <ADDR>          Listen address only (with --port) [default: 127.0.0.1]
     -p, --port <PORT>               Listen port only [default: 8080]
+        --admin-listen <ADDR:PORT>  Serve /health and /metrics on this address instead of
+                                    the public one (keep it private) [default: off]
         --pid-file <PATH>           Write the process id here; removed on clean exit
         --allowed-origin <ORIGIN>   Allow browser pages from ORIGIN (a full origin such as
                                     https://app.example.com, or a host name); repeatable or
@@ -232,6 +238,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--interface" => interface = Some(parse_ip(&value()?)?),
             "-p" | "--port" => port = Some(parse_num::<u16>("--port", &value()?)?),
             "--pid-file" => opts.pid_file = Some(PathBuf::from(value()?)),
+            "--admin-listen" => {
+                let v = value()?;
+                let addr = v
+                    .parse()
+                    .map_err(|_| CliError(format!("--admin-listen: not an address:port: {v:?}")))?;
+                opts.admin_listen = Some(addr);
+            }
             "--allowed-origin" => opts.allowed_origins.extend(split_list(&value()?)),
             "--block" => {
                 for item in split_list(&value()?) {
@@ -307,7 +320,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                         opts.wamp_path
                     )));
                 }
-                if ["/echo", "/chat", "/health"].contains(&opts.wamp_path.as_str()) {
+                if ["/echo", "/chat", "/health", "/metrics"].contains(&opts.wamp_path.as_str()) {
                     return Err(CliError(format!(
                         "--wamp-path {} is taken by a built-in route",
                         opts.wamp_path

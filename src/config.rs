@@ -43,6 +43,8 @@ pub struct Config {
     pub max_headers: usize,
     /// permessage-deflate (RFC 7692): whether and how it is negotiated.
     pub deflate: DeflateConfig,
+    /// Largest body of a plain HTTP request (`Content-Length`); larger: 413.
+    pub max_http_body: usize,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             max_head_size: 8 * 1024,
             max_headers: 64,
             deflate: DeflateConfig::default(),
+            max_http_body: 1 << 20,
         }
     }
 }

@@ -5,7 +5,7 @@ mod probe;
 
 use cli::{Command, Options};
 use sprocket::Server;
-use sprocket::app::{Chat, Echo, IpBlocklist, OriginCheck, Page, Router};
+use sprocket::app::{Admin, Chat, Echo, IpBlocklist, OriginCheck, Page, Router};
 use sprocket::wamp::{Broker, WampServer};
 use std::borrow::Cow;
 use std::process::ExitCode;
@@ -78,7 +78,7 @@ fn raise_fd_limit(max_connections: usize) {
 fn serve(opts: Options) -> Result<(), String> {
     raise_fd_limit(opts.config.max_connections);
     let listen = opts.config.listen;
-    let router = Router::new()
+    let mut router = Router::new()
         .page("/", demo_page(&opts.wamp_path))
         .route("/echo", Echo)
         .route("/chat", Chat::default())
@@ -86,9 +86,25 @@ fn serve(opts: Options) -> Result<(), String> {
             opts.wamp_path.clone(),
             WampServer::new(Broker::new().with_demo_procedures()),
         );
+    if opts.admin_listen.is_none() {
+        router = router.route("/health", Admin).route("/metrics", Admin);
+    }
+    let blocked = opts.blocked.clone();
     let app = IpBlocklist::new(OriginCheck::new(router, opts.allowed_origins), opts.blocked);
     let mut server =
         Server::bind(opts.config, app).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin = match opts.admin_listen {
+        Some(addr) => {
+            let admin = Router::new()
+                .route("/health", Admin)
+                .route("/metrics", Admin);
+            let bound = server
+                .listen(addr, IpBlocklist::new(admin, blocked))
+                .map_err(|e| format!("cannot listen on {addr} (--admin-listen): {e}"))?;
+            Some(bound)
+        }
+        None => None,
+    };
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -97,11 +113,18 @@ fn serve(opts: Options) -> Result<(), String> {
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
     }
     let addr = server.local_addr();
-    log::info!(
-        "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health, GET /metrics)",
-        env!("CARGO_PKG_VERSION"),
-        opts.wamp_path
-    );
+    match admin {
+        Some(admin) => log::info!(
+            "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page); admin on http://{admin} (GET /health, GET /metrics)",
+            env!("CARGO_PKG_VERSION"),
+            opts.wamp_path
+        ),
+        None => log::info!(
+            "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health, GET /metrics)",
+            env!("CARGO_PKG_VERSION"),
+            opts.wamp_path
+        ),
+    }
     let result = server.run().map_err(|e| format!("reactor failed: {e}"));
     if let Some(path) = &opts.pid_file
         && let Err(e) = std::fs::remove_file(path)

@@ -44,6 +44,18 @@ pub struct Metrics {
     pub panics: u64,
     /// Timer callbacks run.
     pub timers_fired: u64,
+    /// Handshakes and HTTP requests whose app did not decide in time (503).
+    pub decision_timeouts: u64,
+    /// HTTP requests sent to backends.
+    pub http_requests_out: u64,
+    /// Backend HTTP requests that got no response (connect, timeout, ...).
+    pub http_request_errors: u64,
+    /// Redis commands sent.
+    pub redis_commands: u64,
+    /// Redis connections lost or refused (each one is retried).
+    pub redis_connection_failures: u64,
+    /// Redis pub/sub messages received.
+    pub redis_messages: u64,
 }
 
 /// Gauges read at render time.
@@ -185,6 +197,42 @@ impl Metrics {
             "counter",
             "Timer callbacks run.",
             self.timers_fired,
+        );
+        one(
+            "decision_timeouts_total",
+            "counter",
+            "Handshakes and HTTP requests whose app did not decide in time (503).",
+            self.decision_timeouts,
+        );
+        one(
+            "backend_http_requests_total",
+            "counter",
+            "HTTP requests sent to backends.",
+            self.http_requests_out,
+        );
+        one(
+            "backend_http_errors_total",
+            "counter",
+            "Backend HTTP requests that got no response (connect, timeout, bad response).",
+            self.http_request_errors,
+        );
+        one(
+            "redis_commands_total",
+            "counter",
+            "Redis commands sent.",
+            self.redis_commands,
+        );
+        one(
+            "redis_connection_failures_total",
+            "counter",
+            "Redis connections lost or refused (each one is retried with back-off).",
+            self.redis_connection_failures,
+        );
+        one(
+            "redis_messages_total",
+            "counter",
+            "Redis pub/sub messages received.",
+            self.redis_messages,
         );
         let mut labelled = |name: &str, help: &str, label: &str, map: &BTreeMap<u16, u64>| {
             let _ = writeln!(

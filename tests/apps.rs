@@ -349,7 +349,11 @@ fn slow_chat_member_never_stalls_the_publisher_or_the_others() {
         max_outbound: 256 * 1024,
         ..Config::default()
     };
-    let srv = TestServer::start(cfg, || Router::new().route("/chat", Chat::default()));
+    let srv = TestServer::start(cfg, || {
+        Router::new()
+            .route("/chat", Chat::default())
+            .route("/metrics", sprocket::app::Admin)
+    });
     // The slow member completes its handshake, then never reads again.
     let slow = Client::connect(srv.addr, "/chat", &[]);
     let mut fast = srv.client("/chat");

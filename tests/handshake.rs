@@ -12,7 +12,9 @@ use std::time::Duration;
 
 fn default_server() -> TestServer {
     TestServer::start(Config::default(), move || {
-        Router::new().route("/echo", Echo)
+        Router::new()
+            .route("/echo", Echo)
+            .route("/health", sprocket::app::Admin)
     })
 }
 

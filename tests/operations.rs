@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use sprocket::Config;
-use sprocket::app::{Echo, Router};
+use sprocket::app::{Admin, Echo, Router};
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -13,7 +13,9 @@ fn metric(text: &str, name: &str) -> u64 {
 
 #[test]
 fn metrics_count_connections_messages_refusals_and_closes() {
-    let srv = TestServer::start(Config::default(), || Router::new().route("/echo", Echo));
+    let srv = TestServer::start(Config::default(), || {
+        Router::new().route("/echo", Echo).route("/metrics", Admin)
+    });
     let scrape = || {
         let resp = http_exchange(srv.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
@@ -59,10 +61,20 @@ fn metrics_count_connections_messages_refusals_and_closes() {
 struct Explosive;
 
 impl sprocket::Application for Explosive {
-    fn accept(&mut self, _: &sprocket::Request) -> Result<Option<String>, sprocket::Reject> {
+    fn accept(
+        &mut self,
+        _: &mut sprocket::Context<'_>,
+        _: sprocket::ConnId,
+        _: &sprocket::Request,
+    ) -> Result<sprocket::app::Accept, sprocket::Reject> {
         panic!("deliberate panic in accept");
     }
-    fn http(&mut self, _: &sprocket::Request) -> Option<sprocket::app::Page> {
+    fn http(
+        &mut self,
+        _: &mut sprocket::Context<'_>,
+        _: sprocket::ConnId,
+        _: &sprocket::Request,
+    ) -> sprocket::app::Http {
         panic!("deliberate panic in http");
     }
     fn on_open(
@@ -89,7 +101,10 @@ fn panics_in_accept_and_http_and_refusals_at_admission_are_counted() {
         ..Config::default()
     };
     let srv = TestServer::start(cfg, || {
-        Router::new().route("/echo", Echo).route("/boom", Explosive)
+        Router::new()
+            .route("/echo", Echo)
+            .route("/boom", Explosive)
+            .route("/metrics", Admin)
     });
     // A scrape is refused with 429 while the address has its two slots.
     let scrape = || {

@@ -1,8 +1,8 @@
 //! Refuses handshakes from blocked addresses, like Ratchet's `IpBlackList`.
 
 use super::{
-    Application, ConnError, ConnId, Context, Message, Page, Reject, Request, TimerId,
-    delegate_events,
+    Accept, Application, ConnError, ConnId, Context, Http, Message, Reject, Reply, Request, Ticket,
+    TimerId, delegate_events,
 };
 use std::fmt;
 use std::net::IpAddr;
@@ -97,11 +97,24 @@ impl<A> IpBlocklist<A> {
 }
 
 impl<A: Application> Application for IpBlocklist<A> {
-    fn accept(&mut self, req: &Request) -> Result<Option<String>, Reject> {
+    fn accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        req: &Request,
+    ) -> Result<Accept, Reject> {
         if self.is_blocked(req.peer.ip()) {
             return Err(Reject::new(403, "address blocked"));
         }
-        self.inner.accept(req)
+        self.inner.accept(ctx, conn, req)
+    }
+
+    /// Plain HTTP from a blocked address gets 403 too.
+    fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
+        if self.is_blocked(req.peer.ip()) {
+            return Http::Respond(crate::http::Page::text(403, "address blocked\n"));
+        }
+        self.inner.http(ctx, conn, req)
     }
     delegate_events!(inner);
 }

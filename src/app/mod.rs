@@ -8,18 +8,22 @@
 //! (sends, closes, timers) is queued and carried out by the reactor after
 //! the callback returns, so no callback can re-enter another.
 
+mod admin;
 mod blocklist;
 mod builtin;
 mod connmap;
 mod context;
 mod origin;
+mod route;
 mod router;
 
+pub use admin::Admin;
 pub use blocklist::{Cidr, IpBlocklist};
 pub use builtin::{Chat, Echo};
 pub use connmap::{ConnMap, ConnSet};
-pub use context::{Context, Sink};
+pub use context::{Context, RedisId, Sink};
 pub use origin::OriginCheck;
+pub use route::{Route, Ticket, TimerId};
 pub use router::{Aggregate, Router};
 
 pub use crate::http::{Page, Reject, Request};
@@ -56,11 +60,6 @@ impl fmt::Display for ConnId {
         write!(f, "#{}.{}", self.index, self.generation)
     }
 }
-
-/// Identifies a timer created through [`Context::add_timer`] or
-/// [`Context::add_periodic_timer`]. Unique for the life of the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId(pub u64);
 
 /// A complete message, borrowed for the duration of a callback. A message
 /// that arrived in one frame is a slice of the connection's read buffer.
@@ -115,6 +114,54 @@ impl fmt::Display for ConnError {
     }
 }
 
+/// A decision on an opening handshake (see [`Application::accept`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// Open now, with this subprotocol (`None`: name none).
+    Now(Option<String>),
+    /// The app decides later, through [`Context::accept`] or
+    /// [`Context::reject`] for this connection; until then the handshake
+    /// waits (bounded by the handshake timeout, then 503) and whatever the
+    /// client sends after its request is held, not decoded. The protocol is
+    /// the one to use if the later acceptance names none.
+    Later(Option<String>),
+}
+
+/// An answer to a plain HTTP request (see [`Application::http`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Http {
+    /// Not a plain HTTP endpoint: the server answers `426 Upgrade
+    /// Required`, or the refusal [`Application::accept`] gives.
+    Pass,
+    /// This response, now.
+    Respond(Page),
+    /// The response comes later through [`Context::respond`] (bounded by
+    /// the handshake timeout, then 503).
+    Later,
+}
+
+/// The completion of something an app started that answers later,
+/// delivered to [`Application::on_reply`] with its [`Ticket`].
+#[derive(Debug)]
+pub enum Reply<'a> {
+    /// The response to [`Context::http_request`], or why there is none.
+    Http(Result<crate::clients::http::Response, crate::reactor::HttpError>),
+    /// The reply to [`Context::redis`], or why there is none.
+    Redis(Result<crate::clients::resp::Reply, crate::clients::redis::ReplyError>),
+    /// A message on a channel subscribed with [`Context::redis_subscribe`]
+    /// (`pattern` is set for a pattern subscription).
+    Message {
+        /// The channel it was published on.
+        channel: &'a [u8],
+        /// The pattern that matched, for a pattern subscription.
+        pattern: Option<&'a [u8]>,
+        /// The message.
+        payload: &'a [u8],
+    },
+    /// A value another thread sent through an [`crate::reactor::Inbox`].
+    Inbox(Box<dyn std::any::Any + Send>),
+}
+
 /// A WebSocket application: what Ratchet calls a `MessageComponentInterface`.
 ///
 /// Every callback gets a [`Context`] to act through. Callbacks run on the
@@ -126,19 +173,30 @@ pub trait Application {
         &[]
     }
 
-    /// Decides on an opening handshake before the 101 is sent: `Ok` with the
-    /// chosen subprotocol (if any), or a refusal with an HTTP status. The
-    /// default picks the client's first offer that [`Self::protocols`] lists;
-    /// if there is none, no protocol is named (RFC 6455 §4.2.2).
-    fn accept(&mut self, req: &Request) -> Result<Option<String>, Reject> {
-        Ok(negotiate(self.protocols(), &req.offered_protocols))
+    /// Decides on an opening handshake before the 101 is sent: accept now
+    /// (with a subprotocol or none), decide later, or refuse with an HTTP
+    /// status. `conn` is the id the connection will keep once open. The
+    /// default accepts now with the client's first offer that
+    /// [`Self::protocols`] lists, or no protocol (RFC 6455 §4.2.2).
+    fn accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        req: &Request,
+    ) -> Result<Accept, Reject> {
+        let _ = (ctx, conn);
+        Ok(Accept::Now(negotiate(
+            self.protocols(),
+            &req.offered_protocols,
+        )))
     }
 
-    /// A plain HTTP GET (no WebSocket upgrade) for this app's path: return a
-    /// page to serve it, or `None` (the default) for `426 Upgrade Required`.
-    fn http(&mut self, req: &Request) -> Option<Page> {
-        let _ = req;
-        None
+    /// A plain HTTP request (no WebSocket upgrade) for this app's path,
+    /// with its method and body: answer now, later, or [`Http::Pass`] (the
+    /// default) for `426 Upgrade Required`.
+    fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
+        let _ = (ctx, conn, req);
+        Http::Pass
     }
 
     /// A connection is open; `req` is its handshake request.
@@ -158,10 +216,17 @@ pub trait Application {
         let _ = (ctx, conn, error);
     }
 
-    /// A timer this app created fired. Composite apps pass timers to all
-    /// their children; each ignores ids it did not create.
+    /// A timer this app created fired. Composite apps hand it to the child
+    /// that created it, and to no other.
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         let _ = (ctx, timer);
+    }
+
+    /// Something this app started answered (an outbound request, a
+    /// subscription's message, an inbox value). Composite apps hand it to
+    /// the child that holds the ticket, and to no other.
+    fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        let _ = (ctx, ticket, reply);
     }
 }
 
@@ -174,11 +239,16 @@ impl<A: Application + ?Sized> Application for Box<A> {
     fn protocols(&self) -> &[&str] {
         (**self).protocols()
     }
-    fn accept(&mut self, req: &Request) -> Result<Option<String>, Reject> {
-        (**self).accept(req)
+    fn accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        req: &Request,
+    ) -> Result<Accept, Reject> {
+        (**self).accept(ctx, conn, req)
     }
-    fn http(&mut self, req: &Request) -> Option<Page> {
-        (**self).http(req)
+    fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
+        (**self).http(ctx, conn, req)
     }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         (**self).on_open(ctx, conn, req)
@@ -195,17 +265,17 @@ impl<A: Application + ?Sized> Application for Box<A> {
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         (**self).on_timer(ctx, timer)
     }
+    fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        (**self).on_reply(ctx, ticket, reply)
+    }
 }
 
-/// Forwards every event but `accept` to the field `$inner`; for wrappers
-/// that only add a handshake check.
+/// Forwards every event but `accept` and `http` to the field `$inner`; for
+/// wrappers that add a check before the inner app.
 macro_rules! delegate_events {
     ($inner:ident) => {
         fn protocols(&self) -> &[&str] {
             self.$inner.protocols()
-        }
-        fn http(&mut self, req: &Request) -> Option<Page> {
-            self.$inner.http(req)
         }
         fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
             self.$inner.on_open(ctx, conn, req)
@@ -221,6 +291,9 @@ macro_rules! delegate_events {
         }
         fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
             self.$inner.on_timer(ctx, timer)
+        }
+        fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+            self.$inner.on_reply(ctx, ticket, reply)
         }
     };
 }

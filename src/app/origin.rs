@@ -2,8 +2,8 @@
 //! WebSocket hijacking protection), like Ratchet's `OriginCheck`.
 
 use super::{
-    Application, ConnError, ConnId, Context, Message, Page, Reject, Request, TimerId,
-    delegate_events,
+    Accept, Application, ConnError, ConnId, Context, Http, Message, Reject, Reply, Request, Ticket,
+    TimerId, delegate_events,
 };
 
 /// Wraps an app; a handshake whose `Origin` is not allowed gets 403.
@@ -53,11 +53,22 @@ fn host_of(origin: &str) -> Option<&str> {
 }
 
 impl<A: Application> Application for OriginCheck<A> {
-    fn accept(&mut self, req: &Request) -> Result<Option<String>, Reject> {
+    fn accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        req: &Request,
+    ) -> Result<Accept, Reject> {
         if !self.allows(req.header("Origin")) {
             return Err(Reject::new(403, "origin not allowed"));
         }
-        self.inner.accept(req)
+        self.inner.accept(ctx, conn, req)
+    }
+
+    /// Plain HTTP passes: navigation requests carry no `Origin`, and
+    /// endpoints that need the check make it themselves.
+    fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
+        self.inner.http(ctx, conn, req)
     }
     delegate_events!(inner);
 }

@@ -1,6 +1,6 @@
 //! A recording [`Sink`] for unit tests of applications.
 
-use super::{ConnId, Context, Message, Sink, TimerId};
+use super::{ConnId, Context, Message, Route, Sink, TimerId};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
@@ -30,9 +30,9 @@ impl Sink for Recorder {
     fn is_open(&self, conn: ConnId) -> bool {
         self.open.contains(&conn)
     }
-    fn add_timer(&mut self, delay: Duration, period: Option<Duration>) -> TimerId {
+    fn add_timer(&mut self, delay: Duration, period: Option<Duration>, route: Route) -> TimerId {
         self.next_timer += 1;
-        let id = TimerId(self.next_timer);
+        let id = TimerId::new(self.next_timer, route);
         self.timers.push((id, delay, period));
         id
     }

@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 /// The opening-handshake request as applications see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
+    /// The method, e.g. `GET` (always `GET` for a WebSocket handshake).
+    pub method: String,
     /// Path part of the target, e.g. `/chat`.
     pub path: String,
     /// Query string without the `?`, empty if none.
@@ -30,6 +32,8 @@ pub struct Request {
     pub offered_protocols: Vec<String>,
     /// The subprotocol agreed on (set before `on_open`).
     pub protocol: Option<String>,
+    /// The request body of a plain HTTP request (empty for a handshake).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -37,6 +41,7 @@ impl Request {
     pub fn new(head: &Head<'_>, peer: SocketAddr, offered: &[&str]) -> Self {
         let (path, query) = split_target(head.target);
         Request {
+            method: head.method.to_owned(),
             path: path.to_owned(),
             query: query.to_owned(),
             headers: head
@@ -47,6 +52,7 @@ impl Request {
             peer,
             offered_protocols: offered.iter().map(|p| (*p).to_owned()).collect(),
             protocol: None,
+            body: Vec::new(),
         }
     }
 

@@ -38,14 +38,16 @@ impl Reject {
     }
 }
 
-/// A plain HTTP answer an application gives to a non-WebSocket GET (a
-/// page, a small JSON document).
+/// A plain HTTP answer an application gives (a page, a small JSON
+/// document, an error with its reason).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
     /// HTTP status.
     pub status: u16,
     /// `Content-Type` value.
     pub content_type: &'static str,
+    /// Extra header fields.
+    pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Cow<'static, [u8]>,
 }
@@ -53,24 +55,69 @@ pub struct Page {
 impl Page {
     /// A `200 OK` page.
     pub fn ok(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Page::new(200, content_type, body)
+    }
+
+    /// A page with any status.
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
         Page {
-            status: 200,
+            status,
             content_type,
+            headers: Vec::new(),
             body: body.into(),
         }
     }
 
-    /// Appends the response bytes to `out`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
+    /// A `text/plain` page, e.g. an error with its reason.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Page::new(
+            status,
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
+    }
+
+    /// An `application/json` page.
+    pub fn json(status: u16, body: impl Into<String>) -> Self {
+        Page::new(status, "application/json", body.into().into_bytes())
+    }
+
+    /// Adds a header field. Names and values must not hold CR or LF (the
+    /// field is dropped, and logged, if they do).
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+            log::error!("header {name:?} dropped: CR or LF in a header field");
+        } else {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// Appends the response bytes to `out`; `keep_alive` says whether the
+    /// connection stays open for the next request.
+    pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool) {
         use std::io::Write;
         let _ = write!(
             out,
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n",
             self.status,
             status_text(self.status),
             self.content_type,
             self.body.len()
         );
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
         out.extend_from_slice(&self.body);
     }
 }

@@ -22,8 +22,15 @@ pub enum Upgrade<'a> {
         /// handshake.
         extensions: Vec<Element<'a>>,
     },
-    /// A plain HTTP GET (no `Upgrade: websocket`).
-    Plain,
+    /// A plain HTTP request (no `Upgrade: websocket`), any method.
+    Plain {
+        /// `Content-Length` of its body (0 when absent).
+        body: usize,
+        /// The connection may carry another request after the answer
+        /// (RFC 9112 §9.3: HTTP/1.1 unless `Connection: close`; HTTP/1.0
+        /// only with `Connection: keep-alive`).
+        keep_alive: bool,
+    },
 }
 
 /// Whether a comma-separated header list contains `token` (case-insensitive).
@@ -31,12 +38,14 @@ pub fn has_token<'a>(mut values: impl Iterator<Item = &'a str>, token: &str) -> 
     values.any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// Applies §4.2.1 to a parsed head.
+/// Applies §4.2.1 to a parsed head; plain requests are checked for what
+/// their body framing needs (RFC 9112 §6).
 pub fn check<'a>(head: &Head<'a>) -> Result<Upgrade<'a>, Reject> {
-    if head.method != "GET" {
+    let upgrade = has_token(head.values("Upgrade"), "websocket");
+    if upgrade && head.method != "GET" {
         return Err(Reject::new(405, "only GET is served").header("Allow", "GET"));
     }
-    if head.minor_version < 1 {
+    if upgrade && head.minor_version < 1 {
         return Err(Reject::new(400, "HTTP/1.1 or later required"));
     }
     // Single-valued fields that disagree when repeated make room for request
@@ -52,22 +61,37 @@ pub fn check<'a>(head: &Head<'a>) -> Result<Upgrade<'a>, Reject> {
             return Err(Reject::new(400, format!("duplicate {name} header")));
         }
     }
-    if head.values("Transfer-Encoding").next().is_some() {
-        return Err(Reject::new(400, "request body not allowed"));
-    }
-    if head
-        .single("Content-Length")
-        .ok()
-        .flatten()
-        .is_some_and(|v| v != "0")
-    {
-        return Err(Reject::new(400, "request body not allowed"));
-    }
-    if head.single("Host").ok().flatten().is_none_or(str::is_empty) {
+    if head.single("Host").ok().flatten().is_none_or(str::is_empty) && head.minor_version >= 1 {
         return Err(Reject::new(400, "missing Host header"));
     }
-    if !has_token(head.values("Upgrade"), "websocket") {
-        return Ok(Upgrade::Plain);
+    let chunked = head.values("Transfer-Encoding").next().is_some();
+    let length = head.single("Content-Length").ok().flatten();
+    if !upgrade {
+        if chunked {
+            return Err(Reject::new(
+                411,
+                "chunked request bodies are not accepted; send Content-Length",
+            ));
+        }
+        // RFC 9112 §6.3: a Content-Length that is not a number is an
+        // unrecoverable framing error.
+        let body = match length {
+            None => 0,
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
+                .parse()
+                .map_err(|_| Reject::new(413, "request body too large"))?,
+            Some(_) => return Err(Reject::new(400, "malformed Content-Length")),
+        };
+        let connection = |token| has_token(head.values("Connection"), token);
+        let keep_alive = if head.minor_version >= 1 {
+            !connection("close")
+        } else {
+            connection("keep-alive")
+        };
+        return Ok(Upgrade::Plain { body, keep_alive });
+    }
+    if chunked || length.is_some_and(|v| v != "0") {
+        return Err(Reject::new(400, "request body not allowed"));
     }
     if !has_token(head.values("Connection"), "upgrade") {
         return Err(Reject::new(400, "Connection header must include Upgrade"));
@@ -169,7 +193,38 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-
         );
         assert_eq!(
             run("GET /health HTTP/1.1\r\nHost: h\r\n\r\n"),
-            Ok(Upgrade::Plain)
+            Ok(Upgrade::Plain {
+                body: 0,
+                keep_alive: true
+            })
+        );
+        assert_eq!(
+            run(
+                "POST /publish HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
+            ),
+            Ok(Upgrade::Plain {
+                body: 12,
+                keep_alive: false
+            })
+        );
+        assert_eq!(
+            run("GET / HTTP/1.0\r\n\r\n"),
+            Ok(Upgrade::Plain {
+                body: 0,
+                keep_alive: false
+            })
+        );
+        assert_eq!(
+            run("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(411)
+        );
+        assert_eq!(
+            run("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            run("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            Err(413)
         );
     }
 }

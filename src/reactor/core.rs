@@ -6,8 +6,13 @@
 //! [`Context`]: crate::app::Context
 
 use super::buf::{InBuf, Pool};
+use super::inbox::InboxTx;
+use super::outbound::Outbound;
 use super::timers::Timers;
-use crate::app::{ConnError, ConnId, Message, Sink, TimerId};
+use crate::app::{
+    ConnError, ConnId, Message, Page, RedisId, Reject, Request, Route, Sink, Ticket, TimerId,
+};
+use crate::clients::http;
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
 use crate::metrics::Metrics;
@@ -21,6 +26,16 @@ use std::time::{Duration, Instant};
 pub(crate) enum Phase {
     /// Reading the HTTP request head.
     Handshake(HeadScanner),
+    /// The app answered [`crate::app::Accept::Later`]: the handshake waits
+    /// for its decision (in `Conn::pending`); input is left unread.
+    Deciding,
+    /// Reading the body of a plain HTTP request (`need` more bytes).
+    HttpBody {
+        /// Bytes of the body still to come.
+        need: usize,
+    },
+    /// The app answered [`crate::app::Http::Later`]; input is left unread.
+    HttpWaiting,
     /// A WebSocket; where its close handshake stands is `Conn::ws`'s.
     WebSocket,
     /// Nothing more to say (HTTP answered, WebSocket closed or failed):
@@ -33,11 +48,37 @@ pub(crate) enum Phase {
     },
 }
 
+/// What a handshake or an HTTP request keeps while the app decides.
+pub(crate) struct Pending {
+    pub req: Request,
+    /// `Sec-WebSocket-Accept` for the 101.
+    pub accept_key: String,
+    /// permessage-deflate, as negotiated, and the header that says so.
+    pub deflate: Option<crate::ws::deflate::Params>,
+    pub extensions: Option<String>,
+    /// The protocol to use when the later acceptance names none.
+    pub protocol: Option<String>,
+    /// Plain HTTP: the connection stays open after the response.
+    pub keep_alive: bool,
+}
+
+/// A decision an app made through its context, applied after its callback.
+pub(crate) enum Op {
+    Accept(ConnId, Option<String>),
+    Reject(ConnId, Reject),
+    Respond(ConnId, Page),
+}
+
 /// One client connection's protocol state (its socket is the server's).
 pub(crate) struct Conn {
     pub peer: SocketAddr,
     pub id: ConnId,
+    /// The app (listener) serving it.
+    pub app: usize,
     pub phase: Phase,
+    pub pending: Option<Box<Pending>>,
+    /// Plain HTTP requests answered on this connection (keep-alive).
+    pub requests: u32,
     /// RFC 6455 state; a placeholder until the handshake succeeds.
     pub ws: Connection,
     pub input: InBuf,
@@ -55,11 +96,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(peer: SocketAddr, id: ConnId, now: Instant) -> Self {
+    pub fn new(peer: SocketAddr, id: ConnId, app: usize, now: Instant) -> Self {
         Conn {
             peer,
             id,
+            app,
             phase: Phase::Handshake(HeadScanner::default()),
+            pending: None,
+            requests: 0,
             ws: Connection::server(now, None),
             input: InBuf::default(),
             out: Vec::new(),
@@ -127,6 +171,14 @@ pub(crate) struct Core {
     pub ws_settings: ws::Settings,
     pub head_limits: HeadLimits,
     pub metrics: Metrics,
+    /// Decisions apps made through their context, not yet applied.
+    pub ops: Vec<Op>,
+    /// Redis servers, HTTP origins and their completions.
+    pub outbound: Outbound,
+    /// Where inboxes send (set by the server; the harness has none).
+    pub inbox: Option<InboxTx>,
+    /// Gauges of the server (listeners) for `/metrics`.
+    pub listeners: usize,
 }
 
 impl Core {
@@ -145,6 +197,10 @@ impl Core {
             ws_settings: cfg.ws_settings(),
             head_limits: cfg.head_limits(),
             metrics: Metrics::default(),
+            ops: Vec::new(),
+            outbound: Outbound::default(),
+            inbox: None,
+            listeners: 0,
             cfg,
         }
     }
@@ -230,11 +286,28 @@ impl Core {
         let (handshake, close_t) = (self.cfg.handshake_timeout, self.cfg.close_timeout);
         let mut remove = Vec::new();
         let mut late = Vec::new();
+        let mut undecided = Vec::new();
         let mut doomed = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             let in_phase = now.saturating_duration_since(conn.since);
             match conn.phase {
-                Phase::Handshake(_) if in_phase >= handshake => late.push(key),
+                // An idle keep-alive connection just goes; a request begun
+                // and not finished gets 408.
+                Phase::Handshake(_)
+                    if in_phase >= handshake && conn.requests > 0 && conn.input.is_empty() =>
+                {
+                    conn.set_phase(Phase::Done { complete: true }, now);
+                    if !conn.dirty {
+                        conn.dirty = true;
+                        self.dirty.push(key);
+                    }
+                }
+                Phase::Handshake(_) | Phase::HttpBody { .. } if in_phase >= handshake => {
+                    late.push(key)
+                }
+                Phase::Deciding | Phase::HttpWaiting if in_phase >= handshake => {
+                    undecided.push(key)
+                }
                 Phase::WebSocket => {
                     if conn
                         .ws
@@ -270,6 +343,9 @@ impl Core {
             crate::http::response::write_plain(&mut out, 408, &[], "handshake timeout\n");
             self.push_out(key, &out);
             self.conns[key].set_phase(Phase::Done { complete: false }, now);
+        }
+        for key in undecided {
+            super::handshake::too_late(self, key);
         }
         for (key, why) in doomed {
             self.doom(key, why);
@@ -440,8 +516,8 @@ impl Sink for Core {
         self.key_of(conn).is_some_and(|k| self.conns[k].ws_open())
     }
 
-    fn add_timer(&mut self, delay: Duration, period: Option<Duration>) -> TimerId {
-        self.timers.add(self.now, delay, period)
+    fn add_timer(&mut self, delay: Duration, period: Option<Duration>, route: Route) -> TimerId {
+        self.timers.add(self.now, delay, period, route)
     }
 
     fn cancel_timer(&mut self, timer: TimerId) -> bool {
@@ -450,6 +526,87 @@ impl Sink for Core {
 
     fn now(&self) -> Instant {
         self.now
+    }
+
+    fn accept(&mut self, conn: ConnId, protocol: Option<String>) -> bool {
+        let deciding = self
+            .key_of(conn)
+            .is_some_and(|k| self.conns[k].phase == Phase::Deciding);
+        if deciding {
+            self.ops.push(Op::Accept(conn, protocol));
+        }
+        deciding
+    }
+
+    fn reject(&mut self, conn: ConnId, reject: Reject) -> bool {
+        let deciding = self
+            .key_of(conn)
+            .is_some_and(|k| self.conns[k].phase == Phase::Deciding);
+        if deciding {
+            self.ops.push(Op::Reject(conn, reject));
+        }
+        deciding
+    }
+
+    fn respond(&mut self, conn: ConnId, page: Page) -> bool {
+        let waiting = self
+            .key_of(conn)
+            .is_some_and(|k| self.conns[k].phase == Phase::HttpWaiting);
+        if waiting {
+            self.ops.push(Op::Respond(conn, page));
+        }
+        waiting
+    }
+
+    fn http_request(
+        &mut self,
+        url: &http::Url,
+        request: http::Request,
+        route: Route,
+    ) -> Option<Ticket> {
+        let ticket = self.outbound.ticket(route);
+        let out = &mut self.outbound;
+        out.http
+            .request(url.origin(), request, ticket, self.now, &mut out.done);
+        self.metrics.http_requests_out += 1;
+        Some(ticket)
+    }
+
+    fn redis(&mut self, server: RedisId, args: &[&[u8]], route: Route) -> Option<Ticket> {
+        let ticket = self.outbound.ticket(route);
+        let service = self.outbound.redis.get_mut(server.0 as usize)?;
+        service.command(args, ticket, self.now);
+        self.metrics.redis_commands += 1;
+        Some(ticket)
+    }
+
+    fn redis_subscribe(
+        &mut self,
+        server: RedisId,
+        channel: &[u8],
+        pattern: bool,
+        route: Route,
+    ) -> Option<Ticket> {
+        let ticket = self.outbound.ticket(route);
+        let service = self.outbound.redis.get_mut(server.0 as usize)?;
+        service.subscribe(channel, pattern, ticket, self.now);
+        Some(ticket)
+    }
+
+    fn redis_unsubscribe(&mut self, subscription: Ticket) -> bool {
+        self.outbound
+            .redis
+            .iter_mut()
+            .any(|s| s.unsubscribe(subscription))
+    }
+
+    fn inbox(&mut self, route: Route) -> Option<super::Inbox> {
+        let ticket = self.outbound.ticket(route);
+        self.inbox.as_ref().map(|tx| tx.sender(ticket))
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.render(self.gauges())
     }
 }
 
@@ -465,7 +622,7 @@ mod tests {
         let entry = core.conns.vacant_entry();
         let id = ConnId::new(entry.key() as u32, 1);
         let peer = "127.0.0.1:9".parse().unwrap();
-        let mut conn = Conn::new(peer, id, core.now);
+        let mut conn = Conn::new(peer, id, 0, core.now);
         conn.phase = Phase::WebSocket;
         let params = offer.map(|offer| {
             let elements = extensions::parse([offer]);

@@ -5,21 +5,22 @@
 //! the connection concerned (1011) and is logged.
 
 use super::core::{Core, Phase, ensure_out};
-use crate::app::{Application, ConnError, Context, Message};
-use crate::http::extensions::Element;
-use crate::http::{Page, Reject, Request, Upgrade, head, response, upgrade};
+use super::handshake;
+use crate::app::{Application, ConnError, Context, Message, Route};
 use crate::metrics::Metrics;
-use crate::ws::{self, Connection, Event, ProtocolError, close, deflate};
+use crate::ws::{Event, ProtocolError, close};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// Runs `f` with a context; false if it panicked (logged).
-pub(crate) fn call<A: Application>(
+/// Runs `f` with a context for the root app `root`; false if it
+/// panicked (logged and counted).
+pub(crate) fn call<A: Application + ?Sized>(
     core: &mut Core,
     app: &mut A,
+    root: usize,
     what: &str,
     f: impl FnOnce(&mut A, &mut Context<'_>),
 ) -> bool {
-    let mut ctx = Context::new(core);
+    let mut ctx = Context::at(core, Route::root(root));
     let result = catch_unwind(AssertUnwindSafe(|| f(app, &mut ctx)));
     match result {
         Ok(()) => true,
@@ -36,10 +37,22 @@ pub(crate) fn call<A: Application>(
     }
 }
 
+/// [`call`] for the app serving connection `key`.
+pub(crate) fn call_for<A: Application + ?Sized>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    what: &str,
+    f: impl FnOnce(&mut A, &mut Context<'_>),
+) -> bool {
+    let root = core.conns[key].app;
+    call(core, app, root, what, f)
+}
+
 /// New bytes arrived in the shared read buffer for a connection without
 /// partial input: process them, and keep whatever incomplete frame or head
 /// is left (the one copy made on this path).
-pub(crate) fn ingest_shared<A: Application>(
+pub(crate) fn ingest_shared<A: Application + ?Sized>(
     core: &mut Core,
     app: &mut A,
     key: usize,
@@ -54,7 +67,12 @@ pub(crate) fn ingest_shared<A: Application>(
 
 /// `n` new bytes were read into the connection's own buffer (its
 /// `InBuf::spare`): process what is there now.
-pub(crate) fn ingest_own<A: Application>(core: &mut Core, app: &mut A, key: usize, n: usize) {
+pub(crate) fn ingest_own<A: Application + ?Sized>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    n: usize,
+) {
     let conn = &mut core.conns[key];
     conn.input.filled(n);
     let mut input = std::mem::take(&mut conn.input);
@@ -66,7 +84,7 @@ pub(crate) fn ingest_own<A: Application>(core: &mut Core, app: &mut A, key: usiz
 /// Processes `buf` (the connection's unprocessed input, starting at a frame
 /// or head boundary). Returns the bytes consumed and, if the next frame is
 /// incomplete, its full size (0 when unknown).
-pub(crate) fn feed<A: Application>(
+pub(crate) fn feed<A: Application + ?Sized>(
     core: &mut Core,
     app: &mut A,
     key: usize,
@@ -75,10 +93,13 @@ pub(crate) fn feed<A: Application>(
     let mut pos = 0;
     while pos < buf.len() {
         match core.conns[key].phase {
-            Phase::Handshake(_) => match handshake(core, app, key, &mut buf[pos..]) {
+            Phase::Handshake(_) => match handshake::head(core, app, key, &mut buf[pos..]) {
                 0 => return (pos, 0),
                 n => pos += n,
             },
+            // The app decides: the rest waits, unread.
+            Phase::Deciding | Phase::HttpWaiting => return (pos, 0),
+            Phase::HttpBody { .. } => pos += handshake::body(core, app, key, &buf[pos..]),
             Phase::Done { .. } => return (buf.len(), 0),
             Phase::WebSocket => {
                 let Core {
@@ -116,175 +137,8 @@ pub(crate) fn feed<A: Application>(
     (pos, 0)
 }
 
-/// Handles input during the opening handshake; returns bytes consumed
-/// (0: head incomplete, keep the bytes).
-fn handshake<A: Application>(core: &mut Core, app: &mut A, key: usize, buf: &mut [u8]) -> usize {
-    let limits = core.head_limits;
-    let Phase::Handshake(scanner) = &mut core.conns[key].phase else {
-        return 0;
-    };
-    let len = match scanner.scan(buf, &limits) {
-        Ok(None) => return 0,
-        Ok(Some(len)) => len,
-        Err(e) => {
-            refuse(core, key, &Reject::new(e.status(), e.to_string()));
-            return buf.len();
-        }
-    };
-    let parsed = head::parse_head(&buf[..len], &limits);
-    let head = match parsed {
-        Ok(h) => h,
-        Err(e) => {
-            refuse(core, key, &Reject::new(e.status(), e.to_string()));
-            return buf.len();
-        }
-    };
-    let peer = core.conns[key].peer;
-    match upgrade::check(&head) {
-        Err(reject) => refuse(core, key, &reject),
-        Ok(Upgrade::Plain) => plain_request(core, app, key, Request::new(&head, peer, &[])),
-        Ok(Upgrade::WebSocket {
-            key: ws_key,
-            protocols,
-            extensions,
-        }) => {
-            let accept = ws::accept_key(ws_key.as_bytes());
-            let req = Request::new(&head, peer, &protocols);
-            open(core, app, key, req, &accept, &extensions);
-        }
-    }
-    len
-}
-
-/// Answers a plain HTTP GET: `/health`, or a hint that this is a WebSocket
-/// endpoint (426), or the app's refusal (e.g. 404 for an unknown path).
-fn plain_request<A: Application>(core: &mut Core, app: &mut A, key: usize, req: Request) {
-    match req.path.as_str() {
-        "/health" => {
-            let mut out = Vec::new();
-            response::write_plain(&mut out, 200, &[], "ok\n");
-            return finish_http(core, key, 200, &out);
-        }
-        "/metrics" => {
-            let text = core.metrics.render(core.gauges());
-            let page = Page::ok(
-                "text/plain; version=0.0.4; charset=utf-8",
-                text.into_bytes(),
-            );
-            let mut out = Vec::with_capacity(page.body.len() + 160);
-            page.write_to(&mut out);
-            return finish_http(core, key, 200, &out);
-        }
-        _ => {}
-    }
-    let page = catch_unwind(AssertUnwindSafe(|| app.http(&req))).unwrap_or_else(|_| {
-        log::error!("application panicked serving {}", req.path);
-        core.metrics.panics += 1;
-        Some(Page {
-            status: 500,
-            content_type: "text/plain; charset=utf-8",
-            body: (&b"internal error\n"[..]).into(),
-        })
-    });
-    if let Some(page) = page {
-        let mut out = Vec::with_capacity(page.body.len() + 160);
-        page.write_to(&mut out);
-        return finish_http(core, key, page.status, &out);
-    }
-    let reject = match accept(core, app, &req) {
-        Err(r) => r,
-        Ok(_) => Reject::new(426, "this is a WebSocket endpoint; upgrade required")
-            .header("Upgrade", "websocket"),
-    };
-    refuse(core, key, &reject);
-}
-
-/// Asks the app whether to accept; a panic counts as 500.
-fn accept<A: Application>(
-    core: &mut Core,
-    app: &mut A,
-    req: &Request,
-) -> Result<Option<String>, Reject> {
-    catch_unwind(AssertUnwindSafe(|| app.accept(req))).unwrap_or_else(|_| {
-        log::error!("application panicked in accept for {}", req.path);
-        core.metrics.panics += 1;
-        Err(Reject::new(500, "internal error"))
-    })
-}
-
-fn open<A: Application>(
-    core: &mut Core,
-    app: &mut A,
-    key: usize,
-    mut req: Request,
-    accept_key: &str,
-    extensions: &[Element<'_>],
-) {
-    let protocol = match accept(core, app, &req) {
-        Ok(p) => p,
-        Err(reject) => return refuse(core, key, &reject),
-    };
-    let (params, declined) = deflate::negotiate(&core.cfg.deflate, extensions);
-    for why in declined {
-        log::debug!(
-            "{}: declined a permessage-deflate offer: {why}",
-            core.conns[key].peer
-        );
-    }
-    let answer = params.map(|p| p.response());
-    let mut out = Vec::with_capacity(160);
-    response::write_switching(&mut out, accept_key, protocol.as_deref(), answer.as_deref());
-    core.push_out(key, &out);
-    req.protocol = protocol;
-    let now = core.now;
-    let conn = &mut core.conns[key];
-    conn.set_phase(Phase::WebSocket, now);
-    conn.ws = Connection::server(now, params);
-    conn.app_open = true;
-    core.metrics.handshakes_ok += 1;
-    let id = conn.id;
-    log::debug!(
-        "{id} {} open at {} ({})",
-        conn.peer,
-        req.path,
-        answer.as_deref().unwrap_or("no compression")
-    );
-    if !call(core, app, "on_open", |a, ctx| a.on_open(ctx, id, &req)) {
-        fail(
-            core,
-            app,
-            key,
-            ConnError::Panic,
-            close::INTERNAL_ERROR,
-            "internal error",
-        );
-    }
-}
-
-/// Sends an HTTP refusal and closes.
-fn refuse(core: &mut Core, key: usize, reject: &Reject) {
-    let conn = &core.conns[key];
-    log::info!(
-        "{} refused {}: {} {}",
-        conn.peer,
-        conn.id,
-        reject.status,
-        reject.reason
-    );
-    let mut out = Vec::new();
-    reject.write_to(&mut out);
-    finish_http(core, key, reject.status, &out);
-}
-
-fn finish_http(core: &mut Core, key: usize, status: u16, response: &[u8]) {
-    Metrics::bump(&mut core.metrics.http_responses, status);
-    core.push_out(key, response);
-    let now = core.now;
-    core.conns[key].set_phase(Phase::Done { complete: false }, now);
-}
-
 /// Hands an event of the WebSocket to the app.
-fn on_event<A: Application>(core: &mut Core, app: &mut A, key: usize, event: Event<'_>) {
+fn on_event<A: Application + ?Sized>(core: &mut Core, app: &mut A, key: usize, event: Event<'_>) {
     match event {
         Event::Text(text) => deliver(core, app, key, Message::Text(text)),
         Event::Binary(data) => deliver(core, app, key, Message::Binary(data)),
@@ -313,7 +167,12 @@ fn on_event<A: Application>(core: &mut Core, app: &mut A, key: usize, event: Eve
 
 /// Hands the message assembled in the connection to the app and returns
 /// the buffer to the pool.
-fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, text: bool) {
+fn deliver_assembled<A: Application + ?Sized>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    text: bool,
+) {
     let assembled = core.conns[key].ws.take_message();
     if text {
         // Validated as it came (the decoder, or the inflater for a
@@ -331,7 +190,7 @@ fn deliver_assembled<A: Application>(core: &mut Core, app: &mut A, key: usize, t
     core.shared.buffers.give(assembled);
 }
 
-fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Message<'_>) {
+fn deliver<A: Application + ?Sized>(core: &mut Core, app: &mut A, key: usize, msg: Message<'_>) {
     let conn = &core.conns[key];
     if !conn.ws_open() {
         return; // §5.5.1: data after our close frame is discarded
@@ -339,7 +198,9 @@ fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Messag
     let id = conn.id;
     core.metrics.messages_in += 1;
     core.metrics.message_bytes_in += msg.as_bytes().len() as u64;
-    if !call(core, app, "on_message", |a, ctx| a.on_message(ctx, id, msg)) {
+    if !call_for(core, app, key, "on_message", |a, ctx| {
+        a.on_message(ctx, id, msg)
+    }) {
         fail(
             core,
             app,
@@ -354,7 +215,7 @@ fn deliver<A: Application>(core: &mut Core, app: &mut A, key: usize, msg: Messag
 /// Fails the connection from our side (§7.1.7; an app panicked): tell the
 /// app, send a close frame with `code` unless one went out already, and
 /// stop reading frames.
-pub(crate) fn fail<A: Application>(
+pub(crate) fn fail<A: Application + ?Sized>(
     core: &mut Core,
     app: &mut A,
     key: usize,
@@ -376,7 +237,7 @@ pub(crate) fn fail<A: Application>(
 
 /// The connection has failed and its close frame is queued: log, and tell
 /// the app (`on_error`, then `on_close`).
-fn failed<A: Application>(
+fn failed<A: Application + ?Sized>(
     core: &mut Core,
     app: &mut A,
     key: usize,
@@ -388,32 +249,41 @@ fn failed<A: Application>(
     let id = conn.id;
     log::info!("{id} {}: closing with {code}: {error}", conn.peer);
     if conn.app_open {
-        call(core, app, "on_error", |a, ctx| a.on_error(ctx, id, &error));
+        call_for(core, app, key, "on_error", |a, ctx| {
+            a.on_error(ctx, id, &error)
+        });
     }
     notify_close(core, app, key, code, reason);
 }
 
-/// Takes the next connection marked for removal (slow consumer, timeout),
-/// tells the app (`on_error`, `on_close` with 1006) and returns its key for
-/// the caller to drop.
-pub(crate) fn next_doomed<A: Application>(core: &mut Core, app: &mut A) -> Option<usize> {
-    loop {
-        let (key, why) = core.doomed.pop()?;
-        let Some(conn) = core.conns.get(key) else {
-            continue;
-        };
-        let id = conn.id;
-        log::info!("{id} {}: dropping connection: {why}", conn.peer);
-        if conn.app_open {
-            call(core, app, "on_error", |a, ctx| a.on_error(ctx, id, &why));
-        }
-        notify_close(core, app, key, close::ABNORMAL, &why.to_string());
-        return Some(key);
+/// A connection marked for removal (slow consumer, timeout): tells the
+/// app (`on_error`, `on_close` with 1006); the caller drops it.
+pub(crate) fn doomed<A: Application + ?Sized>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    why: ConnError,
+) {
+    let Some(conn) = core.conns.get(key) else {
+        return;
+    };
+    let id = conn.id;
+    log::info!("{id} {}: dropping connection: {why}", conn.peer);
+    if conn.app_open {
+        call_for(core, app, key, "on_error", |a, ctx| {
+            a.on_error(ctx, id, &why)
+        });
     }
+    notify_close(core, app, key, close::ABNORMAL, &why.to_string());
 }
 
 /// Fails the connection for a peer's protocol error, with its close code.
-fn fail_protocol<A: Application>(core: &mut Core, app: &mut A, key: usize, e: ProtocolError) {
+fn fail_protocol<A: Application + ?Sized>(
+    core: &mut Core,
+    app: &mut A,
+    key: usize,
+    e: ProtocolError,
+) {
     fail(
         core,
         app,
@@ -425,7 +295,7 @@ fn fail_protocol<A: Application>(core: &mut Core, app: &mut A, key: usize, e: Pr
 }
 
 /// Calls `on_close` once for a connection the app saw open.
-pub(crate) fn notify_close<A: Application>(
+pub(crate) fn notify_close<A: Application + ?Sized>(
     core: &mut Core,
     app: &mut A,
     key: usize,
@@ -448,7 +318,7 @@ pub(crate) fn notify_close<A: Application>(
         ),
         None => log::debug!("{id} {} closed with {code}", conn.peer),
     }
-    call(core, app, "on_close", |a, ctx| {
+    call_for(core, app, key, "on_close", |a, ctx| {
         a.on_close(ctx, id, code, reason)
     });
 }

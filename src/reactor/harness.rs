@@ -6,7 +6,7 @@
 
 use super::buf::READ_BUFFER;
 use super::core::{Conn, Core, Phase};
-use super::dispatch::{call, ingest_own, ingest_shared, next_doomed};
+use super::dispatch::{self, call, ingest_own, ingest_shared};
 use crate::app::{Application, ConnId};
 use crate::config::Config;
 
@@ -38,6 +38,7 @@ impl<A: Application> Harness<A> {
         entry.insert(Conn::new(
             "127.0.0.1:40000".parse().expect("literal address"),
             id,
+            0,
             self.core.now,
         ));
         key
@@ -76,7 +77,7 @@ impl<A: Application> Harness<A> {
             self.core.conns.remove(key);
         }
         while let Some(timer) = self.core.timers.pop_due(self.core.now) {
-            call(&mut self.core, &mut self.app, "on_timer", |a, ctx| {
+            call(&mut self.core, &mut self.app, 0, "on_timer", |a, ctx| {
                 a.on_timer(ctx, timer)
             });
         }
@@ -90,7 +91,22 @@ impl<A: Application> Harness<A> {
 
     /// What a loop turn does after reading: drop doomed connections.
     fn end_turn(&mut self) {
-        while let Some(key) = next_doomed(&mut self.core, &mut self.app) {
+        // What apps decided through their contexts (accept, respond...).
+        for _ in 0..64 {
+            let ops = std::mem::take(&mut self.core.ops);
+            if ops.is_empty() {
+                break;
+            }
+            for op in ops {
+                if let Some(key) = super::handshake::apply(&mut self.core, &mut self.app, op)
+                    && !self.core.conns[key].input.is_empty()
+                {
+                    ingest_own(&mut self.core, &mut self.app, key, 0);
+                }
+            }
+        }
+        while let Some((key, why)) = self.core.doomed.pop() {
+            dispatch::doomed(&mut self.core, &mut self.app, key, why);
             self.core.conns.remove(key);
         }
         self.core.dirty.clear();

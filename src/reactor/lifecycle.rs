@@ -4,13 +4,12 @@
 use super::Server;
 use super::core::Phase;
 use super::dispatch::notify_close;
-use crate::app::Application;
 use crate::config::Config;
 use crate::ws::close;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-impl<A: Application> Server<A> {
+impl Server {
     /// Periodic check of every connection's deadlines (see `Core::sweep`).
     pub(super) fn sweep(&mut self) {
         self.next_sweep = self.core.now + sweep_interval(&self.core.cfg);
@@ -46,13 +45,19 @@ impl<A: Application> Server<A> {
     /// Stops accepting and starts the close handshake with every client.
     pub(super) fn begin_shutdown(&mut self) {
         let now = self.core.now;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for listener in &mut self.listeners {
+            if let Some(mut sock) = listener.sock.take() {
+                let _ = self.poll.registry().deregister(&mut sock);
+            }
         }
         let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
         log::info!("shutting down: closing {} connection(s)", keys.len());
         for key in keys {
-            if let Phase::Handshake(_) = self.core.conns[key].phase {
+            // Not yet a WebSocket (a head, a body, a decision pending): go.
+            if !matches!(
+                self.core.conns[key].phase,
+                Phase::WebSocket | Phase::Done { .. }
+            ) {
                 self.remove(key);
             }
         }
@@ -65,9 +70,10 @@ impl<A: Application> Server<A> {
     pub(super) fn finish_shutdown(&mut self) {
         let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
+            let app = &mut *self.apps[self.core.conns[key].app];
             notify_close(
                 &mut self.core,
-                &mut self.app,
+                app,
                 key,
                 close::ABNORMAL,
                 "server shut down",

@@ -2,7 +2,7 @@
 //! cancelTimer): a min-heap of deadlines plus the set of live timers.
 //! Cancelling is O(1); cancelled entries are skipped when they surface.
 
-use crate::app::TimerId;
+use crate::app::{Route, TimerId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
@@ -13,22 +13,29 @@ const MIN_PERIOD: Duration = Duration::from_millis(1);
 #[derive(Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    /// Live timers and their period (None: one-shot).
-    live: HashMap<u64, Option<Duration>>,
+    /// Live timers: their period (None: one-shot) and the app that made them.
+    live: HashMap<u64, (Option<Duration>, Route)>,
     next_id: u64,
 }
 
 impl Timers {
-    pub fn add(&mut self, now: Instant, delay: Duration, period: Option<Duration>) -> TimerId {
+    pub fn add(
+        &mut self,
+        now: Instant,
+        delay: Duration,
+        period: Option<Duration>,
+        route: Route,
+    ) -> TimerId {
         self.next_id += 1;
         let id = self.next_id;
-        self.live.insert(id, period.map(|p| p.max(MIN_PERIOD)));
+        self.live
+            .insert(id, (period.map(|p| p.max(MIN_PERIOD)), route));
         self.heap.push(Reverse((now + delay, id)));
-        TimerId(id)
+        TimerId::new(id, route)
     }
 
     pub fn cancel(&mut self, id: TimerId) -> bool {
-        self.live.remove(&id.0).is_some()
+        self.live.remove(&id.id()).is_some()
     }
 
     /// Earliest deadline (possibly of a cancelled timer: a harmless early wake).
@@ -44,20 +51,22 @@ impl Timers {
                 return None;
             }
             self.heap.pop();
-            match self.live.get(&id) {
+            let route = match self.live.get(&id) {
                 None => continue,
-                Some(None) => {
+                Some(&(None, route)) => {
                     self.live.remove(&id);
+                    route
                 }
-                Some(Some(period)) => {
-                    let mut next = deadline + *period;
+                Some(&(Some(period), route)) => {
+                    let mut next = deadline + period;
                     if next <= now {
-                        next = now + *period;
+                        next = now + period;
                     }
                     self.heap.push(Reverse((next, id)));
+                    route
                 }
-            }
-            return Some(TimerId(id));
+            };
+            return Some(TimerId::new(id, route));
         }
         None
     }
@@ -76,9 +85,9 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut t = Timers::default();
-        let once = t.add(t0, ms(10), None);
-        let every = t.add(t0, ms(5), Some(ms(5)));
-        let dead = t.add(t0, ms(1), None);
+        let once = t.add(t0, ms(10), None, Route::ROOT);
+        let every = t.add(t0, ms(5), Some(ms(5)), Route::ROOT);
+        let dead = t.add(t0, ms(1), None, Route::ROOT);
         assert!(t.cancel(dead));
         assert!(!t.cancel(dead));
         assert_eq!(t.pop_due(t0 + ms(4)), None);
@@ -103,7 +112,7 @@ mod tests {
     fn zero_period_does_not_spin() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        t.add(t0, Duration::ZERO, Some(Duration::ZERO));
+        t.add(t0, Duration::ZERO, Some(Duration::ZERO), Route::ROOT);
         assert!(t.pop_due(t0).is_some());
         assert!(t.pop_due(t0).is_none());
     }

@@ -4,7 +4,7 @@
 //! `TopicManager`.
 
 use super::v1::{self, DecodeError, Exclude, Incoming};
-use crate::app::{Application, ConnId, ConnMap, Context, Message, Request, TimerId};
+use crate::app::{Application, ConnId, ConnMap, Context, Message, Reply, Request, Ticket, TimerId};
 use crate::ws::close;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -81,6 +81,12 @@ pub trait WampApp {
     fn on_timer(&mut self, ctx: &mut WampContext<'_, '_>, timer: TimerId) {
         let _ = (ctx, timer);
     }
+
+    /// Something this app started (through [`WampContext::context`])
+    /// answered.
+    fn on_reply(&mut self, ctx: &mut WampContext<'_, '_>, ticket: Ticket, reply: Reply<'_>) {
+        let _ = (ctx, ticket, reply);
+    }
 }
 
 struct Session {
@@ -139,6 +145,11 @@ pub struct WampContext<'c, 'a> {
 }
 
 impl<'c, 'a> WampContext<'c, 'a> {
+    /// The plain context: timers, outbound requests, raw sends.
+    pub fn context(&mut self) -> &mut Context<'a> {
+        self.ctx
+    }
+
     /// Answers a call with its result.
     pub fn call_result(&mut self, call: &Call, result: &Value) -> bool {
         self.ctx
@@ -425,5 +436,9 @@ impl<A: WampApp> Application for WampServer<A> {
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         self.split(ctx, |app, w| app.on_timer(w, timer));
+    }
+
+    fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        self.split(ctx, |app, w| app.on_reply(w, ticket, reply));
     }
 }

@@ -1,0 +1,134 @@
+//! What the reactor dials: Redis servers and HTTP origins. This half is
+//! the state apps reach through their context (tickets, queued commands,
+//! the pools); the server owns the sockets (`io.rs`) and moves bytes
+//! between them and the sans-IO drivers of `clients`.
+//!
+//! Every driver follows mio's readiness contract, written down once here:
+//! readiness is a hint (events may be spurious, and edge-triggered: after
+//! one, read or write until `WouldBlock`, retrying on `Interrupted`); a
+//! connect is complete when the socket turns writable and `take_error` is
+//! empty; interest is derived from the driver's state after every step
+//! (WRITABLE only while it has bytes to send), never tracked by hand.
+
+mod http;
+pub(crate) mod io;
+mod redis;
+
+pub use self::http::HttpError;
+pub(crate) use self::http::HttpService;
+pub(crate) use self::redis::RedisService;
+use crate::app::{Reply, Route, Ticket};
+use crate::clients::http::Response;
+use crate::clients::redis::ReplyError;
+use crate::clients::resp;
+use std::any::Any;
+use std::time::Instant;
+
+/// Which connection of which service a socket belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// The commands connection of Redis server `n`.
+    RedisCommands(usize),
+    /// The pub/sub connection of Redis server `n`.
+    RedisPubSub(usize),
+    /// HTTP link `n`.
+    Http(usize),
+}
+
+impl Link {
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::RedisCommands(_) => "commands",
+            Link::RedisPubSub(_) => "pub/sub",
+            Link::Http(_) => "http",
+        }
+    }
+}
+
+/// Where a Redis link stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    /// Never needed yet.
+    Idle,
+    /// Not connected; dial at `retry_at`.
+    Down { retry_at: Instant },
+    /// A connect is in progress.
+    Connecting { since: Instant },
+    /// Connected.
+    Up,
+}
+
+/// A completion waiting to be delivered.
+pub(crate) struct Done {
+    pub ticket: Ticket,
+    pub reply: DoneReply,
+}
+
+impl Done {
+    pub fn new(ticket: Ticket, reply: DoneReply) -> Self {
+        Done { ticket, reply }
+    }
+}
+
+/// An owned [`Reply`], queued until the app's turn.
+pub(crate) enum DoneReply {
+    Http(Result<Response, HttpError>),
+    Redis(Result<resp::Reply, ReplyError>),
+    Message {
+        channel: Vec<u8>,
+        pattern: Option<Vec<u8>>,
+        payload: Vec<u8>,
+    },
+    Inbox(Box<dyn Any + Send>),
+}
+
+impl DoneReply {
+    /// Runs `f` with the borrowed form apps see.
+    pub fn with_reply<R>(self, f: impl FnOnce(Reply<'_>) -> R) -> R {
+        match self {
+            DoneReply::Http(r) => f(Reply::Http(r)),
+            DoneReply::Redis(r) => f(Reply::Redis(r)),
+            DoneReply::Message {
+                channel,
+                pattern,
+                payload,
+            } => f(Reply::Message {
+                channel: &channel,
+                pattern: pattern.as_deref(),
+                payload: &payload,
+            }),
+            DoneReply::Inbox(v) => f(Reply::Inbox(v)),
+        }
+    }
+}
+
+/// Everything outbound, without sockets.
+#[derive(Default)]
+pub(crate) struct Outbound {
+    next_ticket: u64,
+    pub redis: Vec<RedisService>,
+    pub http: HttpService,
+    /// Completions, delivered in order at the app's next turn.
+    pub done: Vec<Done>,
+    /// Outbound sockets whose read budget ran out (read again next turn).
+    pub pending_reads: Vec<usize>,
+}
+
+impl Outbound {
+    pub fn ticket(&mut self, route: Route) -> Ticket {
+        self.next_ticket += 1;
+        Ticket::new(self.next_ticket, route)
+    }
+
+    /// The earliest time any driver needs attention.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let redis = self.redis.iter().flat_map(|r| {
+            [&r.cmd, &r.sub].into_iter().filter_map(|l| match l.state {
+                LinkState::Down { retry_at } => Some(retry_at),
+                LinkState::Connecting { since } => Some(since + io::CONNECT_TIMEOUT),
+                _ => None,
+            })
+        });
+        redis.chain(self.http.next_deadline()).min()
+    }
+}
