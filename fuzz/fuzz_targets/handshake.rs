@@ -69,7 +69,7 @@ fuzz_target!(|input: &[u8]| {
             assert!(protocols.iter().all(|p| !p.is_empty() && !p.contains(',')));
             let _ = sprocket::ws::accept_key(key.as_bytes());
         }
-        Ok(Upgrade::Plain) => {}
+        Ok(Upgrade::Plain { .. }) => {}
         Err(reject) => assert!(
             matches!(reject.status, 400 | 405 | 426),
             "{}",
