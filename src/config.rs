@@ -45,6 +45,12 @@ pub struct Config {
     pub deflate: DeflateConfig,
     /// Largest body of a plain HTTP request (`Content-Length`); larger: 413.
     pub max_http_body: usize,
+    /// Time an outbound HTTP connection has to connect.
+    pub backend_connect_timeout: Duration,
+    /// Time an outbound HTTP request has for its whole response.
+    pub backend_timeout: Duration,
+    /// Largest outbound HTTP response body; larger: the request fails.
+    pub max_backend_response: usize,
 }
 
 impl Default for Config {
@@ -64,6 +70,9 @@ impl Default for Config {
             max_headers: 64,
             deflate: DeflateConfig::default(),
             max_http_body: 1 << 20,
+            backend_connect_timeout: Duration::from_secs(5),
+            backend_timeout: Duration::from_secs(10),
+            max_backend_response: 1 << 20,
         }
     }
 }

@@ -7,57 +7,14 @@ use sprocket::clients::http::{
     Checkout, ClientConn, ClientError, Limits, Origin, Pool, PoolConfig, Request, Response,
     Timeouts, Url, retry_allowed,
 };
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+mod common;
+use common::services::Backend;
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The Python backend, killed on drop.
-struct Backend {
-    child: Child,
-    port: u16,
-}
-
-impl Backend {
-    fn start() -> Backend {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http-backend/server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let port = lines
-                .next()
-                .and_then(Result::ok)
-                .and_then(|l| l.strip_prefix("PORT ")?.trim().parse::<u16>().ok());
-            let _ = tx.send(port);
-            // Keep reading so the server never blocks on a full pipe.
-            lines.for_each(drop);
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .expect("the backend printed its port within 20 s");
-        Backend { child, port }
-    }
-
-    fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("http://127.0.0.1:{}{path}", self.port)).unwrap()
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn backend_url(backend: &Backend, path: &str) -> Url {
+    Url::parse(&backend.url(path)).unwrap()
 }
 
 /// One connection: the socket and the protocol state.
@@ -146,7 +103,7 @@ fn json(r: &Response) -> serde_json::Value {
 #[test]
 fn content_length_json_and_keep_alive_reuse() {
     let backend = Backend::start();
-    let url = backend.url("/json");
+    let url = backend_url(&backend, "/json");
     let mut d = Driver::dial(url.origin(), quick(), Limits::default());
     let first = d.exchange(get(&url)).unwrap();
     assert_eq!(first.status, 200);
@@ -156,7 +113,7 @@ fn content_length_json_and_keep_alive_reuse() {
     assert!(d.conn.reusable() && !d.conn.reused());
 
     // The same connection: the server counts a second request on it.
-    let echo = backend.url("/echo");
+    let echo = backend_url(&backend, "/echo");
     let post = Request::new("POST", echo.target())
         .unwrap()
         .header("Content-Type", "application/json")
@@ -183,17 +140,19 @@ fn content_length_json_and_keep_alive_reuse() {
 #[test]
 fn chunked_close_delimited_and_204() {
     let backend = Backend::start();
-    let url = backend.url("/chunked");
+    let url = backend_url(&backend, "/chunked");
     let mut d = Driver::dial(url.origin(), quick(), Limits::default());
     let r = d.exchange(get(&url)).unwrap();
     assert_eq!(r.body, b"Wikipedia in\r\n\r\nchunks.");
     assert!(d.conn.reusable());
 
-    let r = d.exchange(get(&backend.url("/nocontent"))).unwrap();
+    let r = d
+        .exchange(get(&backend_url(&backend, "/nocontent")))
+        .unwrap();
     assert_eq!((r.status, r.body.len()), (204, 0));
     assert!(d.conn.reusable());
 
-    let r = d.exchange(get(&backend.url("/close"))).unwrap();
+    let r = d.exchange(get(&backend_url(&backend, "/close"))).unwrap();
     assert_eq!(r.body, "until the server closes\n".repeat(3).as_bytes());
     assert!(
         !d.conn.reusable(),
@@ -205,22 +164,24 @@ fn chunked_close_delimited_and_204() {
 #[test]
 fn bodies_over_the_cap_are_refused() {
     let backend = Backend::start();
-    let origin = backend.url("/").origin().clone();
+    let origin = backend_url(&backend, "/").origin().clone();
     let limits = Limits::default();
     let mut d = Driver::dial(&origin, quick(), limits);
     // Exactly at the cap: fine.
-    let r = d.exchange(get(&backend.url("/large?n=1048576"))).unwrap();
+    let r = d
+        .exchange(get(&backend_url(&backend, "/large?n=1048576")))
+        .unwrap();
     assert_eq!(r.body.len(), 1 << 20);
     // Declared over the cap: refused with the head.
     let err = d
-        .exchange(get(&backend.url("/large?n=2000000")))
+        .exchange(get(&backend_url(&backend, "/large?n=2000000")))
         .unwrap_err();
     assert_eq!(err, ClientError::TooLarge);
     assert!(!d.conn.reusable());
     // Chunked over the cap: refused at the chunk that would pass it.
     let mut d = Driver::dial(&origin, quick(), limits);
     let err = d
-        .exchange(get(&backend.url("/large-chunked?n=2000000")))
+        .exchange(get(&backend_url(&backend, "/large-chunked?n=2000000")))
         .unwrap_err();
     assert_eq!(err, ClientError::TooLarge);
     assert!(d.conn.buffered() == 0 && !d.conn.reusable());
@@ -229,7 +190,7 @@ fn bodies_over_the_cap_are_refused() {
 #[test]
 fn a_server_that_never_answers_times_out() {
     let backend = Backend::start();
-    let url = backend.url("/slow");
+    let url = backend_url(&backend, "/slow");
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
         response: Duration::from_millis(300),
@@ -252,7 +213,7 @@ fn a_server_that_never_answers_times_out() {
 /// Asks the backend (on a connection of its own) until it reports that it
 /// closed the connection from `port` on its idle timeout.
 fn wait_closed_by_server(backend: &Backend, port: u16) {
-    let url = backend.url("/closed");
+    let url = backend_url(backend, "/closed");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut d = Driver::dial(url.origin(), quick(), Limits::default());
@@ -273,7 +234,7 @@ fn wait_closed_by_server(backend: &Backend, port: u16) {
 #[test]
 fn idle_connection_closed_by_the_server_retry_rule() {
     let backend = Backend::start();
-    let url = backend.url("/idle-close");
+    let url = backend_url(&backend, "/idle-close");
     let origin = url.origin().clone();
     let mut pool: Pool<u16, Request> = Pool::new(PoolConfig::default());
 

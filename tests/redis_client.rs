@@ -12,85 +12,11 @@ use sprocket::clients::redis::{
     Backoff, Event, Mode, RedisConn, RedisUrl, ReplyError, SubKind, UnusableReason,
 };
 use sprocket::clients::resp::Reply;
+mod common;
+use common::services::{DEADLINE, RedisServer};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// How long anything in these tests may take before it counts as a failure.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A redis-server child process, killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    fn start(password: Option<&str>) -> Self {
-        // Port 0 would disable TCP in redis: take a free port from the OS.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free local port")
-            .port();
-        RedisServer::start_on(port, password)
-    }
-
-    fn start_on(port: u16, password: Option<&str>) -> Self {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
-        if let Some(pw) = password {
-            cmd.args(["--requirepass", pw]);
-        }
-        let child = match cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
-            Ok(child) => child,
-            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-                "redis-server is not installed: these tests need a real Redis \
-                 (apt-get install -y redis-server)"
-            ),
-            Err(e) => panic!("could not start redis-server: {e}"),
-        };
-        let mut server = RedisServer { port, child };
-        server.wait_until_accepting();
-        server
-    }
-
-    /// Polls with a deadline until the server accepts connections.
-    fn wait_until_accepting(&mut self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("redis-server on port {} exited: {status}", self.port);
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not accept within {DEADLINE:?}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// SIGKILL: the server vanishes mid-stream, as in a crash.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn url(&self, userinfo: &str, db: u32) -> String {
-        format!("redis://{userinfo}127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// The test's reactor: one socket, one `RedisConn`, a back-off.
 struct Driver {

@@ -198,7 +198,7 @@ impl Core {
             head_limits: cfg.head_limits(),
             metrics: Metrics::default(),
             ops: Vec::new(),
-            outbound: Outbound::default(),
+            outbound: Outbound::new(&cfg),
             inbox: None,
             listeners: 0,
             cfg,

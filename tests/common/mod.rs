@@ -2,6 +2,8 @@
 //! The client speaks bytes, so tests can send anything a hostile peer could.
 #![allow(dead_code)]
 
+pub mod services;
+
 use sprocket::{Application, Config, Server, ShutdownHandle};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,6 +27,31 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut server = Server::bind(config, build()).expect("bind");
+            tx.send((server.local_addr(), server.shutdown_handle()))
+                .unwrap();
+            server.run().expect("server run");
+        });
+        let (addr, handle) = rx.recv().expect("server started");
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Like `start`, but `build` gets the server first (to register Redis
+    /// servers, say) and returns the app for the listener.
+    pub fn start_with<A: Application + 'static>(
+        mut config: Config,
+        build: impl FnOnce(&mut Server) -> A + Send + 'static,
+    ) -> Self {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let listen = config.listen;
+            let mut server = Server::new(config).expect("server");
+            let app = build(&mut server);
+            server.listen(listen, app).expect("listen");
             tx.send((server.local_addr(), server.shutdown_handle()))
                 .unwrap();
             server.run().expect("server run");

@@ -77,14 +77,17 @@ pub(crate) struct HttpService {
     limits: Limits,
 }
 
-impl Default for HttpService {
-    fn default() -> Self {
+impl HttpService {
+    pub fn new(timeouts: Timeouts, max_body: usize) -> Self {
         HttpService {
             pool: Pool::new(PoolConfig::default()),
             links: Slab::new(),
             closed_socks: Vec::new(),
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
+            timeouts,
+            limits: Limits {
+                max_body,
+                ..Limits::default()
+            },
         }
     }
 }

@@ -103,7 +103,6 @@ impl DoneReply {
 }
 
 /// Everything outbound, without sockets.
-#[derive(Default)]
 pub(crate) struct Outbound {
     next_ticket: u64,
     pub redis: Vec<RedisService>,
@@ -115,6 +114,20 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        let timeouts = crate::clients::http::Timeouts {
+            connect: cfg.backend_connect_timeout,
+            response: cfg.backend_timeout,
+        };
+        Outbound {
+            next_ticket: 0,
+            redis: Vec::new(),
+            http: HttpService::new(timeouts, cfg.max_backend_response),
+            done: Vec::new(),
+            pending_reads: Vec::new(),
+        }
+    }
+
     pub fn ticket(&mut self, route: Route) -> Ticket {
         self.next_ticket += 1;
         Ticket::new(self.next_ticket, route)

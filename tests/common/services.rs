@@ -1,0 +1,132 @@
+//! Real servers the tests start: redis-server, and the Python HTTP
+//! backend (tests/http-backend/server.py). Each binds a free port on
+//! 127.0.0.1 and is killed on drop. Missing programs fail the test loudly.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long anything in these tests may take before it counts as a failure.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A redis-server child process, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    pub fn start(password: Option<&str>) -> Self {
+        // Port 0 would disable TCP in redis: take a free port from the OS.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free local port")
+            .port();
+        RedisServer::start_on(port, password)
+    }
+
+    pub fn start_on(port: u16, password: Option<&str>) -> Self {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+        if let Some(pw) = password {
+            cmd.args(["--requirepass", pw]);
+        }
+        let child = match cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+                "redis-server is not installed: these tests need a real Redis \
+                 (apt-get install -y redis-server)"
+            ),
+            Err(e) => panic!("could not start redis-server: {e}"),
+        };
+        let mut server = RedisServer { port, child };
+        server.wait_until_accepting();
+        server
+    }
+
+    /// Polls with a deadline until the server accepts connections.
+    fn wait_until_accepting(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("redis-server on port {} exited: {status}", self.port);
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not accept within {DEADLINE:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILL: the server vanishes mid-stream, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, userinfo: &str, db: u32) -> String {
+        format!("redis://{userinfo}127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The Python backend, killed on drop.
+pub struct Backend {
+    child: Child,
+    pub port: u16,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http-backend/server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let port = lines
+                .next()
+                .and_then(Result::ok)
+                .and_then(|l| l.strip_prefix("PORT ")?.trim().parse::<u16>().ok());
+            let _ = tx.send(port);
+            // Keep reading so the server never blocks on a full pipe.
+            lines.for_each(drop);
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .flatten()
+            .expect("the backend printed its port within 20 s");
+        Backend { child, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
