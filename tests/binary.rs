@@ -14,6 +14,8 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     log: std::sync::mpsc::Receiver<String>,
+    /// The line that said where it listens.
+    start_line: String,
 }
 
 impl Drop for Running {
@@ -44,18 +46,20 @@ fn spawn_command(mut cmd: Command) -> Running {
             let _ = tx.send(line);
         }
     });
-    let addr = loop {
+    let (addr, start_line) = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("startup line");
         if let Some(rest) = line.split("listening on ws://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
+            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            break (addr, line);
         }
     };
     Running {
         child,
         addr,
         log: rx,
+        start_line,
     }
 }
 
@@ -410,4 +414,49 @@ fn probe_fails_with_one_line_saying_why() {
     for opt in ["--text", "--protocol", "--timeout"] {
         assert!(out.contains(opt), "{opt} in probe --help");
     }
+}
+
+#[test]
+fn admin_listener_serves_health_and_metrics_and_the_public_port_does_not() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let srv = spawn(&["--admin-listen", &admin, "--block", "10.9.8.7"]);
+    let line = &srv.start_line;
+    assert!(line.contains(&format!("admin on http://{admin}")), "{line}");
+    let admin: SocketAddr = admin.parse().unwrap();
+    let resp = http_exchange(admin, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK\r\n") && resp.ends_with("ok\n"),
+        "{resp}"
+    );
+    let resp = http_exchange(admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        resp.contains("sprocket_connections_accepted_total"),
+        "{resp}"
+    );
+    // Counters are the whole server's: the public connection shows up.
+    let mut e = Client::connect(srv.addr, "/echo", &[]);
+    e.echo("counted");
+    let resp = http_exchange(admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(resp.contains("sprocket_websockets_open 1\n"), "{resp}");
+    // The router applies there as anywhere: unknown paths get 404, other
+    // methods 405, WebSocket upgrades nothing.
+    let resp = http_exchange(admin, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 404, "{resp}");
+    let resp = http_exchange(
+        admin,
+        b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(status_of(&resp), 405, "{resp}");
+    let ws = Client::try_connect(admin, "/health", &[]);
+    assert_eq!(status_of(&ws.response), 404, "{}", ws.response);
+    // And the public port no longer serves them.
+    let resp = http_exchange(srv.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 404, "{resp}");
+    let resp = http_exchange(srv.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&resp), 404, "{resp}");
 }

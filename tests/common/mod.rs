@@ -100,14 +100,33 @@ pub fn upgrade_request(path: &str, extra: &[(&str, &str)]) -> String {
     req
 }
 
-/// Sends raw bytes as a request and returns the whole response (until the
-/// server closes), as text.
+/// Sends raw bytes as a request and returns the response, as text: once
+/// its head and `Content-Length` body are in (the server may keep the
+/// connection open for the next request), or when the server closes.
 pub fn http_exchange(addr: SocketAddr, raw: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(raw).unwrap();
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            });
+            if len.is_some_and(|len| out.len() >= end + 4 + len) {
+                break;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
