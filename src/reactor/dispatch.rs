@@ -45,7 +45,7 @@ pub(crate) fn call_for<A: Application + ?Sized>(
     what: &str,
     f: impl FnOnce(&mut A, &mut Context<'_>),
 ) -> bool {
-    let root = core.conns[key].app;
+    let root = core.conns[key].app();
     call(core, app, root, what, f)
 }
 
@@ -98,8 +98,8 @@ pub(crate) fn feed<A: Application + ?Sized>(
                 n => pos += n,
             },
             // The app decides: the rest waits, unread.
-            Phase::Deciding | Phase::HttpWaiting => return (pos, 0),
-            Phase::HttpBody { .. } => pos += handshake::body(core, app, key, &buf[pos..]),
+            Phase::Deciding(_) | Phase::HttpWaiting(_) => return (pos, 0),
+            Phase::HttpBody(_) => pos += handshake::body(core, app, key, &buf[pos..]),
             Phase::Done { .. } => return (buf.len(), 0),
             Phase::WebSocket => {
                 let Core {

@@ -60,6 +60,7 @@ pub(crate) fn head<A: Application + ?Sized>(
                 deflate: params,
                 protocol: None,
                 keep_alive: false,
+                need: 0,
             };
             decide(core, app, key, pending);
         }
@@ -84,8 +85,7 @@ fn decide<A: Application + ?Sized>(core: &mut Core, app: &mut A, key: usize, mut
             pending.protocol = protocol;
             let now = core.now;
             let conn = &mut core.conns[key];
-            conn.pending = Some(Box::new(pending));
-            conn.set_phase(Phase::Deciding, now);
+            conn.set_phase(Phase::Deciding(Box::new(pending)), now);
             log::debug!("{id} {}: handshake waits for the app", conn.peer);
         }
     }
@@ -154,24 +154,21 @@ fn plain<A: Application + ?Sized>(
         let reject = Reject::new(413, format!("request body over {limit} bytes"));
         return refuse(core, key, &reject);
     }
-    let pending = Pending {
+    let mut pending = Box::new(Pending {
         req,
         accept_key: String::new(),
         deflate: None,
         extensions: None,
         protocol: None,
         keep_alive,
-    };
-    let now = core.now;
-    let conn = &mut core.conns[key];
-    conn.pending = Some(Box::new(pending));
+        need: body,
+    });
     if body == 0 {
-        return serve(core, app, key);
+        return serve(core, app, key, pending);
     }
-    if let Some(p) = conn.pending.as_mut() {
-        p.req.body.reserve_exact(body);
-    }
-    conn.set_phase(Phase::HttpBody { need: body }, now);
+    pending.req.body.reserve_exact(body);
+    let now = core.now;
+    core.conns[key].set_phase(Phase::HttpBody(pending), now);
 }
 
 /// Body bytes of a plain request; returns how many belonged to it.
@@ -182,26 +179,24 @@ pub(crate) fn body<A: Application + ?Sized>(
     buf: &[u8],
 ) -> usize {
     let conn = &mut core.conns[key];
-    let Phase::HttpBody { need } = conn.phase else {
+    let Phase::HttpBody(pending) = &mut conn.phase else {
         return 0;
     };
-    let take = need.min(buf.len());
-    if let Some(p) = conn.pending.as_mut() {
-        p.req.body.extend_from_slice(&buf[..take]);
-    }
-    if take < need {
-        conn.phase = Phase::HttpBody { need: need - take };
+    let take = pending.need.min(buf.len());
+    pending.req.body.extend_from_slice(&buf[..take]);
+    pending.need -= take;
+    if pending.need > 0 {
         return take;
     }
-    serve(core, app, key);
+    let done = std::mem::replace(&mut conn.phase, Phase::Done { complete: false });
+    if let Phase::HttpBody(pending) = done {
+        serve(core, app, key, pending);
+    }
     take
 }
 
 /// Hands a complete plain request to the app.
-fn serve<A: Application + ?Sized>(core: &mut Core, app: &mut A, key: usize) {
-    let Some(pending) = core.conns[key].pending.take() else {
-        return;
-    };
+fn serve<A: Application + ?Sized>(core: &mut Core, app: &mut A, key: usize, pending: Box<Pending>) {
     let id = core.conns[key].id;
     let mut answer = Http::Pass;
     let ok = call_for(core, app, key, "http", |a, ctx| {
@@ -214,9 +209,7 @@ fn serve<A: Application + ?Sized>(core: &mut Core, app: &mut A, key: usize) {
         Http::Respond(page) => respond(core, key, &page, pending.keep_alive),
         Http::Later => {
             let now = core.now;
-            let conn = &mut core.conns[key];
-            conn.pending = Some(pending);
-            conn.set_phase(Phase::HttpWaiting, now);
+            core.conns[key].set_phase(Phase::HttpWaiting(pending), now);
         }
         // Not an HTTP endpoint: a WebSocket one (426) for GET.
         Http::Pass if matches!(pending.req.method.as_str(), "GET" | "HEAD") => {
@@ -241,7 +234,7 @@ fn respond(core: &mut Core, key: usize, page: &Page, keep_alive: bool) {
     core.push_out(key, &out);
     let now = core.now;
     let conn = &mut core.conns[key];
-    conn.requests += 1;
+    conn.served = true;
     if keep_alive {
         conn.set_phase(Phase::Handshake(HeadScanner::default()), now);
     } else {
@@ -264,9 +257,7 @@ pub(crate) fn refuse(core: &mut Core, key: usize, reject: &Reject) {
     Metrics::bump(&mut core.metrics.http_responses, reject.status);
     core.push_out(key, &out);
     let now = core.now;
-    let conn = &mut core.conns[key];
-    conn.pending = None;
-    conn.set_phase(Phase::Done { complete: false }, now);
+    core.conns[key].set_phase(Phase::Done { complete: false }, now);
 }
 
 /// Applies a decision an app made through its context. Returns the
@@ -281,18 +272,25 @@ pub(crate) fn apply<A: Application + ?Sized>(
     };
     let key = core.key_of(id)?;
     let conn = &mut core.conns[key];
-    match (op, conn.phase) {
-        (Op::Accept(_, protocol), Phase::Deciding) => {
-            let pending = *conn.pending.take()?;
+    let waiting = matches!(
+        (&op, &conn.phase),
+        (Op::Accept(..) | Op::Reject(..), Phase::Deciding(_))
+            | (Op::Respond(..), Phase::HttpWaiting(_))
+    );
+    if !waiting {
+        return None;
+    }
+    let phase = std::mem::replace(&mut conn.phase, Phase::Done { complete: false });
+    let (Phase::Deciding(pending) | Phase::HttpWaiting(pending)) = phase else {
+        return None;
+    };
+    match op {
+        Op::Accept(_, protocol) => {
             let protocol = protocol.or_else(|| pending.protocol.clone());
-            open(core, app, key, pending, protocol);
+            open(core, app, key, *pending, protocol);
         }
-        (Op::Reject(_, reject), Phase::Deciding) => refuse(core, key, &reject),
-        (Op::Respond(_, page), Phase::HttpWaiting) => {
-            let keep_alive = conn.pending.take().is_some_and(|p| p.keep_alive);
-            respond(core, key, &page, keep_alive);
-        }
-        _ => return None,
+        Op::Reject(_, reject) => refuse(core, key, &reject),
+        Op::Respond(_, page) => respond(core, key, &page, pending.keep_alive),
     }
     Some(key)
 }

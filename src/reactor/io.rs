@@ -137,7 +137,7 @@ impl Server {
             let Some(conn) = self.core.conns.get_mut(key) else {
                 return;
             };
-            if matches!(conn.phase, Phase::Deciding | Phase::HttpWaiting) {
+            if matches!(conn.phase, Phase::Deciding(_) | Phase::HttpWaiting(_)) {
                 return;
             }
             let Some(sock) = self.socks.get_mut(key).and_then(Option::as_mut) else {
@@ -160,7 +160,7 @@ impl Server {
                 Err(e) => return self.gone(key, &e.to_string()),
             };
             self.core.metrics.socket_bytes_read += n as u64;
-            let app = &mut *self.apps[conn.app];
+            let app = &mut *self.apps[conn.app()];
             if own {
                 ingest_own(&mut self.core, app, key, n);
             } else {
@@ -257,7 +257,7 @@ impl Server {
         if !matches!(conn.phase, Phase::Done { .. }) {
             log::debug!("{} {}: connection lost: {why}", conn.id, conn.peer);
         }
-        let app = &mut *self.apps[conn.app];
+        let app = &mut *self.apps[conn.app()];
         notify_close(&mut self.core, app, key, close::ABNORMAL, "");
         self.remove(key);
     }
@@ -290,7 +290,7 @@ impl Server {
             let Some(conn) = self.core.conns.get(key) else {
                 continue;
             };
-            let app = &mut *self.apps[conn.app];
+            let app = &mut *self.apps[conn.app()];
             dispatch::doomed(&mut self.core, app, key, why);
             self.remove(key);
         }
@@ -323,7 +323,7 @@ impl Server {
         let Some(key) = self.core.key_of(id) else {
             return;
         };
-        let app = &mut *self.apps[self.core.conns[key].app];
+        let app = &mut *self.apps[self.core.conns[key].app()];
         let Some(key) = handshake::apply(&mut self.core, app, op) else {
             return;
         };
@@ -332,7 +332,7 @@ impl Server {
         if let Some(conn) = self.core.conns.get(key)
             && !conn.input.is_empty()
         {
-            let app = &mut *self.apps[conn.app];
+            let app = &mut *self.apps[conn.app()];
             ingest_own(&mut self.core, app, key, 0);
         }
         self.again.push(key);
@@ -340,6 +340,10 @@ impl Server {
 
     /// Hands a completion to the app that holds its ticket.
     pub(super) fn deliver(&mut self, done: Done) {
+        if let super::outbound::DoneReply::Http(Err(e)) = &done.reply {
+            self.core.metrics.http_request_errors += 1;
+            log::debug!("{}: backend request failed: {e}", done.ticket);
+        }
         let root = done.ticket.route().root_index();
         let Some(app) = self.apps.get_mut(root) else {
             return;

@@ -70,7 +70,7 @@ impl Server {
     pub(super) fn finish_shutdown(&mut self) {
         let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let app = &mut *self.apps[self.core.conns[key].app];
+            let app = &mut *self.apps[self.core.conns[key].app()];
             notify_close(
                 &mut self.core,
                 app,

@@ -138,10 +138,10 @@ pub enum Timeout {
 pub struct Connection {
     decoder: Decoder,
     state: State,
-    /// When the close handshake began (our close frame).
-    close_sent_at: Instant,
-    /// When anything last arrived from the peer.
-    last_heard: Instant,
+    /// While open: when anything last arrived from the peer. Once our
+    /// close frame is out: when it went (input no longer moves it). One
+    /// field for both keeps an idle connection small.
+    since: Instant,
     ping_outstanding: bool,
     /// Mask keys for the client role (xorshift64*; 0 in the server role).
     mask_state: u64,
@@ -159,8 +159,7 @@ impl Connection {
         Connection {
             decoder,
             state: State::Open,
-            close_sent_at: now,
-            last_heard: now,
+            since: now,
             ping_outstanding: false,
             mask_state: 0,
             message: Vec::new(),
@@ -175,8 +174,7 @@ impl Connection {
         Connection {
             decoder: Decoder::client(),
             state: State::Open,
-            close_sent_at: now,
-            last_heard: now,
+            since: now,
             ping_outstanding: false,
             mask_state: seed | 1,
             message: Vec::new(),
@@ -213,8 +211,8 @@ impl Connection {
         shared: &mut Shared,
         out: &mut Vec<u8>,
     ) -> (usize, Option<Event<'b>>) {
-        if !buf.is_empty() {
-            self.last_heard = now;
+        if !buf.is_empty() && self.state == State::Open {
+            self.since = now;
             self.ping_outstanding = false;
         }
         let total = buf.len();
@@ -411,7 +409,7 @@ impl Connection {
         }
         self.push_close(Some(code), reason, out);
         self.state = State::CloseSent;
-        self.close_sent_at = now;
+        self.since = now;
         true
     }
 
@@ -473,9 +471,9 @@ impl Connection {
                 } else {
                     interval
                 };
-                Some(self.last_heard + wait)
+                Some(self.since + wait)
             }
-            State::CloseSent => Some(self.close_sent_at + settings.close_timeout),
+            State::CloseSent => Some(self.since + settings.close_timeout),
             State::Closed { .. } => None,
         }
     }
@@ -492,7 +490,7 @@ impl Connection {
         match self.state {
             State::Open => {
                 let interval = settings.ping_interval?;
-                let idle = now.saturating_duration_since(self.last_heard);
+                let idle = now.saturating_duration_since(self.since);
                 if self.ping_outstanding && idle >= interval * 2 {
                     self.state = State::Closed { complete: false };
                     return Some(Timeout::Ping);
@@ -504,7 +502,7 @@ impl Connection {
                 None
             }
             State::CloseSent
-                if now.saturating_duration_since(self.close_sent_at) >= settings.close_timeout =>
+                if now.saturating_duration_since(self.since) >= settings.close_timeout =>
             {
                 self.state = State::Closed { complete: false };
                 Some(Timeout::Close)

@@ -177,6 +177,19 @@ pub enum Decoded<'a> {
     },
 }
 
+/// Which side decodes, and what that side allows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Role {
+    /// A server: frames must be masked.
+    #[default]
+    Server,
+    /// A server with permessage-deflate in force: RSV1 may mark a message
+    /// compressed.
+    ServerDeflate,
+    /// A client: frames from the server must not be masked (§5.1).
+    Client,
+}
+
 /// Receive state of one connection: 24 bytes, no heap.
 #[derive(Clone, Debug, Default)]
 pub struct Decoder {
@@ -184,10 +197,7 @@ pub struct Decoder {
     open_message: Option<bool>,
     /// The open message is compressed (its first frame had RSV1).
     open_compressed: bool,
-    /// permessage-deflate is in force: RSV1 may mark a message compressed.
-    compression: bool,
-    /// The client role: frames from the server must not be masked (§5.1).
-    client: bool,
+    role: Role,
     /// Payload bytes of the open message in frames already returned.
     message_len: u64,
     utf8: Utf8Validator,
@@ -206,7 +216,7 @@ impl Decoder {
     /// A decoder for the client role: frames must not be masked.
     pub fn client() -> Self {
         Decoder {
-            client: true,
+            role: Role::Client,
             ..Decoder::default()
         }
     }
@@ -214,7 +224,13 @@ impl Decoder {
     /// Allows RSV1 on the first frame of a data message, once
     /// permessage-deflate has been negotiated (RFC 7692 §6).
     pub fn set_compression(&mut self, on: bool) {
-        self.compression = on;
+        if self.role != Role::Client {
+            self.role = if on {
+                Role::ServerDeflate
+            } else {
+                Role::Server
+            };
+        }
     }
 
     /// True while a fragmented message has started but not finished.
@@ -355,7 +371,7 @@ impl Decoder {
     ) -> Result<(OpCode, bool, bool), ProtocolError> {
         // §5.1: a server MUST close on an unmasked frame, a client on a
         // masked one.
-        match (self.client, h.mask.is_some()) {
+        match (self.role == Role::Client, h.mask.is_some()) {
             (false, false) => return Err(ProtocolError::Unmasked),
             (true, true) => return Err(ProtocolError::Masked),
             _ => {}
@@ -363,7 +379,7 @@ impl Decoder {
         // §5.2: RSV bits MUST be 0 unless an extension defines them; the
         // only one sprocket knows is RFC 7692's use of RSV1.
         let rsv1 = h.rsv & 0b100 != 0;
-        if h.rsv & 0b011 != 0 || (rsv1 && !self.compression) {
+        if h.rsv & 0b011 != 0 || (rsv1 && self.role != Role::ServerDeflate) {
             return Err(ProtocolError::ReservedBits);
         }
         let opcode = OpCode::from_bits(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
@@ -448,6 +464,11 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_decoder_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Decoder>(), 24);
     }
 
     #[test]

@@ -80,14 +80,8 @@ impl Server {
         self.finish(done);
     }
 
-    /// Queues completions for delivery, counting failures.
+    /// Queues completions for delivery.
     fn finish(&mut self, done: Vec<Done>) {
-        for d in &done {
-            if let DoneReply::Http(Err(e)) = &d.reply {
-                self.core.metrics.http_request_errors += 1;
-                log::debug!("{}: backend request failed: {e}", d.ticket);
-            }
-        }
         self.core.outbound.done.extend(done);
     }
 
