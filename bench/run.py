@@ -69,6 +69,12 @@ def scenarios(quick):
              raw=True,
              metrics=[("mb_per_s", "MB/s", HIGH), ("server_cpu_us_per_mb", "server CPU µs/MB", LOW),
                       ("rtt_p99_us", "p99 RTT µs", LOW)]),
+        dict(key="big-latency", title="Echo, large and latency-bound: 10 connections, window 1, 64 KiB binary",
+             args=["echo", "--conns", "10", "--window", "1", "--size", "64K", "--binary", "--warmup", ew,
+                   "--duration", ed],
+             raw=True,
+             metrics=[("msgs_per_s", "msgs/s", HIGH), ("server_cpu_us_per_msg", "server CPU µs/msg", LOW),
+                      ("rtt_p99_us", "p99 RTT µs", LOW)]),
         dict(key="fanout", title="Fan-out, bursts: 1,000 subscribers on /chat, 10 publishers, 32-byte text, "
                                  "sent in 10 ms ticks; highest rate with no loss and p99 < 50 ms",
              args=["fanout", "--subs", "1000", "--pubs", "10", "--size", "32", "--tick-ms", "10",
@@ -373,6 +379,9 @@ def render(runs, meta, quick):
         ("echo CPU/msg ≤ 2× raw mio", "echo", "server_cpu_us_per_msg", RAW, 2.0, LOW),
         ("window-1 p99 RTT ≤ uWS", "latency", "rtt_p99_us", REFERENCE, 1.0, LOW),
         ("64 KiB MB/s ≥ uWS", "big", "mb_per_s", REFERENCE, 1.0, HIGH),
+        ("64 KiB window-1 msgs/s ≥ uWS", "big-latency", "msgs_per_s", REFERENCE, 1.0, HIGH),
+        ("64 KiB window-1 CPU/msg ≤ uWS", "big-latency", "server_cpu_us_per_msg", REFERENCE, 1.0, LOW),
+        ("64 KiB window-1 p99 RTT ≤ uWS", "big-latency", "rtt_p99_us", REFERENCE, 1.0, LOW),
         ("fan-out deliveries/s ≥ uWS (bursts; no loss, p99 < 50 ms)", "fanout", "deliveries_per_s", REFERENCE, 1.0,
          HIGH),
         ("fan-out deliveries/s ≥ uWS (smooth; no loss, p99 < 50 ms)", "fanout-smooth", "deliveries_per_s", REFERENCE,
@@ -437,7 +446,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one short round (smoke run)")
     ap.add_argument("--rounds", type=int, help="rounds (default 3, --quick 1)")
     ap.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
-    ap.add_argument("--scenarios", help="comma-separated subset of echo,latency,big,fanout,fanout-smooth,connect")
+    ap.add_argument("--scenarios", help="comma-separated subset of echo,latency,big,big-latency,fanout,fanout-smooth,connect")
     ap.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0,
                     help="nice value for server and load tool (default -10 as root)")
     ap.add_argument("--rt", action="store_true",

@@ -113,6 +113,10 @@ OPTIONS:
         --max-connections-per-ip <N>
                                     Connections from one address; more get 429; 0 means
                                     no limit (keep 0 behind a proxy) [default: 0]
+        --fanout-flush-delay <DURATION>
+                                    How long a broadcast to 32 or more connections may
+                                    wait to share one write per connection with the next
+                                    ones; 0 writes every loop turn [default: 1ms]
         --tcp-keepalive <DURATION>  Idle time before TCP keepalive probes; 0 disables
                                     [default: 60s]
         --wamp-path <PATH>          Where to mount the WAMP v1 broker [default: /wamp]
@@ -307,6 +311,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             }
             "--max-connections-per-ip" => {
                 cfg.max_connections_per_ip = parse_num::<usize>(&name, &value()?)?
+            }
+            "--fanout-flush-delay" => {
+                cfg.fanout_flush_delay = parse_duration(&name, &value()?)?;
+                if cfg.fanout_flush_delay > Duration::from_secs(1) {
+                    return Err(CliError(format!("{name} must be at most 1s")));
+                }
             }
             "--tcp-keepalive" => {
                 let d = parse_duration(&name, &value()?)?;

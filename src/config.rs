@@ -51,6 +51,11 @@ pub struct Config {
     pub backend_timeout: Duration,
     /// Largest outbound HTTP response body; larger: the request fails.
     pub max_backend_response: usize,
+    /// How long output from a broadcast to many connections (32 or more)
+    /// may wait before it is written, so that several broadcasts share one
+    /// `write` per connection. Zero writes at the end of every loop turn.
+    /// See docs/benchmarks.md for the trade.
+    pub fanout_flush_delay: Duration,
 }
 
 impl Default for Config {
@@ -73,6 +78,7 @@ impl Default for Config {
             backend_connect_timeout: Duration::from_secs(5),
             backend_timeout: Duration::from_secs(10),
             max_backend_response: 1 << 20,
+            fanout_flush_delay: Duration::from_millis(1),
         }
     }
 }

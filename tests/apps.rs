@@ -432,3 +432,38 @@ fn panicking_timer_is_dropped_and_the_rest_keeps_running() {
         }
     }
 }
+
+/// A broadcast to many connections may wait up to the fan-out flush delay
+/// to share a write with the next ones; one to a few goes out at once.
+#[test]
+fn fanout_flush_delay_holds_big_broadcasts_only() {
+    let cfg = Config {
+        fanout_flush_delay: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let srv = TestServer::start(cfg, || Router::new().route("/chat", Chat::default()));
+    let mut few: Vec<Client> = (0..4).map(|_| srv.client("/chat")).collect();
+    let started = std::time::Instant::now();
+    few[0].send_text("to three");
+    for c in &mut few[1..] {
+        assert_eq!(c.read_text(), "to three");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut many: Vec<Client> = (0..36).map(|_| srv.client("/chat")).collect();
+    let started = std::time::Instant::now();
+    many[0].send_text("to thirty-nine");
+    assert_eq!(many[1].read_text(), "to thirty-nine");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Everybody got it, once.
+    for c in many.iter_mut().skip(2).chain(few.iter_mut()) {
+        assert_eq!(c.read_text(), "to thirty-nine");
+    }
+}

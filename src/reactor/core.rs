@@ -88,6 +88,8 @@ pub(crate) struct Conn {
     pub app_open: bool,
     /// In the reactor's dirty list.
     pub dirty: bool,
+    /// In the list of broadcast targets whose flush may wait.
+    pub held: bool,
     /// Registered for WRITABLE.
     pub writable: bool,
     pub write_shut: bool,
@@ -108,6 +110,7 @@ impl Conn {
             since: now,
             app_open: false,
             dirty: false,
+            held: false,
             writable: false,
             write_shut: false,
         }
@@ -155,6 +158,10 @@ pub(crate) struct Core {
     pub timers: Timers,
     /// Connections with output queued since the last flush.
     pub dirty: Vec<usize>,
+    /// Broadcast targets whose flush waits until `held_until`
+    /// (`Config::fanout_flush_delay`).
+    pub held: Vec<usize>,
+    pub held_until: Option<Instant>,
     /// Connections to drop at the end of the turn, and why.
     pub doomed: Vec<(usize, ConnError)>,
     /// Codecs and spare buffers (output, message assembly) of every
@@ -189,6 +196,8 @@ impl Core {
             conns: Slab::new(),
             timers: Timers::default(),
             dirty: Vec::new(),
+            held: Vec::new(),
+            held_until: None,
             doomed: Vec::new(),
             shared: ws::Shared::new(cfg.deflate),
             in_pool: Pool::default(),
@@ -241,6 +250,36 @@ impl Core {
         {
             conn.dirty = true;
             self.dirty.push(key);
+        }
+    }
+
+    /// Schedules a flush of broadcast output to `key` within the fan-out
+    /// flush delay (at once if it is flushed this turn anyway).
+    fn mark_held(&mut self, key: usize) {
+        let now = self.now;
+        let delay = self.cfg.fanout_flush_delay;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.dirty || conn.held {
+            return;
+        }
+        conn.held = true;
+        self.held.push(key);
+        self.held_until.get_or_insert(now + delay);
+    }
+
+    /// Turns the held flushes from `start` on into ordinary ones.
+    fn release_held(&mut self, start: usize) {
+        while self.held.len() > start {
+            let Some(key) = self.held.pop() else { break };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.held = false;
+            }
+            self.mark_dirty(key);
+        }
+        if self.held.is_empty() {
+            self.held_until = None;
         }
     }
 
@@ -373,15 +412,20 @@ impl Core {
         sent
     }
 
-    /// Appends a frame encoded for many to an open connection.
-    fn send_encoded(&mut self, key: usize, frame: &[u8], compressed: bool) -> bool {
+    /// Appends a frame encoded for many to an open connection; its flush
+    /// may wait (`held`) under the fan-out flush delay.
+    fn send_encoded(&mut self, key: usize, frame: &[u8], compressed: bool, held: bool) -> bool {
         let conn = &mut self.conns[key];
         if !conn.ws_open() {
             return false;
         }
         ensure_out(&mut conn.out, &mut self.shared.buffers);
         let sent = conn.ws.send_encoded(frame, compressed, &mut conn.out);
-        self.mark_dirty(key);
+        if held {
+            self.mark_held(key);
+        } else {
+            self.mark_dirty(key);
+        }
         sent
     }
 
@@ -417,6 +461,9 @@ impl Core {
     }
 }
 
+/// Recipients from which a broadcast's flush may wait.
+const FANOUT_MIN: usize = 32;
+
 fn opcode(msg: &Message<'_>) -> OpCode {
     if msg.is_text() {
         OpCode::Text
@@ -447,6 +494,8 @@ impl Sink for Core {
         encoded.extend_from_slice(msg.as_bytes());
         let mut sent = 0;
         let compress = self.shared.deflate.worth_compressing(msg.as_bytes().len());
+        let hold = !self.cfg.fanout_flush_delay.is_zero();
+        let held_from = self.held.len();
         for id in conns {
             let Some(key) = self.key_of(id) else { continue };
             let shared_bits = match self.conns[key].ws.deflate() {
@@ -454,7 +503,7 @@ impl Sink for Core {
                     (!s.owns_compressor()).then_some(s.params.server_max_window_bits)
                 }
                 _ => {
-                    sent += usize::from(self.send_encoded(key, &encoded, false));
+                    sent += usize::from(self.send_encoded(key, &encoded, false, hold));
                     continue;
                 }
             };
@@ -469,11 +518,11 @@ impl Sink for Core {
                     let i = self.packed_frame(bits, &msg);
                     match self.packed[i].1.take() {
                         Some(frame) => {
-                            self.send_encoded(key, &frame, true);
+                            self.send_encoded(key, &frame, true, hold);
                             self.packed[i].1 = Some(frame);
                         }
                         None => {
-                            self.send_encoded(key, &encoded, false);
+                            self.send_encoded(key, &encoded, false, hold);
                         }
                     }
                 }
@@ -482,6 +531,10 @@ impl Sink for Core {
                     self.send_one(key, &msg);
                 }
             }
+        }
+        // A broadcast to a few is written this turn, like a send.
+        if hold && sent < FANOUT_MIN {
+            self.release_held(held_from);
         }
         self.packed.clear();
         self.trim_deflate_buf();

@@ -110,8 +110,11 @@ impl<A: Application> Harness<A> {
             self.core.conns.remove(key);
         }
         self.core.dirty.clear();
+        self.core.held.clear();
+        self.core.held_until = None;
         for (_, conn) in self.core.conns.iter_mut() {
             conn.dirty = false;
+            conn.held = false;
         }
     }
 

@@ -233,6 +233,31 @@ impl Server {
         }
     }
 
+    /// Flushes the broadcast targets whose flush was held, once their time
+    /// has come (or at once with `all`).
+    pub(super) fn flush_held(&mut self, all: bool) {
+        if self
+            .core
+            .held_until
+            .is_none_or(|t| t > self.core.now && !all)
+        {
+            return;
+        }
+        self.core.held_until = None;
+        let mut held = std::mem::take(&mut self.core.held);
+        for &key in &held {
+            if let Some(conn) = self.core.conns.get_mut(key) {
+                conn.held = false;
+            }
+            self.flush(key);
+        }
+        // Keep the list's allocation for the next round.
+        held.clear();
+        if self.core.held.is_empty() {
+            self.core.held = held;
+        }
+    }
+
     /// Flushes every connection that got output this turn.
     pub(super) fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.core.dirty);

@@ -63,6 +63,7 @@ impl Server {
         }
         self.core
             .close_all(close::GOING_AWAY, "server shutting down");
+        self.flush_held(true);
         self.shutdown_deadline = Some(now + self.core.cfg.close_timeout);
         self.after_events();
     }

@@ -307,6 +307,7 @@ impl Server {
         self.settle();
         self.bury_doomed();
         self.flush_dirty();
+        self.flush_held(false);
         self.flush_outbound();
         // Flushing can discover dead peers, whose on_close may queue output.
         self.settle();
@@ -348,6 +349,7 @@ impl Server {
             self.core.timers.next_deadline(),
             self.shutdown_deadline,
             self.core.outbound.next_deadline(),
+            self.core.held_until,
         ]
         .into_iter()
         .flatten()
