@@ -99,10 +99,11 @@ impl Application for Relay {
 }
 
 /// `/backend`: `post TEXT` POSTs TEXT to the backend's /echo, `get PATH`
-/// GETs PATH; the response body (or the error) comes back as text.
+/// GETs PATH, `twice PATH` GETs PATH and, from the reply, once more; the
+/// response body (or the error) comes back as text.
 struct Forward {
     base: String,
-    asked: HashMap<Ticket, ConnId>,
+    asked: HashMap<Ticket, (ConnId, Option<String>)>,
 }
 
 impl Application for Forward {
@@ -110,6 +111,34 @@ impl Application for Forward {
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
         let Message::Text(text) = msg else { return };
         let (verb, arg) = text.split_once(' ').unwrap_or((text, ""));
+        let again = (verb == "twice").then(|| arg.to_owned());
+        self.get_or_post(ctx, conn, verb, arg, again);
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: u16, _: &str) {}
+    fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        let (conn, again) = self.asked.remove(&ticket).expect("our ticket");
+        if let Some(path) = again {
+            // A request started from a reply must go out at once, too.
+            return self.get_or_post(ctx, conn, "get", &path, None);
+        }
+        let text = match reply {
+            Reply::Http(Ok(r)) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+            Reply::Http(Err(e)) => format!("error: {e}"),
+            other => panic!("not an HTTP reply: {other:?}"),
+        };
+        ctx.send_text(conn, &text);
+    }
+}
+
+impl Forward {
+    fn get_or_post(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        verb: &str,
+        arg: &str,
+        again: Option<String>,
+    ) {
         let (url, request) = match verb {
             "post" => (
                 Url::parse(&format!("{}/echo", self.base)).unwrap(),
@@ -125,17 +154,7 @@ impl Application for Forward {
             ),
         };
         let ticket = ctx.http_request(&url, request).unwrap();
-        self.asked.insert(ticket, conn);
-    }
-    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: u16, _: &str) {}
-    fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
-        let conn = self.asked.remove(&ticket).expect("our ticket");
-        let text = match reply {
-            Reply::Http(Ok(r)) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
-            Reply::Http(Err(e)) => format!("error: {e}"),
-            other => panic!("not an HTTP reply: {other:?}"),
-        };
-        ctx.send_text(conn, &text);
+        self.asked.insert(ticket, (conn, again));
     }
 }
 
@@ -324,6 +343,18 @@ fn http_backend_keep_alive_timeouts_and_a_backend_that_goes_away() {
     assert!(
         counts[2].contains("\"requests\": 4") || counts[2].contains("\"requests\":4"),
         "{counts:?}"
+    );
+    // A request made from a reply, on a new connection (/close ends its
+    // own), is dialled in the same turn (not at the next deadline sweep, up
+    // to a second later).
+    let started = Instant::now();
+    c.send_text("twice /close");
+    let answer = c.read_text();
+    assert!(answer.starts_with("200 "), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
     );
     // A backend that never answers: the request times out (500 ms), and
     // meanwhile the echo route is as fast as ever.

@@ -356,9 +356,14 @@ impl Core {
                         continue;
                     }
                     let before = conn.out.len();
+                    ensure_out(&mut conn.out, &mut self.shared.buffers);
                     let timeout = conn
                         .ws
                         .handle_timeout(now, &self.ws_settings, &mut conn.out);
+                    if conn.out.is_empty() && !conn.dirty {
+                        // Nothing to send after all: no buffer while idle.
+                        self.shared.buffers.give(std::mem::take(&mut conn.out));
+                    }
                     match timeout {
                         Some(ws::Timeout::Ping) => doomed.push((key, ConnError::PingTimeout)),
                         Some(ws::Timeout::Close) => doomed.push((key, ConnError::CloseTimeout)),

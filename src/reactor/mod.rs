@@ -339,7 +339,8 @@ impl Server {
             || !self.core.dirty.is_empty()
             || !self.core.ops.is_empty()
             || !self.core.outbound.done.is_empty()
-            || !self.core.outbound.pending_reads.is_empty();
+            || !self.core.outbound.pending_reads.is_empty()
+            || self.core.outbound.http.wants_dial();
         if busy {
             return Duration::ZERO;
         }

@@ -239,7 +239,7 @@ impl Connection {
             let Some(len) = complete else {
                 return match self.decoder.decode(rest, &settings.limits) {
                     Ok(_) => (pos, None),
-                    Err(e) => (total, Some(self.fail(e, out))),
+                    Err(e) => (total, Some(self.fail(e, shared, out))),
                 };
             };
             let (this, tail) = std::mem::take(&mut rest).split_at_mut(len);
@@ -248,12 +248,12 @@ impl Connection {
                 Ok(Decoded::Frame { frame, .. }) => frame,
                 // A frame whose bytes are all here decodes whole.
                 Ok(Decoded::Incomplete { .. }) => continue,
-                Err(e) => return (total, Some(self.fail(e, out))),
+                Err(e) => return (total, Some(self.fail(e, shared, out))),
             };
             match self.on_frame(frame, settings, shared, out) {
                 Step::Continue => {}
                 Step::Event(event) => return (pos + len, Some(event)),
-                Step::Failed(e) => return (total, Some(self.fail(e, out))),
+                Step::Failed(e) => return (total, Some(self.fail(e, shared, out))),
             }
         }
     }
@@ -310,6 +310,7 @@ impl Connection {
             // §5.5.2: answer with a pong carrying the same data, unless closing.
             Frame::Ping(data) => {
                 if open {
+                    pooled(out, shared);
                     self.push_control(OpCode::Pong, data, out);
                 }
                 Step::Continue
@@ -320,6 +321,7 @@ impl Connection {
             Frame::Close(c) => {
                 // §5.5.1: echo the code if we have not sent a close frame.
                 if open {
+                    pooled(out, shared);
                     self.push_close(c.code, "", out);
                 }
                 self.state = State::Closed { complete: true };
@@ -382,8 +384,9 @@ impl Connection {
     }
 
     /// Fails the connection for a protocol error (§7.1.7).
-    fn fail<'b>(&mut self, e: ProtocolError, out: &mut Vec<u8>) -> Event<'b> {
+    fn fail<'b>(&mut self, e: ProtocolError, shared: &mut Shared, out: &mut Vec<u8>) -> Event<'b> {
         if self.is_open() {
+            pooled(out, shared);
             self.push_close(Some(e.close_code()), &e.to_string(), out);
         }
         self.state = State::Closed { complete: false };
@@ -558,6 +561,14 @@ fn push_frame(out: &mut Vec<u8>, opcode: OpCode, compressed: bool, payload: &[u8
     }
     out.extend_from_slice(&hdr[..n]);
     out.extend_from_slice(payload);
+}
+
+/// Gives an output buffer that has none one from the pool, so that
+/// answers (pongs, close frames) reuse buffers instead of allocating.
+fn pooled(out: &mut Vec<u8>, shared: &mut Shared) {
+    if out.capacity() == 0 {
+        *out = shared.buffers.take();
+    }
 }
 
 /// Returns an assembly buffer to the pool.

@@ -4,6 +4,9 @@
 const POOL_MAX_CAPACITY: usize = 1024 * 1024;
 /// Most bytes of capacity a pool keeps, all buffers together.
 const POOL_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Most buffers a pool keeps: each costs its allocation's overhead and a
+/// slot here whatever its capacity, so tiny buffers are bounded by count.
+const POOL_MAX_BUFFERS: usize = 1024;
 
 /// Spare buffers, bounded by bytes in all (8 MiB) and by the size of each
 /// (1 MiB), so steady traffic allocates nothing and a burst of huge
@@ -28,7 +31,11 @@ impl Pool {
     /// Keeps `buf` for later, unless it is too big or the pool is full.
     pub fn give(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
-        if cap != 0 && cap <= POOL_MAX_CAPACITY && self.bytes + cap <= POOL_MAX_BYTES {
+        if cap != 0
+            && cap <= POOL_MAX_CAPACITY
+            && self.bytes + cap <= POOL_MAX_BYTES
+            && self.bufs.len() < POOL_MAX_BUFFERS
+        {
             self.bytes += cap;
             self.bufs.push(buf);
         }
@@ -62,5 +69,11 @@ mod tests {
         assert_eq!(pool.len(), POOL_MAX_BYTES / POOL_MAX_CAPACITY);
         assert!(pool.take().capacity() >= POOL_MAX_CAPACITY);
         assert_eq!(pool.len(), POOL_MAX_BYTES / POOL_MAX_CAPACITY - 1);
+        // Tiny buffers are bounded by count, not by their few bytes.
+        let mut pool = Pool::default();
+        for _ in 0..POOL_MAX_BUFFERS + 10 {
+            pool.give(Vec::with_capacity(8));
+        }
+        assert_eq!(pool.len(), POOL_MAX_BUFFERS);
     }
 }

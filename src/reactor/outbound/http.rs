@@ -260,6 +260,11 @@ impl HttpService {
         }
     }
 
+    /// Some link waits to be dialled (the server does it at its next turn).
+    pub fn wants_dial(&self) -> bool {
+        self.links.iter().any(|(_, l)| l.sock.is_none())
+    }
+
     /// The earliest deadline of any link or of the pool's idle timers.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.links
