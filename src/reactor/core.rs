@@ -9,17 +9,14 @@ use super::buf::{InBuf, Pool};
 use super::inbox::InboxTx;
 use super::outbound::Outbound;
 use super::timers::Timers;
-use crate::app::{
-    ConnError, ConnId, Message, Page, RedisId, Reject, Request, Route, Sink, Ticket, TimerId,
-};
-use crate::clients::http;
+use crate::app::{ConnError, ConnId, Page, Reject, Request};
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
 use crate::metrics::Metrics;
-use crate::ws::{self, Connection, OpCode, close, frame};
+use crate::ws::{self, Connection};
 use slab::Slab;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Where a connection is in its life.
 pub(crate) enum Phase {
@@ -169,12 +166,12 @@ pub(crate) struct Core {
     pub shared: ws::Shared,
     pub in_pool: Pool,
     /// One encoded frame shared by every target of a broadcast.
-    scratch: Vec<u8>,
+    pub scratch: Vec<u8>,
     /// Where a broadcast is compressed.
-    deflate_buf: Vec<u8>,
+    pub deflate_buf: Vec<u8>,
     /// A broadcast's compressed frames, one per server window size (`None`
     /// when compressing did not pay: the plain frame goes instead).
-    packed: Vec<(u8, Option<Vec<u8>>)>,
+    pub packed: Vec<(u8, Option<Vec<u8>>)>,
     pub now: Instant,
     pub cfg: Config,
     pub ws_settings: ws::Settings,
@@ -255,7 +252,7 @@ impl Core {
 
     /// Schedules a flush of broadcast output to `key` within the fan-out
     /// flush delay (at once if it is flushed this turn anyway).
-    fn mark_held(&mut self, key: usize) {
+    pub fn mark_held(&mut self, key: usize) {
         let now = self.now;
         let delay = self.cfg.fanout_flush_delay;
         let Some(conn) = self.conns.get_mut(key) else {
@@ -270,7 +267,7 @@ impl Core {
     }
 
     /// Turns the held flushes from `start` on into ordinary ones.
-    fn release_held(&mut self, start: usize) {
+    pub fn release_held(&mut self, start: usize) {
         while self.held.len() > start {
             let Some(key) = self.held.pop() else { break };
             if let Some(conn) = self.conns.get_mut(key) {
@@ -396,283 +393,15 @@ impl Core {
         }
         remove
     }
-
-    /// Queues one message to an open connection, compressed when
-    /// negotiated and worth it. Whether the peer keeps up is judged after
-    /// the turn's write attempt (see the server's flush), not here: a
-    /// burst the kernel takes at once is not a slow consumer.
-    fn send_one(&mut self, key: usize, msg: &Message<'_>) -> bool {
-        let conn = &mut self.conns[key];
-        if !conn.ws_open() {
-            return false;
-        }
-        ensure_out(&mut conn.out, &mut self.shared.buffers);
-        let sent = conn.ws.send(
-            msg.is_text(),
-            msg.as_bytes(),
-            &mut self.shared,
-            &mut conn.out,
-        );
-        self.mark_dirty(key);
-        sent
-    }
-
-    /// Appends a frame encoded for many to an open connection; its flush
-    /// may wait (`held`) under the fan-out flush delay.
-    fn send_encoded(&mut self, key: usize, frame: &[u8], compressed: bool, held: bool) -> bool {
-        let conn = &mut self.conns[key];
-        if !conn.ws_open() {
-            return false;
-        }
-        ensure_out(&mut conn.out, &mut self.shared.buffers);
-        let sent = conn.ws.send_encoded(frame, compressed, &mut conn.out);
-        if held {
-            self.mark_held(key);
-        } else {
-            self.mark_dirty(key);
-        }
-        sent
-    }
-
-    /// Lets a huge message's compression space go.
-    fn trim_deflate_buf(&mut self) {
-        if self.deflate_buf.len() > 1 << 20 {
-            self.deflate_buf = Vec::new();
-        }
-    }
-
-    /// The frame of a broadcast for connections without server context
-    /// takeover and a `bits` window: compressed once, then reused.
-    fn packed_frame(&mut self, bits: u8, msg: &Message<'_>) -> usize {
-        if let Some(i) = self.packed.iter().position(|(b, _)| *b == bits) {
-            return i;
-        }
-        let Some(n) = self
-            .shared
-            .deflate
-            .compress(bits, msg.as_bytes(), &mut self.deflate_buf)
-        else {
-            self.packed.push((bits, None));
-            return self.packed.len() - 1;
-        };
-        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let h = frame::encode_header(&mut hdr, true, opcode(msg), n);
-        hdr[0] |= frame::RSV1;
-        let mut encoded = Vec::with_capacity(h + n);
-        encoded.extend_from_slice(&hdr[..h]);
-        encoded.extend_from_slice(&self.deflate_buf[..n]);
-        self.packed.push((bits, Some(encoded)));
-        self.packed.len() - 1
-    }
-}
-
-/// Recipients from which a broadcast's flush may wait.
-const FANOUT_MIN: usize = 32;
-
-fn opcode(msg: &Message<'_>) -> OpCode {
-    if msg.is_text() {
-        OpCode::Text
-    } else {
-        OpCode::Binary
-    }
-}
-
-impl Sink for Core {
-    fn send(&mut self, conn: ConnId, msg: Message<'_>) -> bool {
-        let Some(key) = self.key_of(conn) else {
-            return false;
-        };
-        let sent = self.send_one(key, &msg);
-        if sent {
-            self.metrics.messages_out += 1;
-            self.metrics.message_bytes_out += msg.as_bytes().len() as u64;
-        }
-        sent
-    }
-
-    fn send_many(&mut self, conns: &mut dyn Iterator<Item = ConnId>, msg: Message<'_>) -> usize {
-        let mut hdr = [0u8; frame::MAX_SERVER_HEADER];
-        let n = frame::encode_header(&mut hdr, true, opcode(&msg), msg.as_bytes().len());
-        let mut encoded = std::mem::take(&mut self.scratch);
-        encoded.clear();
-        encoded.extend_from_slice(&hdr[..n]);
-        encoded.extend_from_slice(msg.as_bytes());
-        let mut sent = 0;
-        let compress = self.shared.deflate.worth_compressing(msg.as_bytes().len());
-        let hold = !self.cfg.fanout_flush_delay.is_zero();
-        let held_from = self.held.len();
-        for id in conns {
-            let Some(key) = self.key_of(id) else { continue };
-            let shared_bits = match self.conns[key].ws.deflate() {
-                Some(s) if compress => {
-                    (!s.owns_compressor()).then_some(s.params.server_max_window_bits)
-                }
-                _ => {
-                    sent += usize::from(self.send_encoded(key, &encoded, false, hold));
-                    continue;
-                }
-            };
-            if !self.conns[key].ws_open() {
-                continue;
-            }
-            sent += 1;
-            match shared_bits {
-                // Without context takeover the output depends only on the
-                // window: compress once per window size, not per recipient.
-                Some(bits) => {
-                    let i = self.packed_frame(bits, &msg);
-                    match self.packed[i].1.take() {
-                        Some(frame) => {
-                            self.send_encoded(key, &frame, true, hold);
-                            self.packed[i].1 = Some(frame);
-                        }
-                        None => {
-                            self.send_encoded(key, &encoded, false, hold);
-                        }
-                    }
-                }
-                // Context takeover: the recipient's own compressor.
-                None => {
-                    self.send_one(key, &msg);
-                }
-            }
-        }
-        // A broadcast to a few is written this turn, like a send.
-        if hold && sent < FANOUT_MIN {
-            self.release_held(held_from);
-        }
-        self.packed.clear();
-        self.trim_deflate_buf();
-        if encoded.capacity() <= 64 * 1024 {
-            self.scratch = encoded;
-        }
-        self.metrics.messages_out += sent as u64;
-        self.metrics.message_bytes_out += (sent * msg.as_bytes().len()) as u64;
-        sent
-    }
-
-    fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
-        let Some(key) = self.key_of(conn) else { return };
-        let code = if close::is_sendable(code) {
-            code
-        } else {
-            log::warn!(
-                "{conn}: application asked to close with unsendable code {code}; sending 1000"
-            );
-            close::NORMAL
-        };
-        let now = self.now;
-        let c = &mut self.conns[key];
-        if c.ws_open() {
-            ensure_out(&mut c.out, &mut self.shared.buffers);
-            c.ws.close(code, reason, now, &mut c.out);
-            self.mark_dirty(key);
-        }
-    }
-
-    fn is_open(&self, conn: ConnId) -> bool {
-        self.key_of(conn).is_some_and(|k| self.conns[k].ws_open())
-    }
-
-    fn add_timer(&mut self, delay: Duration, period: Option<Duration>, route: Route) -> TimerId {
-        self.timers.add(self.now, delay, period, route)
-    }
-
-    fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.timers.cancel(timer)
-    }
-
-    fn now(&self) -> Instant {
-        self.now
-    }
-
-    fn accept(&mut self, conn: ConnId, protocol: Option<String>) -> bool {
-        let deciding = self
-            .key_of(conn)
-            .is_some_and(|k| matches!(self.conns[k].phase, Phase::Deciding(_)));
-        if deciding {
-            self.ops.push(Op::Accept(conn, protocol));
-        }
-        deciding
-    }
-
-    fn reject(&mut self, conn: ConnId, reject: Reject) -> bool {
-        let deciding = self
-            .key_of(conn)
-            .is_some_and(|k| matches!(self.conns[k].phase, Phase::Deciding(_)));
-        if deciding {
-            self.ops.push(Op::Reject(conn, reject));
-        }
-        deciding
-    }
-
-    fn respond(&mut self, conn: ConnId, page: Page) -> bool {
-        let waiting = self
-            .key_of(conn)
-            .is_some_and(|k| matches!(self.conns[k].phase, Phase::HttpWaiting(_)));
-        if waiting {
-            self.ops.push(Op::Respond(conn, page));
-        }
-        waiting
-    }
-
-    fn http_request(
-        &mut self,
-        url: &http::Url,
-        request: http::Request,
-        route: Route,
-    ) -> Option<Ticket> {
-        let ticket = self.outbound.ticket(route);
-        let out = &mut self.outbound;
-        out.http
-            .request(url.origin(), request, ticket, self.now, &mut out.done);
-        self.metrics.http_requests_out += 1;
-        Some(ticket)
-    }
-
-    fn redis(&mut self, server: RedisId, args: &[&[u8]], route: Route) -> Option<Ticket> {
-        let ticket = self.outbound.ticket(route);
-        let service = self.outbound.redis.get_mut(server.0 as usize)?;
-        service.command(args, ticket, self.now);
-        self.metrics.redis_commands += 1;
-        Some(ticket)
-    }
-
-    fn redis_subscribe(
-        &mut self,
-        server: RedisId,
-        channel: &[u8],
-        pattern: bool,
-        route: Route,
-    ) -> Option<Ticket> {
-        let ticket = self.outbound.ticket(route);
-        let service = self.outbound.redis.get_mut(server.0 as usize)?;
-        service.subscribe(channel, pattern, ticket, self.now);
-        Some(ticket)
-    }
-
-    fn redis_unsubscribe(&mut self, subscription: Ticket) -> bool {
-        self.outbound
-            .redis
-            .iter_mut()
-            .any(|s| s.unsubscribe(subscription))
-    }
-
-    fn inbox(&mut self, route: Route) -> Option<super::Inbox> {
-        let ticket = self.outbound.ticket(route);
-        self.inbox.as_ref().map(|tx| tx.sender(ticket))
-    }
-
-    fn metrics_text(&self) -> String {
-        self.metrics.render(self.gauges())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::{Message, Sink};
     use crate::http::extensions;
     use crate::ws::deflate::{DeflateConfig, negotiate};
+    use crate::ws::frame;
 
     /// Opens a connection in `core` (no socket needed: the core is
     /// sans-IO), with permessage-deflate if `offer`.

@@ -19,6 +19,7 @@ mod inbox;
 mod io;
 mod lifecycle;
 mod outbound;
+mod sink;
 mod timers;
 
 #[doc(hidden)]
