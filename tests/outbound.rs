@@ -390,3 +390,48 @@ fn an_inbox_hands_values_from_another_thread_to_its_app() {
         assert_eq!(c.read_text(), format!("from a thread {i}"));
     }
 }
+
+#[test]
+fn redis_auth_and_select_from_the_url() {
+    let redis = RedisServer::start(Some("s3cret"));
+    let backend = Backend::start();
+    let srv = server(redis.url(":s3cret@", 3), backend.url(""));
+    let mut c = srv.client("/redis");
+    c.send_text("SET where db3");
+    assert_eq!(c.read_text(), "OK");
+    // The key is in database 3, not 0: look from a raw connection.
+    let mut raw = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut cmds = Vec::new();
+    for args in [
+        &[&b"AUTH"[..], b"s3cret"][..],
+        &[b"GET", b"where"],
+        &[b"SELECT", b"3"],
+        &[b"GET", b"where"],
+    ] {
+        resp::encode_command(&mut cmds, args);
+    }
+    raw.write_all(&cmds).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"$3\r\ndb3\r\n") {
+        let n = raw.read(&mut buf).expect("replies from redis");
+        assert!(n > 0, "redis closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        got,
+        b"+OK\r\n$-1\r\n+OK\r\n$3\r\ndb3\r\n",
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // A wrong password: the command fails with Redis's reason, and the
+    // server keeps serving others.
+    let srv = server(redis.url(":wrong@", 0), backend.url(""));
+    let mut c = srv.client("/redis");
+    c.send_text("PING");
+    let answer = c.read_text();
+    assert!(answer.starts_with("error: "), "{answer}");
+    srv.client("/echo").echo("still fine");
+}

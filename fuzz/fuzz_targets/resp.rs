@@ -43,7 +43,11 @@ fn stream<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, resumable: bool) -> Ou
                 Err(e) => return (replies, Err(e)),
                 Ok(None) => break,
                 Ok(Some((reply, used))) => {
-                    assert!((1..=buf.len()).contains(&used), "used {used} of {}", buf.len());
+                    assert!(
+                        (1..=buf.len()).contains(&used),
+                        "used {used} of {}",
+                        buf.len()
+                    );
                     let mut elements = 0;
                     check(&reply, 0, &mut elements);
                     replies.push(reply);
@@ -112,15 +116,27 @@ fn connection<'a>(mode: Mode, chunks: impl IntoIterator<Item = &'a [u8]>) {
     conn.disconnected(now);
     collect(&mut conn);
     answered.sort_unstable();
-    assert_eq!(answered, tags.collect::<Vec<_>>(), "every tag answered once");
+    assert_eq!(
+        answered,
+        tags.collect::<Vec<_>>(),
+        "every tag answered once"
+    );
     assert!(conn.transmit().is_empty() && conn.in_flight() == 0);
 }
 
 fuzz_target!(|input: &[u8]| {
     let (sizes, wire) = split_input(input);
     let whole = stream([wire], false);
-    assert_eq!(whole, stream(chunks(sizes, wire), true), "whole vs resumable");
-    assert_eq!(whole, stream(chunks(sizes, wire), false), "whole vs chunked");
+    assert_eq!(
+        whole,
+        stream(chunks(sizes, wire), true),
+        "whole vs resumable"
+    );
+    assert_eq!(
+        whole,
+        stream(chunks(sizes, wire), false),
+        "whole vs chunked"
+    );
     connection(Mode::Commands, chunks(sizes, wire));
     connection(Mode::PubSub, chunks(sizes, wire));
 });
