@@ -359,14 +359,30 @@ fn slow_chat_member_never_stalls_the_publisher_or_the_others() {
     let mut fast = srv.client("/chat");
     let mut publisher = srv.client("/chat");
     let payload = vec![b'm'; 4096];
-    let reader = std::thread::spawn(move || {
-        for i in 0..2000u32 {
-            let f = fast.read_frame();
-            assert_eq!(f.opcode, 2);
-            assert_eq!(&f.payload[..4], &i.to_be_bytes(), "in order, none lost");
+    // The publisher keeps at most 16 messages (64 KiB) ahead of the fast
+    // member, so that a fast member starved of CPU on a busy machine is not
+    // itself a slow consumer; the slow one gets everything and reads none.
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let reader = std::thread::spawn({
+        let read = read.clone();
+        move || {
+            for i in 0..2000u32 {
+                let f = fast.read_frame();
+                assert_eq!(f.opcode, 2);
+                assert_eq!(&f.payload[..4], &i.to_be_bytes(), "in order, none lost");
+                read.store(i + 1, std::sync::atomic::Ordering::Release);
+            }
         }
     });
     for i in 0..2000u32 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while i >= read.load(std::sync::atomic::Ordering::Acquire) + 16 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fast member stalled at {i}"
+            );
+            std::thread::yield_now();
+        }
         let mut msg = payload.clone();
         msg[..4].copy_from_slice(&i.to_be_bytes());
         publisher.send_binary(&msg);

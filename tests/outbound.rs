@@ -238,6 +238,27 @@ fn publish(port: u16, channel: &str, payload: &str) -> Option<i64> {
         .ok()
 }
 
+/// Redis's count of clients blocked in a command (`INFO clients`).
+fn blocked_clients(port: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut cmd = Vec::new();
+    sprocket::clients::resp::encode_command(&mut cmd, &[b"INFO", b"clients"]);
+    s.write_all(&cmd).ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("blocked_clients:") {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:")?.trim().parse().ok())
+}
+
 /// Publishes until `subscribers` receive it (the subscription may still
 /// be on its way).
 fn publish_when_subscribed(port: u16, channel: &str, payload: &str) {
@@ -283,7 +304,9 @@ fn redis_commands_and_pubsub_survive_a_restart() {
 
     // A command in flight when Redis dies fails, and says so.
     cmds.send_text("BLPOP never-filled 0");
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until("redis has the BLPOP blocked", || {
+        blocked_clients(port) == Some(1)
+    });
     redis.kill();
     assert!(
         cmds.read_text().starts_with("error: "),
@@ -298,7 +321,11 @@ fn redis_commands_and_pubsub_survive_a_restart() {
     );
     // A command sent during the outage waits, and is answered once back.
     cmds.send_text("GET greeting");
-    std::thread::sleep(Duration::from_millis(300));
+    // SET, 50 INCRs, BLPOP, GET: the GET has reached the reactor.
+    wait_until("the GET is queued", || {
+        let m = http_exchange(srv.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        m.contains("sprocket_redis_commands_total 53\n")
+    });
     let _redis = RedisServer::start_on(port, None);
     assert_eq!(cmds.read_text(), "nil", "a fresh Redis: the key is gone");
     // Subscriptions came back by themselves.
