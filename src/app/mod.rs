@@ -1,12 +1,16 @@
 //! The application layer: the [`Application`] trait apps implement (the
 //! shape of Ratchet's `MessageComponentInterface`), the [`Context`] they act
 //! through, and the stock components: [`Aggregate`], [`Router`],
-//! [`OriginCheck`], [`IpBlocklist`], and the [`Echo`] and [`Chat`] apps;
-//! and [`ConnMap`] / [`ConnSet`] for per-connection state.
+//! [`OriginCheck`], [`IpBlocklist`], [`Admin`] (`/health`, `/metrics`), and
+//! the [`Echo`] and [`Chat`] apps; and [`ConnMap`] / [`ConnSet`] for
+//! per-connection state.
 //!
 //! Apps never touch sockets. Everything they ask for through the context
-//! (sends, closes, timers) is queued and carried out by the reactor after
-//! the callback returns, so no callback can re-enter another.
+//! (sends, closes, timers, decisions, outbound requests) is queued and
+//! carried out by the reactor after the callback returns, so no callback
+//! can re-enter another. What answers later (timers, HTTP responses, Redis
+//! replies and messages, inbox values) comes back to the app that asked,
+//! by its [`Ticket`] or [`TimerId`] and their [`Route`].
 
 mod admin;
 mod blocklist;

@@ -14,7 +14,7 @@ use std::fmt;
 pub const MAX_DEPTH: usize = 7;
 
 /// A path of child indices from a root app (the app of one listener), at
-/// most [`MAX_DEPTH`] long.
+/// most 7 hops long.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
     root: u16,
@@ -54,7 +54,7 @@ impl Route {
     }
 
     /// The route one level deeper, through child `index`. Past
-    /// [`MAX_DEPTH`] (or 65,535 children) the route stops growing:
+    /// 7 hops (or 65,535 children) the route stops growing:
     /// completions then reach the deepest composite recorded, which drops
     /// them (logged), rather than the wrong app.
     pub(crate) fn push(&mut self, index: usize) -> bool {
