@@ -127,13 +127,21 @@ pub struct Head<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
 }
 
+/// Every value of the header `name` (case-insensitive) among `headers`.
+fn values_of<'a, 's>(
+    headers: &'s [(&'a str, &'a str)],
+    name: &'s str,
+) -> impl Iterator<Item = &'a str> + 's {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+}
+
 impl<'a> Head<'a> {
     /// Every value of the header `name` (case-insensitive).
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+        values_of(&self.headers, name)
     }
 
     /// The header's only value: `Ok(None)` if absent, `Err(())` if repeated.
@@ -239,10 +247,7 @@ pub struct ResponseHead<'a> {
 impl<'a> ResponseHead<'a> {
     /// Every value of the header `name` (case-insensitive).
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+        values_of(&self.headers, name)
     }
 }
 

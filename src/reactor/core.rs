@@ -65,6 +65,25 @@ pub(crate) enum Op {
     Respond(ConnId, Page),
 }
 
+impl Op {
+    /// The connection the decision is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Op::Accept(id, _) | Op::Reject(id, _) | Op::Respond(id, _) => *id,
+        }
+    }
+
+    /// Whether a connection in `phase` waits for this decision: a deferred
+    /// handshake for accept and reject, a deferred request for respond.
+    pub fn awaited_in(&self, phase: &Phase) -> bool {
+        matches!(
+            (self, phase),
+            (Op::Accept(..) | Op::Reject(..), Phase::Deciding(_))
+                | (Op::Respond(..), Phase::HttpWaiting(_))
+        )
+    }
+}
+
 /// One client connection's protocol state (its socket is the server's).
 pub(crate) struct Conn {
     pub peer: SocketAddr,
@@ -211,6 +230,17 @@ impl Core {
             listeners: 0,
             cfg,
         }
+    }
+
+    /// Queues a decision an app made, if its connection waits for it.
+    pub fn decide(&mut self, op: Op) -> bool {
+        let waiting = self
+            .key_of(op.conn())
+            .is_some_and(|k| op.awaited_in(&self.conns[k].phase));
+        if waiting {
+            self.ops.push(op);
+        }
+        waiting
     }
 
     /// Gauges for `/metrics`.

@@ -267,17 +267,9 @@ pub(crate) fn apply<A: Application + ?Sized>(
     app: &mut A,
     op: Op,
 ) -> Option<usize> {
-    let id = match &op {
-        Op::Accept(id, _) | Op::Reject(id, _) | Op::Respond(id, _) => *id,
-    };
-    let key = core.key_of(id)?;
+    let key = core.key_of(op.conn())?;
     let conn = &mut core.conns[key];
-    let waiting = matches!(
-        (&op, &conn.phase),
-        (Op::Accept(..) | Op::Reject(..), Phase::Deciding(_))
-            | (Op::Respond(..), Phase::HttpWaiting(_))
-    );
-    if !waiting {
+    if !op.awaited_in(&conn.phase) {
         return None;
     }
     let phase = std::mem::replace(&mut conn.phase, Phase::Done { complete: false });

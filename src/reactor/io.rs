@@ -340,12 +340,7 @@ impl Server {
     /// Applies a decision an app made (accept, reject, respond); the
     /// connection then processes what it held back.
     pub(super) fn apply(&mut self, op: super::core::Op) {
-        let id = match &op {
-            super::core::Op::Accept(id, _)
-            | super::core::Op::Reject(id, _)
-            | super::core::Op::Respond(id, _) => *id,
-        };
-        let Some(key) = self.core.key_of(id) else {
+        let Some(key) = self.core.key_of(op.conn()) else {
             return;
         };
         let app = &mut *self.apps[self.core.conns[key].app()];

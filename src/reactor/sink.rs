@@ -2,7 +2,7 @@
 //! framed and compressed once, closes, timers, decisions made later,
 //! outbound requests, inboxes), over the sans-IO `Core`.
 
-use super::core::{Core, Op, Phase, ensure_out};
+use super::core::{Core, Op, ensure_out};
 use crate::app::{ConnId, Message, Page, RedisId, Reject, Route, Sink, Ticket, TimerId};
 use crate::clients::http;
 use crate::ws::{OpCode, close, frame};
@@ -199,33 +199,15 @@ impl Sink for Core {
     }
 
     fn accept(&mut self, conn: ConnId, protocol: Option<String>) -> bool {
-        let deciding = self
-            .key_of(conn)
-            .is_some_and(|k| matches!(self.conns[k].phase, Phase::Deciding(_)));
-        if deciding {
-            self.ops.push(Op::Accept(conn, protocol));
-        }
-        deciding
+        self.decide(Op::Accept(conn, protocol))
     }
 
     fn reject(&mut self, conn: ConnId, reject: Reject) -> bool {
-        let deciding = self
-            .key_of(conn)
-            .is_some_and(|k| matches!(self.conns[k].phase, Phase::Deciding(_)));
-        if deciding {
-            self.ops.push(Op::Reject(conn, reject));
-        }
-        deciding
+        self.decide(Op::Reject(conn, reject))
     }
 
     fn respond(&mut self, conn: ConnId, page: Page) -> bool {
-        let waiting = self
-            .key_of(conn)
-            .is_some_and(|k| matches!(self.conns[k].phase, Phase::HttpWaiting(_)));
-        if waiting {
-            self.ops.push(Op::Respond(conn, page));
-        }
-        waiting
+        self.decide(Op::Respond(conn, page))
     }
 
     fn http_request(
