@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod reactor;
+pub mod session;
 pub mod wamp;
 pub mod ws;
 
