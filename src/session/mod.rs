@@ -2,6 +2,15 @@
 //! serializers (`php`, `php_serialize`, `php_binary`), a JSON view, and
 //! the stores PHP keeps them in.
 
+pub mod format;
+pub mod json;
+pub mod path;
+mod refs;
+pub mod serialize;
 mod value;
 
+pub use format::{EncodeError, Serializer, SessionData, decode, encode};
+pub use json::{from_json, value_to_json};
+pub use path::PathError;
+pub use serialize::{DecodeError, decode_value, encode_value};
 pub use value::{Key, Object, Value};

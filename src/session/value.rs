@@ -65,3 +65,26 @@ pub struct Object {
     /// objects may have int keys).
     pub props: Vec<(Key, Value)>,
 }
+
+impl Value {
+    /// Equality that compares floats by their bits, so `NAN` equals
+    /// itself and `-0.0` differs from `0.0` (what a round trip must keep).
+    pub fn same(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Array(a), Value::Array(b)) => same_members(a, b),
+            (Value::Object(a), Value::Object(b)) => {
+                a.class == b.class && same_members(&a.props, &b.props)
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// Member lists equal key by key, values by [`Value::same`].
+pub(crate) fn same_members(a: &[(Key, Value)], b: &[(Key, Value)]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
+}
