@@ -270,3 +270,174 @@ fn check_members(items: &[(Key, Value)], count: &mut u32) -> Result<(), EncodeEr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DecodeErrorKind::*;
+
+    fn kind(bytes: &[u8], s: Serializer) -> DecodeErrorKind {
+        decode(bytes, s).expect_err("should fail").kind
+    }
+
+    fn round_trip(bytes: &[u8], s: Serializer) -> SessionData {
+        let d = decode(bytes, s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(encode(&d, s).expect("encodes"), bytes);
+        d
+    }
+
+    // What PHP 8.2's session_encode() wrote for
+    // a = $o; b = [$o, 1]; c = 5; d = &c; 'e!x' = 1.
+    const PHP: &[u8] = b"a|O:8:\"stdClass\":0:{}b|a:2:{i:0;r:1;i:1;i:1;}c|i:5;d|R:5;e!x|i:1;";
+    const SER: &[u8] = b"a:5:{s:1:\"a\";O:8:\"stdClass\":0:{}s:1:\"b\";a:2:{i:0;r:2;i:1;i:1;}s:1:\"c\";i:5;s:1:\"d\";R:6;s:3:\"e!x\";i:1;}";
+    const BIN: &[u8] =
+        b"\x01aO:8:\"stdClass\":0:{}\x01ba:2:{i:0;r:1;i:1;i:1;}\x01ci:5;\x01dR:5;\x03e!xi:1;";
+
+    #[test]
+    fn the_three_formats_agree() {
+        let php = round_trip(PHP, Serializer::Php);
+        let ser = round_trip(SER, Serializer::PhpSerialize);
+        let bin = round_trip(BIN, Serializer::PhpBinary);
+        assert_eq!(php, ser);
+        assert_eq!(php, bin);
+        assert_eq!(
+            php.entries[3].1,
+            Value::Ref {
+                slot: 5,
+                object: false
+            }
+        );
+        assert_eq!(encode(&php, Serializer::PhpSerialize).unwrap(), SER);
+        assert_eq!(encode(&ser, Serializer::PhpBinary).unwrap(), BIN);
+    }
+
+    #[test]
+    fn names() {
+        for s in [
+            Serializer::Php,
+            Serializer::PhpSerialize,
+            Serializer::PhpBinary,
+        ] {
+            assert_eq!(s.to_string().parse::<Serializer>(), Ok(s));
+        }
+        assert!("json".parse::<Serializer>().is_err());
+    }
+
+    #[test]
+    fn empty_and_odd_sessions() {
+        for s in [
+            Serializer::Php,
+            Serializer::PhpSerialize,
+            Serializer::PhpBinary,
+        ] {
+            assert_eq!(decode(b"", s).unwrap(), SessionData::default());
+            let empty: &[u8] = if s == Serializer::PhpSerialize {
+                b"a:0:{}"
+            } else {
+                b""
+            };
+            assert_eq!(encode(&SessionData::default(), s).unwrap(), empty);
+        }
+        // PHP reads these as it is shown here.
+        let d = decode(b"|i:1;a|i:1;a|i:2;", Serializer::Php).unwrap();
+        assert_eq!(d.entries.len(), 3);
+        assert_eq!(d.get("a"), Some(&Value::Int(2)));
+        assert_eq!(d.get(""), Some(&Value::Int(1)));
+        let d = decode(b"\x81ai:1;\x00i:2;", Serializer::PhpBinary).unwrap();
+        assert_eq!(d.get("a"), Some(&Value::Int(1)));
+        assert_eq!(d.get(""), Some(&Value::Int(2)));
+        let d = decode(b"a:1:{i:0;i:1;}junk", Serializer::PhpSerialize).unwrap();
+        assert_eq!(d.get("0"), Some(&Value::Int(1)));
+        assert!(
+            decode(b"N;", Serializer::PhpSerialize)
+                .unwrap()
+                .entries
+                .is_empty()
+        );
+        // A top-level ref to an earlier entry.
+        let d = decode(b"a|i:1;b|R:1;", Serializer::Php).unwrap();
+        assert_eq!(d.get("b"), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn decode_errors() {
+        assert_eq!(
+            kind(b"a|i:1;b", Serializer::Php),
+            Expected("`|` after a name")
+        );
+        assert_eq!(kind(b"a|i:1;b|R:2;", Serializer::Php), BadRef(2));
+        assert_eq!(kind(b"!a|b|i:1;", Serializer::Php), Expected("`:`"));
+        assert_eq!(
+            kind(b"a|", Serializer::Php),
+            Expected("a value (one of NbidsSaOCERr)")
+        );
+        assert_eq!(kind(b"\x05ab", Serializer::PhpBinary), LengthOverrun);
+        assert_eq!(
+            kind(b"\x81a\x01bi:1;", Serializer::PhpBinary),
+            Expected("a value (one of NbidsSaOCERr)")
+        );
+        assert_eq!(
+            kind(b"\x01a", Serializer::PhpBinary),
+            Expected("a value (one of NbidsSaOCERr)")
+        );
+        assert_eq!(kind(b"i:5;", Serializer::PhpSerialize), NotAnArray);
+        assert_eq!(kind(b"a:1:{i:0;R:1;}", Serializer::PhpSerialize), SelfRef);
+        assert_eq!(
+            kind(b"a:1:{i:0;i:1;", Serializer::PhpSerialize),
+            Expected("`}`")
+        );
+    }
+
+    #[test]
+    fn encode_errors() {
+        let one = |k: Key, v: Value| SessionData {
+            entries: vec![(k, v)],
+        };
+        let s = |b: &[u8]| Key::Str(b.to_vec());
+        assert_eq!(
+            encode(&one(s(b"a|b"), Value::Null), Serializer::Php),
+            Err(EncodeError::PipeInName(b"a|b".to_vec()))
+        );
+        assert!(encode(&one(s(b"a|b"), Value::Null), Serializer::PhpBinary).is_ok());
+        assert!(encode(&one(s(b"e!x"), Value::Null), Serializer::Php).is_ok());
+        for f in [Serializer::Php, Serializer::PhpBinary] {
+            assert_eq!(
+                encode(&one(Key::Int(5), Value::Null), f),
+                Err(EncodeError::IntName(5))
+            );
+        }
+        assert_eq!(
+            encode(&one(Key::Int(5), Value::Null), Serializer::PhpSerialize).unwrap(),
+            b"a:1:{i:5;N;}"
+        );
+        let long = vec![b'x'; 128];
+        assert_eq!(
+            encode(
+                &one(Key::Str(long.clone()), Value::Null),
+                Serializer::PhpBinary
+            ),
+            Err(EncodeError::NameTooLong(long))
+        );
+        assert!(encode(&one(s(&[b'x'; 127]), Value::Null), Serializer::PhpBinary).is_ok());
+        for r in [
+            Value::Ref {
+                slot: 1,
+                object: false,
+            },
+            Value::Ref {
+                slot: 0,
+                object: true,
+            },
+        ] {
+            assert!(matches!(
+                encode(&one(s(b"a"), r), Serializer::Php),
+                Err(EncodeError::BadRef(_))
+            ));
+        }
+        assert!(
+            EncodeError::NameTooLong(vec![0; 200])
+                .to_string()
+                .contains("200")
+        );
+    }
+}

@@ -268,3 +268,155 @@ fn build(segs: &[&str], v: Value) -> (Key, Value) {
     }
     (key(segs.first().copied().unwrap_or_default()), value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Serializer, decode, encode};
+
+    fn php(s: &[u8]) -> SessionData {
+        decode(s, Serializer::Php).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn out(d: &SessionData) -> String {
+        String::from_utf8_lossy(&encode(d, Serializer::Php).expect("encodes")).into_owned()
+    }
+
+    fn str(s: &str) -> Value {
+        Value::Str(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn get_follows_paths_and_refs() {
+        let d = php(b"_sf2_attributes|a:2:{s:5:\"color\";s:3:\"red\";s:4:\"list\";a:1:{i:0;s:1:\"x\";}}o|O:1:\"P\":2:{s:4:\"\0P\0c\";i:3;s:4:\"\0*\0b\";i:2;}r|R:1;");
+        assert_eq!(d.get("_sf2_attributes.color"), Some(&str("red")));
+        assert_eq!(d.get("_sf2_attributes.list.0"), Some(&str("x")));
+        assert_eq!(d.get("o.c"), Some(&Value::Int(3)));
+        assert_eq!(d.get("o.b"), Some(&Value::Int(2)));
+        assert_eq!(d.get("r.list.0"), Some(&str("x")), "through R:1");
+        assert_eq!(d.get("r"), d.get("_sf2_attributes"));
+        assert_eq!(d.get("nope"), None);
+        assert_eq!(d.get("_sf2_attributes.color.x"), None);
+        assert_eq!(d.get("_sf2_attributes.list.00"), None);
+    }
+
+    #[test]
+    fn set_creates_and_replaces() {
+        let mut d = php(b"visits|i:1;");
+        d.set("visits", Value::Int(2)).unwrap();
+        d.set("a.b.0", str("x")).unwrap();
+        d.set("a.b.1", str("y")).unwrap();
+        d.set("7", Value::Null).unwrap();
+        d.set("7.k", Value::Bool(true)).unwrap();
+        assert_eq!(
+            out(&d),
+            "visits|i:2;a|a:1:{s:1:\"b\";a:2:{i:0;s:1:\"x\";i:1;s:1:\"y\";}}7|a:1:{s:1:\"k\";b:1;}"
+        );
+        assert_eq!(
+            d.set("visits.x", Value::Null),
+            Err(PathError::NotAContainer {
+                segment: "x".into()
+            })
+        );
+        let deep = vec!["a"; MAX_DEPTH].join(".");
+        assert_eq!(d.set(&deep, Value::Null), Err(PathError::TooDeep));
+        // Objects: by unmangled name; new properties are public strings.
+        let mut d = php(b"o|O:1:\"P\":1:{s:4:\"\0P\0c\";i:3;}");
+        d.set("o.c", Value::Int(4)).unwrap();
+        d.set("o.5", Value::Int(5)).unwrap();
+        assert_eq!(out(&d), "o|O:1:\"P\":2:{s:4:\"\0P\0c\";i:4;s:1:\"5\";i:5;}");
+    }
+
+    #[test]
+    fn refs_renumber_after_remove() {
+        // a = $o; b = [$o, 1]; c = 5; d = &c
+        let mut d = php(b"a|O:8:\"stdClass\":0:{}b|a:2:{i:0;r:1;i:1;i:1;}c|i:5;d|R:5;");
+        d.set("x", Value::Int(0)).unwrap();
+        assert_eq!(
+            d.remove("b"),
+            Some(
+                php(b"b|a:2:{i:0;O:8:\"stdClass\":0:{}i:1;i:1;}").entries[0]
+                    .1
+                    .clone()
+            )
+            .map(|v| match v {
+                // The removed value keeps its own refs as they were.
+                Value::Array(mut items) => {
+                    items[0].1 = Value::Ref {
+                        slot: 1,
+                        object: true,
+                    };
+                    Value::Array(items)
+                }
+                v => v,
+            })
+        );
+        assert_eq!(out(&d), "a|O:8:\"stdClass\":0:{}c|i:5;d|R:2;x|i:0;");
+        // Removing the target: the ref becomes a copy.
+        assert_eq!(d.remove("c"), Some(Value::Int(5)));
+        assert_eq!(out(&d), "a|O:8:\"stdClass\":0:{}d|i:5;x|i:0;");
+        // Removing the object: the first r: becomes the object, later ones
+        // point at it.
+        let mut d = php(b"a|O:8:\"stdClass\":0:{}b|a:3:{i:0;r:1;i:1;i:1;i:2;r:1;}");
+        d.remove("a");
+        assert_eq!(out(&d), "b|a:3:{i:0;O:8:\"stdClass\":0:{}i:1;i:1;i:2;r:2;}");
+    }
+
+    #[test]
+    fn refs_renumber_after_set() {
+        // $a['x'] = &$a['y'] in php_serialize numbering is R:2; here R:1.
+        let mut d = php(b"pad|a:1:{i:0;i:0;}x|i:2;y|R:3;z|R:3;");
+        // Growing a value before the target moves it.
+        d.set("pad.1", Value::Int(1)).unwrap();
+        assert_eq!(out(&d), "pad|a:2:{i:0;i:0;i:1;i:1;}x|i:2;y|R:4;z|R:4;");
+        // Replacing the target: the first ref holds the old value.
+        d.set("x", str("new")).unwrap();
+        assert_eq!(
+            out(&d),
+            "pad|a:2:{i:0;i:0;i:1;i:1;}x|s:3:\"new\";y|i:2;z|R:5;"
+        );
+        // Replacing a ref itself leaves the others alone.
+        d.set("y", Value::Null).unwrap();
+        assert_eq!(
+            out(&d),
+            "pad|a:2:{i:0;i:0;i:1;i:1;}x|s:3:\"new\";y|N;z|i:2;"
+        );
+        // Setting through a ref to an array changes the array.
+        let mut d = php(b"a|a:0:{}b|R:1;");
+        d.set("b.k", Value::Int(1)).unwrap();
+        assert_eq!(out(&d), "a|a:1:{s:1:\"k\";i:1;}b|R:1;");
+        // A cycle survives a shift: $a['self'] = &$a (as PHP writes it).
+        let mut d = php(b"p|i:0;a|a:1:{s:4:\"self\";R:2;}");
+        d.remove("p");
+        assert_eq!(out(&d), "a|a:1:{s:4:\"self\";R:1;}");
+        assert_eq!(d.get("a.self.self.self"), d.get("a"));
+    }
+
+    #[test]
+    fn refs_into_payloads_move_with_them() {
+        let mut d = php(
+            b"p|i:0;c|C:2:\"CS\":45:{a:2:{s:1:\"p\";O:8:\"stdClass\":0:{}s:1:\"q\";r:4;}}o|r:4;",
+        );
+        d.remove("p");
+        assert_eq!(
+            out(&d),
+            "c|C:2:\"CS\":45:{a:2:{s:1:\"p\";O:8:\"stdClass\":0:{}s:1:\"q\";r:3;}}o|r:3;"
+        );
+        assert_eq!(
+            d.set("o.x", Value::Null),
+            Err(PathError::IntoPayload {
+                segment: "o".into()
+            })
+        );
+        d.remove("c");
+        assert_eq!(out(&d), "o|O:8:\"stdClass\":0:{}");
+    }
+
+    #[test]
+    fn unmangled() {
+        assert_eq!(unmangle(b"\0P\0c"), b"c");
+        assert_eq!(unmangle(b"\0*\0b"), b"b");
+        assert_eq!(unmangle(b"a"), b"a");
+        assert_eq!(unmangle(b"\0odd"), b"\0odd");
+    }
+}

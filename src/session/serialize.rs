@@ -668,3 +668,214 @@ pub fn format_float(f: f64) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &[u8]) -> Value {
+        let (v, used) = decode_value(s).unwrap_or_else(|e| panic!("{e}: {s:?}"));
+        assert_eq!(used, s.len());
+        v
+    }
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_value(v, &mut out);
+        out
+    }
+
+    fn err(s: &[u8]) -> DecodeErrorKind {
+        decode_value(s).expect_err("should fail").kind
+    }
+
+    /// Bytes PHP 8.2 wrote, read and written back unchanged.
+    #[test]
+    fn php_output_round_trips() {
+        for s in [
+            &b"N;"[..],
+            b"b:0;",
+            b"b:1;",
+            b"i:-9223372036854775808;",
+            b"d:0.1;",
+            b"d:2;",
+            b"d:1.0E+25;",
+            b"d:-0;",
+            b"d:INF;",
+            b"d:-INF;",
+            b"d:NAN;",
+            b"d:1.0E-5;",
+            b"d:0.0001;",
+            b"d:1.2345678901234568E+17;",
+            b"d:10000000000000000;",
+            b"d:5.0E-324;",
+            b"s:0:\"\";",
+            b"s:3:\"a\0\xff\";",
+            b"a:3:{i:0;E:6:\"Suit:A\";i:1;r:2;i:2;E:6:\"Suit:B\";}",
+            b"a:4:{i:0;O:8:\"stdClass\":0:{}i:1;r:2;i:2;i:1;i:3;r:2;}",
+            b"a:2:{s:1:\"x\";i:2;s:1:\"y\";R:2;}",
+            b"O:1:\"P\":3:{s:1:\"a\";i:1;s:4:\"\0*\0b\";i:2;s:4:\"\0P\0c\";i:3;}",
+            b"a:3:{i:0;C:2:\"CS\":45:{a:2:{s:1:\"p\";O:8:\"stdClass\":0:{}s:1:\"q\";r:4;}}i:1;r:4;i:2;r:4;}",
+            b"O:2:\"S2\":2:{i:1;s:1:\"a\";s:1:\"k\";s:1:\"b\";}",
+            b"a:1:{i:0;R:1;}",
+        ] {
+            let v = dec(s);
+            assert_eq!(enc(&v), s, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn values() {
+        assert!(matches!(dec(b"d:NAN;"), Value::Float(f) if f.is_nan()));
+        assert_eq!(dec(b"d:-0;"), Value::Float(-0.0));
+        assert!(dec(b"d:-0;").same(&Value::Float(-0.0)));
+        assert!(!dec(b"d:-0;").same(&Value::Float(0.0)));
+        assert_eq!(dec(b"S:3:\"\\61bc\";"), Value::Str(b"abc".to_vec()));
+        assert_eq!(
+            dec(b"a:1:{s:1:\"5\";i:1;}"),
+            Value::Array(vec![(Key::Int(5), Value::Int(1))])
+        );
+        // Object keys are not canonicalised.
+        let Value::Object(o) = dec(b"O:8:\"stdClass\":1:{s:1:\"5\";i:1;}") else {
+            panic!()
+        };
+        assert_eq!(o.props[0].0, Key::Str(b"5".to_vec()));
+        assert_eq!(
+            dec(b"E:6:\"Suit:A\";"),
+            Value::Enum {
+                class: b"Suit".to_vec(),
+                case: b"A".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn lenient_numbers_as_php_reads_them() {
+        assert_eq!(dec(b"i:+5;"), Value::Int(5));
+        assert_eq!(dec(b"i:99999999999999999999;"), Value::Int(i64::MAX));
+        assert_eq!(dec(b"i:-99999999999999999999;"), Value::Int(i64::MIN));
+        for (s, f) in [
+            (&b"d:1e5;"[..], 1e5),
+            (b"d:.5;", 0.5),
+            (b"d:5.;", 5.0),
+            (b"d:+1.5E-3;", 0.0015),
+            (b"d:1.e2;", 100.0),
+        ] {
+            assert_eq!(dec(s), Value::Float(f), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn floats_as_php_writes_them() {
+        for (f, s) in [
+            (0.1, "0.1"),
+            (2.0, "2"),
+            (1e25, "1.0E+25"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (1.5, "1.5"),
+            (1e15, "1000000000000000"),
+            (1e16, "10000000000000000"),
+            (1e17, "1.0E+17"),
+            (1e-5, "1.0E-5"),
+            (1.5e-7, "1.5E-7"),
+            (-1.25e300, "-1.25E+300"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (100.0, "100"),
+            (f64::MAX, "1.7976931348623157E+308"),
+        ] {
+            assert_eq!(format_float(f), s);
+        }
+    }
+
+    #[test]
+    fn every_error() {
+        use DecodeErrorKind::*;
+        assert_eq!(err(b""), Expected("a value (one of NbidsSaOCERr)"));
+        assert_eq!(err(b"x"), Expected("a value (one of NbidsSaOCERr)"));
+        assert_eq!(err(b"N"), Expected("`;`"));
+        assert_eq!(err(b"b:2;"), Expected("`0` or `1`"));
+        assert_eq!(err(b"i:;"), Expected("a digit"));
+        assert_eq!(err(b"i:1"), Expected("`;`"));
+        assert_eq!(err(b"d:;"), Expected("a number"));
+        assert_eq!(err(b"d:.;"), Expected("a number"));
+        assert_eq!(err(b"d:1e;"), Expected("an exponent"));
+        assert_eq!(err(b"d:-NAN;"), Expected("a number"));
+        assert_eq!(err(b"s:5:\"ab\";"), LengthOverrun);
+        assert_eq!(err(b"s:99999999999999999999999:\"\";"), LengthOverrun);
+        assert_eq!(
+            err(b"s:1:\"ab\";"),
+            Expected("`\"` after the declared length")
+        );
+        assert_eq!(err(b"s:1:a"), Expected("`\"`"));
+        assert_eq!(err(b"S:1:\"\\6x\";"), Expected("two hex digits"));
+        assert_eq!(err(b"a:9:{}"), LengthOverrun);
+        assert_eq!(err(b"a:1:{N;N;N;}"), BadKey);
+        assert_eq!(err(b"a:1:{i:0;i:1;"), Expected("`}`"));
+        assert_eq!(err(b"O:1:\"-\":0:{}"), BadClassName);
+        assert_eq!(err(b"O:0:\"\":0:{}"), BadClassName);
+        assert_eq!(err(b"C:1:\"A\":5:{ab}"), LengthOverrun);
+        assert_eq!(err(b"E:4:\"Suit\";"), BadEnum);
+        assert_eq!(err(b"R:1;"), BadRef(1));
+        assert_eq!(err(b"a:1:{i:0;R:2;}"), BadRef(2));
+        assert_eq!(err(b"a:1:{i:0;r:2;}"), BadRef(2));
+        assert_eq!(err(b"a:1:{i:0;R:0;}"), BadRef(0));
+        let e = decode_value(b"a:1:{i:0;x}").expect_err("bad");
+        assert_eq!(e.offset, 9);
+        assert!(e.to_string().contains("byte 9"));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let nest = |n: usize| {
+            let mut s = Vec::new();
+            for _ in 0..n {
+                s.extend_from_slice(b"a:1:{i:0;");
+            }
+            s.extend_from_slice(b"N;");
+            s.extend(std::iter::repeat_n(b'}', n));
+            s
+        };
+        assert!(decode_value(&nest(MAX_DEPTH)).is_ok());
+        assert_eq!(
+            decode_value(&nest(MAX_DEPTH + 1)).expect_err("deep").kind,
+            DecodeErrorKind::TooDeep
+        );
+        // Far deeper input fails the same way, without overflowing the stack.
+        assert!(decode_value(&nest(100_000)).is_err());
+    }
+
+    #[test]
+    fn payload_slots_count() {
+        // Serializable::serialize() returning serialize(): its values take
+        // slots in the outer numbering, so r:4 after it is the stdClass.
+        let s = b"a:3:{i:0;C:2:\"CS\":45:{a:2:{s:1:\"p\";O:8:\"stdClass\":0:{}s:1:\"q\";r:4;}}i:1;r:4;i:2;r:6;}";
+        assert!(decode_value(s).is_ok());
+        // An opaque payload takes none.
+        assert_eq!(
+            decode_value(b"a:2:{i:0;C:1:\"A\":3:{xyz}i:1;r:3;}")
+                .expect_err("no slot 3")
+                .kind,
+            DecodeErrorKind::BadRef(3)
+        );
+        // Payloads nested in payloads stop counting past the limit.
+        let mut p = b"N;".to_vec();
+        for _ in 0..1000 {
+            let mut q = format!("C:1:\"A\":{}:{{", p.len()).into_bytes();
+            q.extend_from_slice(&p);
+            q.push(b'}');
+            p = q;
+        }
+        assert!(decode_value(&p).is_ok());
+    }
+
+    #[test]
+    fn canonical_ints() {
+        assert_eq!(canonical_int(b"0"), Some(0));
+        assert_eq!(canonical_int(b"-7"), Some(-7));
+        assert_eq!(canonical_int(b"-9223372036854775808"), Some(i64::MIN));
+        for s in [&b"01"[..], b"-0", b"+1", b"", b" 1", b"9223372036854775808"] {
+            assert_eq!(canonical_int(s), None, "{s:?}");
+        }
+    }
+}
