@@ -12,7 +12,7 @@
 //! | object (`O:`) | `{"$class":"Name", <properties>}`, properties by unmangled name |
 //! | `Serializable` object (`C:`) | `{"$class":"Name","$serialized":"<payload>"}` (the payload as `$bytes` if not UTF-8) |
 //! | enum case | `{"$enum":"Class:Case"}` |
-//! | `R:`/`r:` reference | the view of its target; a ref back into a value being shown (a cycle) is `{"$ref":slot}` |
+//! | `R:`/`r:` reference | the view of its target (also one inside a `C:` payload); a ref back into a value being shown (a cycle) is `{"$ref":slot}` |
 //!
 //! Property names: private (`\0Class\0x`) and protected (`\0*\0x`)
 //! properties show as `x`. When two properties would show under one name
@@ -37,7 +37,7 @@
 
 use super::format::SessionData;
 use super::path::unmangle;
-use super::refs::{Loc, Slots, value_at};
+use super::refs::{Loc, Slots, slot_value, value_at};
 use super::serialize::canonical_int;
 use super::value::{Key, Value};
 use base64::Engine;
@@ -92,7 +92,7 @@ impl<'a> Render<'a> {
         }
     }
 
-    fn value(&mut self, v: &'a Value) -> Json {
+    fn value(&mut self, v: &Value) -> Json {
         self.budget = self.budget.saturating_sub(1);
         match v {
             Value::Null => Json::Null,
@@ -134,7 +134,7 @@ impl<'a> Render<'a> {
         }
     }
 
-    fn array(&mut self, items: &'a [(Key, Value)]) -> Json {
+    fn array(&mut self, items: &[(Key, Value)]) -> Json {
         let list = items
             .iter()
             .zip(0i64..)
@@ -157,7 +157,7 @@ impl<'a> Render<'a> {
     }
 
     /// Member `j` of the container on top of the stack.
-    fn child(&mut self, j: usize, c: &'a Value) -> Json {
+    fn child(&mut self, j: usize, c: &Value) -> Json {
         let mut path = self.stack.last().cloned().unwrap_or_default();
         path.push(j);
         self.stack.push(path);
@@ -166,10 +166,23 @@ impl<'a> Render<'a> {
         shown
     }
 
-    fn reference(&mut self, slot: u32, v: &'a Value) -> Json {
+    fn reference(&mut self, slot: u32, v: &Value) -> Json {
         let cycle = || single("$ref", Json::from(slot));
         let path = match self.slots.target(slot) {
             Some(Loc::At(p)) => p.clone(),
+            Some(Loc::InPayload(p, _)) if self.budget > 0 => {
+                // Inside a `C:` payload: shown from a parsed copy.
+                let Some(copy) = slot_value(self.entries, &self.slots, slot) else {
+                    return cycle();
+                };
+                if self.stack.iter().any(|q| q == p) {
+                    return cycle();
+                }
+                self.stack.push(p.clone());
+                let shown = self.value(&copy);
+                self.stack.pop();
+                return shown;
+            }
             _ => return cycle(),
         };
         // The stack's top is the ref itself; a target at or above it is a cycle.
@@ -282,5 +295,105 @@ fn tagged(map: &Map<String, Json>) -> Option<Value> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Serializer, decode};
+    use serde_json::json;
+
+    fn view(s: &[u8]) -> Json {
+        decode(s, Serializer::Php).expect("decodes").to_json()
+    }
+
+    #[test]
+    fn the_mapping() {
+        let j = view(b"n|N;b|b:1;i|i:-3;f|d:0.5;z|d:-0;inf|d:-INF;nan|d:NAN;s|s:2:\"h\xc3\";t|s:3:\"h\xc3\xa9\";l|a:2:{i:0;i:1;i:1;i:2;}m|a:2:{i:1;i:1;s:1:\"k\";i:2;}");
+        assert_eq!(
+            j,
+            json!({
+                "n": null, "b": true, "i": -3, "f": 0.5, "z": -0.0,
+                "inf": {"$float": "-INF"}, "nan": {"$float": "NAN"},
+                "s": {"$bytes": "aMM="}, "t": "hé",
+                "l": [1, 2], "m": {"1": 1, "k": 2}
+            })
+        );
+        // Order is kept.
+        let keys: Vec<&String> = j["m"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["1", "k"]);
+        let j = view(b"o|O:1:\"P\":4:{s:1:\"a\";i:1;s:4:\"\0*\0b\";i:2;s:4:\"\0P\0a\";i:3;s:6:\"$class\";i:4;}c|C:2:\"CS\":4:{i:1;}e|E:6:\"Suit:A\";");
+        assert_eq!(
+            j,
+            json!({
+                "o": {"$class": "P", "a": 1, "b": 2, "\u{0}P\u{0}a": 3},
+                "c": {"$class": "CS", "$serialized": "i:1;"},
+                "e": {"$enum": "Suit:A"}
+            })
+        );
+    }
+
+    #[test]
+    fn refs_and_cycles() {
+        let j = view(b"a|a:1:{s:1:\"k\";i:1;}b|R:1;c|a:1:{s:4:\"self\";R:3;}");
+        assert_eq!(
+            j,
+            json!({"a": {"k": 1}, "b": {"k": 1}, "c": {"self": {"$ref": 3}}})
+        );
+        // A lone value numbers from 1.
+        let (v, _) = crate::session::decode_value(b"a:2:{i:0;s:1:\"x\";i:1;R:2;}").unwrap();
+        assert_eq!(value_to_json(&v), json!(["x", "x"]));
+        // Refs expanding to exponential size stay bounded.
+        let mut s = b"l0|a:0:{}".to_vec();
+        for n in 1..40 {
+            let prev = n;
+            s.extend_from_slice(format!("l{n}|a:2:{{i:0;R:{prev};i:1;R:{prev};}}").as_bytes());
+        }
+        let d = decode(&s, Serializer::Php).unwrap();
+        assert!(d.to_json().to_string().len() < 100_000_000);
+    }
+
+    #[test]
+    fn from_json_is_the_inverse() {
+        let j = json!({
+            "n": null, "b": false, "i": 5, "big": 18446744073709551615u64, "f": 1.5, "one": 1.0,
+            "s": "x", "l": [1, "a"], "7": {"x": 1, "-2": 2, "07": 3},
+            "bytes": {"$bytes": "AP8="}, "inf": {"$float": "INF"},
+            "notbytes": {"$bytes": "AP8=", "other": 1}
+        });
+        let Value::Array(v) = from_json(&j) else {
+            panic!()
+        };
+        let get = |k: &[u8]| {
+            v.iter()
+                .find(|(key, _)| {
+                    *key == Key::Str(k.to_vec())
+                        || matches!(key, Key::Int(n) if n.to_string().as_bytes() == k)
+                })
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(b"n"), Some(Value::Null));
+        assert_eq!(get(b"i"), Some(Value::Int(5)));
+        assert_eq!(get(b"big"), Some(Value::Float(18446744073709551615.0)));
+        assert_eq!(get(b"one"), Some(Value::Float(1.0)));
+        assert_eq!(get(b"bytes"), Some(Value::Str(vec![0, 255])));
+        assert_eq!(get(b"inf"), Some(Value::Float(f64::INFINITY)));
+        assert_eq!(v[8].0, Key::Int(7));
+        assert_eq!(
+            v[8].1,
+            Value::Array(vec![
+                (Key::Str(b"x".to_vec()), Value::Int(1)),
+                (Key::Int(-2), Value::Int(2)),
+                (Key::Str(b"07".to_vec()), Value::Int(3)),
+            ])
+        );
+        assert!(matches!(get(b"notbytes"), Some(Value::Array(a)) if a.len() == 2));
+        // And back: the view of what from_json made is the JSON again
+        // (keys canonicalised).
+        let back = value_to_json(&from_json(&j));
+        assert_eq!(back["bytes"], j["bytes"]);
+        assert_eq!(back["7"], j["7"]);
+        assert_eq!(back["l"], j["l"]);
     }
 }

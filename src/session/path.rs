@@ -7,7 +7,9 @@
 //! segment names a property by its unmangled name (`\0Class\0x`,
 //! `\0*\0x` and `x` are all `x`). Where names repeat, the last one is the
 //! one PHP sees, and the one used here. References are followed: a path
-//! through `R:`/`r:` walks the value it points at.
+//! through `R:`/`r:` walks the value it points at (except a ref to a value
+//! inside a `C:` payload, which `get` returns as the ref itself and `set`
+//! refuses to walk through: the payload belongs to its class).
 //!
 //! After [`SessionData::set`] and [`SessionData::remove`] every remaining
 //! ref still points at the same value, renumbered; a ref whose target was
@@ -144,7 +146,8 @@ impl SessionData {
                 {
                     m.1 = Value::Array(vec![build(&segs[from..], v)]);
                 }
-                Change::Replaced(Some(p))
+                // The null keeps its place (refs to it now see the array).
+                Change::Replaced(None)
             }
             Found::Missing(container, from) => {
                 let (key, member) = build(&segs[from..], v);
@@ -385,6 +388,10 @@ mod tests {
         let mut d = php(b"a|a:0:{}b|R:1;");
         d.set("b.k", Value::Int(1)).unwrap();
         assert_eq!(out(&d), "a|a:1:{s:1:\"k\";i:1;}b|R:1;");
+        // Through a ref to null: the null becomes the array, the ref stays.
+        let mut d = php(b"n|N;r|R:1;");
+        d.set("r.k", Value::Int(1)).unwrap();
+        assert_eq!(out(&d), "n|a:1:{s:1:\"k\";i:1;}r|R:1;");
         // A cycle survives a shift: $a['self'] = &$a (as PHP writes it).
         let mut d = php(b"p|i:0;a|a:1:{s:4:\"self\";R:2;}");
         d.remove("p");

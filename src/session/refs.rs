@@ -226,7 +226,81 @@ impl Moves<'_> {
 /// the same value: a ref whose target is gone becomes a copy of it (the
 /// first such ref; later ones point at that copy), then all slots are
 /// renumbered for the new layout.
+///
+/// A ref that still points forward afterwards (only possible when a copy
+/// comes out of a `C:` payload whose refs PHP never checked) becomes
+/// `null`, and the numbering is fixed again.
 pub(crate) fn fix_refs(old: &[(Key, Value)], entries: &mut [(Key, Value)], change: &Change) {
+    renumber(old, entries, change);
+    while let Some(p) = first_bad_ref(entries) {
+        let before = entries.to_vec();
+        let (last, parent) = match p.split_last() {
+            Some(x) => x,
+            None => return,
+        };
+        match members_at_mut_slice(entries, parent).and_then(|m| m.get_mut(*last)) {
+            Some(m) => m.1 = Value::Null,
+            None => return,
+        }
+        renumber(&before, entries, &Change::Replaced(Some(p)));
+    }
+}
+
+/// The path of the first ref (outside payloads) to a slot not numbered
+/// before it.
+fn first_bad_ref(entries: &[(Key, Value)]) -> Option<Vec<usize>> {
+    fn walk(v: &Value, path: &mut Vec<usize>, count: &mut u32) -> bool {
+        match v {
+            Value::Ref { slot, object } => {
+                if *slot == 0 || *slot > *count {
+                    return true;
+                }
+                *count = count.saturating_add(u32::from(*object));
+            }
+            Value::Custom { data, .. } => {
+                *count = count
+                    .saturating_add(1)
+                    .saturating_add(payload_value(data, 0).map_or(0, |(_, n)| n));
+            }
+            _ => {
+                *count = count.saturating_add(1);
+                if let Some(items) = children(v) {
+                    for (j, (_, c)) in items.iter().enumerate() {
+                        path.push(j);
+                        if walk(c, path, count) {
+                            return true;
+                        }
+                        path.pop();
+                    }
+                }
+            }
+        }
+        false
+    }
+    let mut count = 0;
+    let mut path = Vec::new();
+    for (i, (_, v)) in entries.iter().enumerate() {
+        path.push(i);
+        if walk(v, &mut path, &mut count) {
+            return Some(path);
+        }
+        path.pop();
+    }
+    None
+}
+
+fn members_at_mut_slice<'a>(
+    entries: &'a mut [(Key, Value)],
+    path: &[usize],
+) -> Option<&'a mut [(Key, Value)]> {
+    let mut m = entries;
+    for &j in path {
+        m = children_mut(&mut m.get_mut(j)?.1)?;
+    }
+    Some(m)
+}
+
+fn renumber(old: &[(Key, Value)], entries: &mut [(Key, Value)], change: &Change) {
     let old_slots = Slots::of(old);
     let mut moves = Moves {
         change,
@@ -260,13 +334,18 @@ fn hold(
     old_slots: &Slots,
     moves: &mut Moves<'_>,
 ) {
-    if let Value::Ref { slot, .. } = *v
-        && let Some(target) = old_slots.target(slot)
-        && moves.map(target).is_none()
-        && let Some(copy) = slot_value(old, old_slots, slot)
-    {
-        moves.held.insert(target.clone(), path.clone());
-        *v = copy;
+    if let Value::Ref { slot, .. } = *v {
+        match old_slots.target(slot) {
+            Some(target) if moves.map(target).is_some() => {}
+            Some(target) => {
+                // A target PHP itself could not resolve (a payload's ref
+                // to itself) leaves nothing to copy: null.
+                *v = slot_value(old, old_slots, slot).unwrap_or(Value::Null);
+                moves.held.insert(target.clone(), path.clone());
+            }
+            // Dangling from before the edit (only hand-made data): null.
+            None => *v = Value::Null,
+        }
     }
     match v {
         Value::Array(items) => hold_members(items, path, old, old_slots, moves),

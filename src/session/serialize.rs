@@ -618,6 +618,61 @@ fn members(items: &[(Key, Value)], out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// The shortest digits that read back as `f` (finite, not negative) and
+/// the decimal exponent of the first, choosing the even last digit when
+/// two candidates are equally near, as `zend_dtoa` mode 0 does (Rust's
+/// `{:e}` may choose the other: 2093923625892584.25 is `…584.2` in PHP).
+fn shortest_digits(f: f64) -> (String, i32) {
+    let parse = |sci: &str| -> (String, i32) {
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+        let digits = mantissa.chars().filter(|c| *c != '.').collect();
+        (digits, exp.parse().unwrap_or(0))
+    };
+    let (digits, exp) = parse(&format!("{f:e}"));
+    let odd = digits.bytes().last().is_some_and(|d| (d - b'0') % 2 == 1);
+    if !odd || f == 0.0 {
+        return (digits, exp);
+    }
+    // The exact value (a double has at most 767 significant digits).
+    let (exact, exact_exp) = parse(&format!("{f:.800e}"));
+    let n = digits.len();
+    let (low, rest) = exact.split_at(n.min(exact.len()));
+    let tie = exact_exp == exp
+        && rest
+            .strip_prefix('5')
+            .is_some_and(|r| r.bytes().all(|d| d == b'0'));
+    if !tie {
+        return (digits, exp);
+    }
+    if low != digits {
+        // Rust rounded up to an odd digit; PHP keeps the even one below.
+        return (low.trim_end_matches('0').to_string(), exp);
+    }
+    // Rust kept the odd digit below; PHP rounds up to the even one.
+    let mut up = low.as_bytes().to_vec();
+    let mut i = up.len();
+    loop {
+        if i == 0 {
+            up.insert(0, b'1');
+            let s = String::from_utf8_lossy(&up)
+                .trim_end_matches('0')
+                .to_string();
+            return (s, exp + 1);
+        }
+        i -= 1;
+        if up[i] == b'9' {
+            up[i] = b'0';
+        } else {
+            up[i] += 1;
+            break;
+        }
+    }
+    let s = String::from_utf8_lossy(&up)
+        .trim_end_matches('0')
+        .to_string();
+    (s, exp)
+}
+
 /// A float as PHP 8.2 writes it with `serialize_precision = -1`: the
 /// shortest digits that read back the same, laid out as `php_gcvt` does
 /// with 17 digits (`0.1`, `2`, `1.0E+25`, `1.0E-5`, `-0`, `INF`, `NAN`).
@@ -628,11 +683,7 @@ pub fn format_float(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "INF" } else { "-INF" }.into();
     }
-    // `{:e}` gives the shortest round-trip digits: `d[.ddd]e<exp>`.
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let exp: i32 = exp.parse().unwrap_or(0);
+    let (digits, exp) = shortest_digits(f.abs());
     let decpt = exp + 1; // digits[..decpt] is the integer part
     let mut s = String::with_capacity(digits.len() + 8);
     if f.is_sign_negative() {
