@@ -733,3 +733,49 @@ fn socket_type_table_is_symmetric_and_names_round_trip() {
         1
     );
 }
+
+/// What php-zmq 1.1.3 (libzmq 4.3.4) sent, captured on a raw socket that
+/// answered with our greeting and READY: `send('{"topic":"news","n":1}')`,
+/// `sendmulti(['news', '{"n":2}'])`, `send(str_repeat('x', 300))`, `send('')`.
+const PHP_ZMQ: &[u8] = include_bytes!("fixtures/php-zmq-1.1.3-libzmq-4.3.4.bin");
+/// What pyzmq 27.3.0 (libzmq 4.3.5) sent with `HEARTBEAT_IVL` 100 ms and
+/// `HEARTBEAT_TTL` 2 s: `send(b"first")`, PINGs, `send_multipart([b"a", b"b"])`.
+const PYZMQ: &[u8] = include_bytes!("fixtures/pyzmq-27.3.0-libzmq-4.3.5-heartbeat.bin");
+
+#[test]
+fn bytes_captured_from_php_zmq() {
+    // libzmq puts identity size + 1 in the padding; READY has Socket-Type only.
+    assert_eq!(&PHP_ZMQ[..10], &[0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F]);
+    let (ev, out) = whole(PHP_ZMQ);
+    assert!(
+        matches!(&ev[0], Event::Ready { peer_version: (3, 1), metadata, .. } if metadata.len() == 1)
+    );
+    assert_eq!(
+        messages(&ev),
+        vec![
+            vec![br#"{"topic":"news","n":1}"#.to_vec()],
+            vec![b"news".to_vec(), br#"{"n":2}"#.to_vec()],
+            vec![vec![b'x'; 300]],
+            vec![vec![]],
+        ]
+    );
+    assert_eq!(out, [&GREETING[..], READY].concat());
+    assert_eq!(run(PHP_ZMQ.chunks(1), Settings::default()), (ev, out));
+}
+
+#[test]
+fn bytes_captured_from_pyzmq_with_heartbeats() {
+    let pings = PYZMQ.windows(4).filter(|w| w == b"PING").count();
+    assert!(pings >= 2);
+    let mut conn = ZmtpConn::server(Settings::default());
+    conn.handle_input(PYZMQ);
+    let ev = events(&mut conn);
+    assert_eq!(
+        messages(&ev),
+        vec![vec![b"first".to_vec()], vec![b"a".to_vec(), b"b".to_vec()]]
+    );
+    assert_eq!(conn.pings(), pings as u64);
+    assert_eq!(conn.heartbeat_ttl(), Some(Duration::from_secs(2)));
+    let pongs = [&GREETING[..], READY, &b"\x04\x05\x04PONG".repeat(pings)].concat();
+    assert_eq!(conn.transmit(), &pongs[..]);
+}
