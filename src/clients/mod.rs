@@ -1,4 +1,4 @@
-//! Sans-IO codecs for what the reactor dials beside WebSocket.
+//! Sans-IO codecs for what the reactor dials or accepts beside WebSocket.
 //!
 //! Nothing here opens a socket, reads a clock, blocks or draws a random
 //! number: each module takes bytes (and `now`, and randomness, where it
@@ -12,7 +12,10 @@
 //!   reconnect back-off.
 //! - [`http`]: an HTTP/1.1 client connection (requests out, responses in,
 //!   keep-alive, timeouts, limits) and the per-origin pool policy.
+//! - [`zmtp`]: ZMTP 3.x (ZeroMQ) for the accepting PULL side of PUSH/PULL:
+//!   greeting, NULL handshake, multi-part messages, PING/PONG, limits.
 
 pub mod http;
 pub mod redis;
 pub mod resp;
+pub mod zmtp;
