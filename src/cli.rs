@@ -2,7 +2,9 @@
 //! of the library's API).
 
 use sprocket::app::Cidr;
+use sprocket::clients::http::Url;
 use sprocket::config::Config;
+use sprocket::session::SessionSettings;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -39,6 +41,79 @@ pub struct Options {
     /// A second listener for `/health` and `/metrics` (then no longer on
     /// the public one).
     pub admin_listen: Option<SocketAddr>,
+    /// The PHP app's sessions (`--session-*`).
+    pub sessions: SessionSettings,
+    /// Pushes from the backend (`--publish-secret-file`, `--push-*`).
+    pub push: PushOptions,
+    /// Decisions asked of the backend over HTTP.
+    pub backends: BackendOptions,
+}
+
+/// `--auth-backend`, `--rpc-backend`, `--subscribe-backend` and friends.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// Connect authorisation.
+    pub auth: Option<Url>,
+    /// RPC calls without a local handler.
+    pub rpc: Option<Url>,
+    /// Only calls under this prefix go to the RPC backend.
+    pub rpc_prefix: Option<String>,
+    /// Subscription authorisation.
+    pub subscribe: Option<Url>,
+    /// Only subscriptions under this prefix are asked about.
+    pub subscribe_prefix: Option<String>,
+    /// Backend calls carry the client's cookies.
+    pub forward_cookies: bool,
+    /// Forwarded calls in flight per connection.
+    pub max_calls_in_flight: usize,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            auth: None,
+            rpc: None,
+            rpc_prefix: None,
+            subscribe: None,
+            subscribe_prefix: None,
+            forward_cookies: false,
+            max_calls_in_flight: 64,
+        }
+    }
+}
+
+fn parse_backend_url(name: &str, v: &str) -> Result<Url, CliError> {
+    Url::parse(v).map_err(|e| CliError(format!("{name} {v}: {e}")))
+}
+
+/// Where pushes from the backend come in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PushOptions {
+    /// The file holding the bearer secret of `POST /publish`.
+    pub secret_file: Option<PathBuf>,
+    /// The largest push body.
+    pub max_size: usize,
+    /// A Redis server whose channel carries pushes.
+    pub redis: Option<String>,
+    /// That channel (a pattern with `*`).
+    pub channel: Option<String>,
+    /// Raw mode: the field naming the topic.
+    pub topic_field: Option<String>,
+    /// Where to bind a ZeroMQ PULL socket for pushes.
+    pub zmq: Option<SocketAddr>,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            secret_file: None,
+            max_size: 1 << 20,
+            redis: None,
+            channel: None,
+            topic_field: None,
+            zmq: None,
+        }
+    }
 }
 
 impl Default for Options {
@@ -50,6 +125,9 @@ impl Default for Options {
             blocked: Vec::new(),
             wamp_path: "/wamp".to_owned(),
             admin_listen: None,
+            sessions: SessionSettings::default(),
+            push: PushOptions::default(),
+            backends: BackendOptions::default(),
         }
     }
 }
@@ -67,7 +145,12 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// The `--help` text.
-pub const HELP: &str = "\
+pub fn help() -> String {
+    HELP.replace("%SESSIONS%", sprocket::session::OPTIONS_HELP)
+}
+
+/// The `--help` text, with a marker where the session options go.
+const HELP: &str = "\
 sprocket - a WebSocket server
 
 USAGE:
@@ -120,6 +203,30 @@ OPTIONS:
         --tcp-keepalive <DURATION>  Idle time before TCP keepalive probes; 0 disables
                                     [default: 60s]
         --wamp-path <PATH>          Where to mount the WAMP v1 broker [default: /wamp]
+        --publish-secret-file <PATH>
+                                    Serve POST /publish (on --admin-listen when given) for
+                                    pushes from the backend, guarded by the bearer secret in
+                                    this file (or in SPROCKET_PUBLISH_SECRET) [default: off]
+        --max-push-size <SIZE>      Largest push body; larger: 413 [default: 1M]
+        --push-redis <URL>          Take pushes from a Redis channel on this server
+        --push-channel <NAME>       ...this channel (a pattern if it has *: PSUBSCRIBE)
+        --push-zmq <tcp://IP:PORT>  Bind a ZeroMQ PULL socket (ZMTP 3, NULL security) for pushes
+                                    from PHP's ZMQ::SOCKET_PUSH
+        --push-topic-field <NAME>   Raw pushes: the whole JSON object is the event and its
+                                    field NAME names the topic (Ratchet's push tutorial)
+
+DECISIONS IN THE BACKEND (JSON over HTTP POST; see docs/php.md):
+        --auth-backend <URL>        Ask before every WebSocket handshake: 2xx accepts (and may
+                                    set the user), 4xx refuses with that status, else 503
+        --rpc-backend <URL>         Forward WAMP calls without a local procedure
+        --rpc-prefix <PREFIX>       ...only those whose URI starts with PREFIX
+        --subscribe-backend <URL>   Ask before each WAMP subscription; 2xx allows
+        --subscribe-prefix <PREFIX> ...only for topics starting with PREFIX
+        --forward-cookies           Backend calls carry the client's Cookie header
+        --backend-timeout <DURATION>
+                                    Longest wait for a backend's response [default: 5s]
+        --max-calls-in-flight <N>   Forwarded calls per connection; more get
+                                    urn:sprocket:error:busy [default: 64]
     -h, --help                      Print this help
     -V, --version                   Print the version
 
@@ -141,6 +248,7 @@ COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
         --deflate-min-size <SIZE>   Messages shorter than this are sent uncompressed
                                     [default: 64]
 
+%SESSIONS%
 SIZE is bytes with an optional K, M or G suffix (powers of 1024).
 DURATION is a number with ms, s or m (seconds if no unit).
 
@@ -322,6 +430,57 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 let d = parse_duration(&name, &value()?)?;
                 cfg.tcp_keepalive = (!d.is_zero()).then_some(d);
             }
+            "--publish-secret-file" => opts.push.secret_file = Some(PathBuf::from(value()?)),
+            "--max-push-size" => opts.push.max_size = parse_size(&name, &value()?)?,
+            "--push-redis" => {
+                let v = value()?;
+                sprocket::clients::redis::RedisUrl::parse(&v)
+                    .map_err(|e| CliError(format!("--push-redis {v}: {e}")))?;
+                opts.push.redis = Some(v);
+            }
+            "--push-channel" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err(CliError("--push-channel must not be empty".into()));
+                }
+                opts.push.channel = Some(v);
+            }
+            "--push-zmq" => {
+                let v = value()?;
+                let addr = v
+                    .strip_prefix("tcp://")
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| {
+                        CliError(format!(
+                            "--push-zmq: expected tcp://IP:PORT (the address to bind), not {v:?}"
+                        ))
+                    })?;
+                opts.push.zmq = Some(addr);
+            }
+            "--push-topic-field" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err(CliError("--push-topic-field must not be empty".into()));
+                }
+                opts.push.topic_field = Some(v);
+            }
+            "--auth-backend" => opts.backends.auth = Some(parse_backend_url(&name, &value()?)?),
+            "--rpc-backend" => opts.backends.rpc = Some(parse_backend_url(&name, &value()?)?),
+            "--rpc-prefix" => opts.backends.rpc_prefix = Some(value()?),
+            "--subscribe-backend" => {
+                opts.backends.subscribe = Some(parse_backend_url(&name, &value()?)?)
+            }
+            "--subscribe-prefix" => opts.backends.subscribe_prefix = Some(value()?),
+            "--forward-cookies" => opts.backends.forward_cookies = true,
+            "--backend-timeout" => {
+                cfg.backend_timeout = positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--max-calls-in-flight" => {
+                opts.backends.max_calls_in_flight = parse_num::<usize>(&name, &value()?)?;
+                if opts.backends.max_calls_in_flight == 0 {
+                    return Err(CliError(format!("{name} must be at least 1")));
+                }
+            }
             "--wamp-path" => {
                 opts.wamp_path = value()?;
                 if !opts.wamp_path.starts_with('/') || opts.wamp_path.contains(['?', ' ']) {
@@ -337,8 +496,30 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                     )));
                 }
             }
-            other => return Err(CliError(format!("unknown option {other}"))),
+            other => {
+                let taken = opts
+                    .sessions
+                    .take(other, || value().map_err(|e| e.0))
+                    .map_err(CliError)?;
+                if !taken {
+                    return Err(CliError(format!("unknown option {other}")));
+                }
+            }
         }
+    }
+    opts.sessions.validate().map_err(CliError)?;
+    if opts.backends.rpc_prefix.is_some() && opts.backends.rpc.is_none() {
+        return Err(CliError("--rpc-prefix needs --rpc-backend".into()));
+    }
+    if opts.backends.subscribe_prefix.is_some() && opts.backends.subscribe.is_none() {
+        return Err(CliError(
+            "--subscribe-prefix needs --subscribe-backend".into(),
+        ));
+    }
+    if opts.push.redis.is_some() != opts.push.channel.is_some() {
+        return Err(CliError(
+            "--push-redis and --push-channel go together".into(),
+        ));
     }
     if listen.is_some() && (interface.is_some() || port.is_some()) {
         return Err(CliError(
@@ -420,23 +601,13 @@ pub fn parse_size(name: &str, v: &str) -> Result<usize, CliError> {
     Ok(size)
 }
 
-/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+/// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(name: &str, v: &str) -> Result<Duration, CliError> {
-    let bad = || {
+    sprocket::config::parse_duration(v).ok_or_else(|| {
         CliError(format!(
             "{name}: not a duration: {v:?} (e.g. 500ms, 10s, 2m)"
         ))
-    };
-    let v = v.trim();
-    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(digits_end);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
-        _ => Err(bad()),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -537,7 +708,11 @@ mod tests {
             &["--block", "10.0.0.0/40"],
             &["--max-message-size", "12Q"],
             &["--max-message-size", "0"],
-            &["--ping-interval", "5h"],
+            &["--ping-interval", "5d"],
+            &["--session-serializer", "json"],
+            &["--session-required"],
+            &["--session-store", "memcached://x"],
+            &["--session-timeout"],
             &["--handshake-timeout", "0"],
             &["--max-connections", "0"],
             &["--wamp-path", "wamp"],
@@ -551,6 +726,15 @@ mod tests {
             assert!(!e.0.contains('\n') && !e.0.is_empty(), "{bad:?}: {e}");
         }
         assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
+        let o = run(&[
+            "--session-store",
+            "files:/tmp",
+            "--session-user-key",
+            "user_id",
+        ])
+        .unwrap();
+        assert_eq!(o.sessions.user_key.as_deref(), Some("user_id"));
+        assert!(help().contains("--session-store <STORE>"));
         assert_eq!(parse(["-V".to_string()]), Ok(Command::Version));
     }
 }

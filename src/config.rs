@@ -76,7 +76,7 @@ impl Default for Config {
             deflate: DeflateConfig::default(),
             max_http_body: 1 << 20,
             backend_connect_timeout: Duration::from_secs(5),
-            backend_timeout: Duration::from_secs(10),
+            backend_timeout: Duration::from_secs(5),
             max_backend_response: 1 << 20,
             fanout_flush_delay: Duration::from_millis(1),
         }
@@ -106,6 +106,38 @@ impl Config {
         HeadLimits {
             max_head: self.max_head_size,
             max_headers: self.max_headers,
+        }
+    }
+}
+
+/// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds; `None` if it is
+/// none of those (or overflows).
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(digits_end);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 10 "), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "s", "1.5s", "-1", "10d", "99999999999999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 }

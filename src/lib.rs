@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod bus;
 pub mod clients;
 pub mod config;
 pub mod http;

@@ -5,8 +5,11 @@ mod probe;
 
 use cli::{Command, Options};
 use sprocket::Server;
-use sprocket::app::{Admin, Chat, Echo, IpBlocklist, OriginCheck, Page, Router};
-use sprocket::wamp::{Broker, WampServer};
+use sprocket::app::{
+    Admin, Application, AuthBackend, Backend, Chat, Echo, IpBlocklist, OriginCheck, Page,
+    PushEndpoint, RedisPush, Router, SessionProvider, SessionStore, ZmqPush,
+};
+use sprocket::wamp::{Broker, Forward, WampServer, push};
 use std::borrow::Cow;
 use std::process::ExitCode;
 
@@ -19,7 +22,7 @@ fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Run(opts)) => opts,
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -75,29 +78,120 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-fn serve(opts: Options) -> Result<(), String> {
+/// The bearer secret of `POST /publish`: `--publish-secret-file`, else
+/// `SPROCKET_PUBLISH_SECRET`; `None` when neither is given.
+fn publish_secret(opts: &Options) -> Result<Option<String>, String> {
+    let secret = match &opts.push.secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--publish-secret-file {}: {e}", path.display()))?,
+        None => match std::env::var("SPROCKET_PUBLISH_SECRET") {
+            Ok(s) => s,
+            Err(_) => return Ok(None),
+        },
+    };
+    let secret = secret.trim().to_owned();
+    if secret.is_empty() {
+        return Err("the publish secret is empty".into());
+    }
+    Ok(Some(secret))
+}
+
+fn serve(mut opts: Options) -> Result<(), String> {
     raise_fd_limit(opts.config.max_connections);
+    let secret = publish_secret(&opts)?;
+    let format = match &opts.push.topic_field {
+        Some(field) => push::Format::Raw(field.clone()),
+        None => push::Format::Envelope,
+    };
+    opts.config.max_http_body = opts.config.max_http_body.max(opts.push.max_size);
     let listen = opts.config.listen;
+    let b = &opts.backends;
+    let forward = |url: &Option<sprocket::clients::http::Url>, prefix: &Option<String>| {
+        url.clone().map(|url| Forward {
+            backend: Backend {
+                url,
+                forward_cookies: b.forward_cookies,
+            },
+            prefix: prefix.clone(),
+        })
+    };
+    let mut broker = Broker::new().with_demo_procedures();
+    if let Some(f) = forward(&b.rpc, &b.rpc_prefix) {
+        log::info!("RPC backend: {}{}", f.backend.url, prefix_note(&f.prefix));
+        broker = broker.rpc_backend(f, b.max_calls_in_flight);
+    }
+    if let Some(f) = forward(&b.subscribe, &b.subscribe_prefix) {
+        log::info!(
+            "subscribe backend: {}{}",
+            f.backend.url,
+            prefix_note(&f.prefix)
+        );
+        broker = broker.subscribe_backend(f);
+    }
     let mut router = Router::new()
         .page("/", demo_page(&opts.wamp_path))
         .route("/echo", Echo)
         .route("/chat", Chat::default())
-        .route(
-            opts.wamp_path.clone(),
-            WampServer::new(Broker::new().with_demo_procedures()),
-        );
+        .route(opts.wamp_path.clone(), WampServer::new(broker));
+    let publish = secret
+        .as_ref()
+        .map(|s| PushEndpoint::new(s.as_bytes(), opts.push.max_size, format.clone()));
+    let mut publish = publish;
     if opts.admin_listen.is_none() {
         router = router.route("/health", Admin).route("/metrics", Admin);
+        if let Some(endpoint) = publish.take() {
+            router = router.route("/publish", endpoint);
+        }
     }
     let blocked = opts.blocked.clone();
-    let app = IpBlocklist::new(OriginCheck::new(router, opts.allowed_origins), opts.blocked);
     let mut server =
-        Server::bind(opts.config, app).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        Server::new(opts.config).map_err(|e| format!("cannot start the reactor: {e}"))?;
+    let sessions = SessionStore::from_settings(&opts.sessions, &mut server)?;
+    let routes: Box<dyn Application> = match &opts.backends.auth {
+        Some(url) => {
+            log::info!("connect authorisation: {url}");
+            let backend = Backend {
+                url: url.clone(),
+                forward_cookies: opts.backends.forward_cookies,
+            };
+            Box::new(AuthBackend::new(backend, router))
+        }
+        None => Box::new(router),
+    };
+    let public: Box<dyn Application> = match sessions {
+        Some((store, options)) => {
+            log::info!(
+                "sessions: {} ({} format, cookie {}{}{})",
+                opts.sessions
+                    .store
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                opts.sessions.serializer,
+                options.cookie,
+                if options.required { ", required" } else { "" },
+                options
+                    .user_key
+                    .as_deref()
+                    .map(|k| format!(", user at {k}"))
+                    .unwrap_or_default()
+            );
+            Box::new(SessionProvider::new(store, options, routes))
+        }
+        None => routes,
+    };
+    let app = IpBlocklist::new(OriginCheck::new(public, opts.allowed_origins), opts.blocked);
+    server
+        .listen(listen, app)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let admin = match opts.admin_listen {
         Some(addr) => {
-            let admin = Router::new()
+            let mut admin = Router::new()
                 .route("/health", Admin)
                 .route("/metrics", Admin);
+            if let Some(endpoint) = publish.take() {
+                admin = admin.route("/publish", endpoint);
+            }
             let bound = server
                 .listen(addr, IpBlocklist::new(admin, blocked))
                 .map_err(|e| format!("cannot listen on {addr} (--admin-listen): {e}"))?;
@@ -105,6 +199,32 @@ fn serve(opts: Options) -> Result<(), String> {
         }
         None => None,
     };
+    if let (Some(url), Some(channel)) = (&opts.push.redis, &opts.push.channel) {
+        let id = server
+            .add_redis(url)
+            .map_err(|e| format!("--push-redis {url}: {e}"))?;
+        server
+            .add_service(RedisPush::new(id, channel.clone(), format.clone()))
+            .map_err(|e| e.to_string())?;
+        log::info!("pushes from Redis channel {channel}");
+    }
+    if let Some(addr) = opts.push.zmq {
+        let settings = sprocket::clients::zmtp::Settings {
+            max_frame: opts.push.max_size,
+            max_message: opts.push.max_size,
+            ..Default::default()
+        };
+        let (id, bound) = server
+            .listen_zmq(addr, settings)
+            .map_err(|e| format!("cannot listen on tcp://{addr} (--push-zmq): {e}"))?;
+        server
+            .add_service(ZmqPush::new(id, format.clone()))
+            .map_err(|e| e.to_string())?;
+        log::info!("pushes over ZeroMQ: PULL on tcp://{bound}");
+    }
+    if secret.is_some() {
+        log::info!("pushes over HTTP: POST /publish (bearer secret)");
+    }
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -132,6 +252,13 @@ fn serve(opts: Options) -> Result<(), String> {
         log::warn!("cannot remove pid file {}: {e}", path.display());
     }
     result
+}
+
+fn prefix_note(prefix: &Option<String>) -> String {
+    prefix
+        .as_deref()
+        .map(|p| format!(" (URIs under {p})"))
+        .unwrap_or_default()
 }
 
 /// The demo page, its script pointed at `wamp_path`.

@@ -56,6 +56,32 @@ pub struct Metrics {
     pub redis_connection_failures: u64,
     /// Redis pub/sub messages received.
     pub redis_messages: u64,
+    /// Events published on the in-process bus.
+    pub bus_events: u64,
+    /// What apps count by outcome ([`Metrics::count`]): family → outcome
+    /// → count, e.g. `session_reads` → `timeout`.
+    pub outcomes: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+}
+
+/// The help line of each family apps count, as `/metrics` shows it.
+fn family_help(family: &str) -> &'static str {
+    match family {
+        "session_reads" => {
+            "PHP session reads by outcome (ok, no_cookie, not_found, malformed, locked, timeout, unavailable)."
+        }
+        "session_writes" => {
+            "PHP session writes by outcome (ok, not_found, malformed, unwritable, locked, timeout, unavailable)."
+        }
+        "push_http" => "Pushes to POST /publish by outcome.",
+        "push_redis" => "Pushes from the Redis push channel by outcome.",
+        "push_zmq" => "Pushes over ZeroMQ by outcome.",
+        "zmq_peers" => "ZeroMQ PUSH peers accepted and refused.",
+        "zmq_messages" => "ZeroMQ messages received, and those no app took.",
+        "backend_auth" => "Connect authorisation by the backend, by outcome.",
+        "backend_rpc" => "WAMP calls forwarded to the RPC backend, by outcome.",
+        "backend_subscribe" => "WAMP subscriptions asked of the backend, by outcome.",
+        _ => "Application events by outcome.",
+    }
 }
 
 /// Gauges read at render time.
@@ -67,9 +93,22 @@ pub struct Gauges {
     pub websockets: usize,
     /// Pending application timers.
     pub timers: usize,
+    /// Topics with bus subscribers.
+    pub bus_topics: usize,
 }
 
 impl Metrics {
+    /// Counts one `outcome` of `family` (rendered as
+    /// `sprocket_<family>_total{outcome="…"}`).
+    pub fn count(&mut self, family: &'static str, outcome: &'static str) {
+        *self
+            .outcomes
+            .entry(family)
+            .or_default()
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
     /// Counts one more under `key`.
     pub fn bump(map: &mut BTreeMap<u16, u64>, key: u16) {
         *map.entry(key).or_default() += 1;
@@ -101,6 +140,12 @@ impl Metrics {
             "gauge",
             "Pending application timers.",
             gauges.timers as u64,
+        );
+        one(
+            "bus_topics",
+            "gauge",
+            "Topics some app subscribed to on the in-process bus.",
+            gauges.bus_topics as u64,
         );
         one(
             "connections_accepted_total",
@@ -234,6 +279,12 @@ impl Metrics {
             "Redis pub/sub messages received.",
             self.redis_messages,
         );
+        one(
+            "bus_events_total",
+            "counter",
+            "Events published on the in-process topic bus (pushes, server-side publishes).",
+            self.bus_events,
+        );
         let mut labelled = |name: &str, help: &str, label: &str, map: &BTreeMap<u16, u64>| {
             let _ = writeln!(
                 out,
@@ -255,6 +306,16 @@ impl Metrics {
             "code",
             &self.closes,
         );
+        for (family, outcomes) in &self.outcomes {
+            let _ = writeln!(
+                out,
+                "# HELP sprocket_{family}_total {}\n# TYPE sprocket_{family}_total counter",
+                family_help(family)
+            );
+            for (outcome, n) in outcomes {
+                let _ = writeln!(out, "sprocket_{family}_total{{outcome=\"{outcome}\"}} {n}");
+            }
+        }
         out
     }
 }
@@ -272,10 +333,14 @@ mod tests {
         Metrics::bump(&mut m.closes, 1000);
         Metrics::bump(&mut m.closes, 1000);
         Metrics::bump(&mut m.http_responses, 404);
+        m.count("session_reads", "ok");
+        m.count("session_reads", "ok");
+        m.count("session_reads", "timeout");
         let text = m.render(Gauges {
             connections: 3,
             websockets: 2,
             timers: 1,
+            bus_topics: 4,
         });
         assert!(text.contains(
             "# TYPE sprocket_messages_received_total counter\nsprocket_messages_received_total 7\n"
@@ -283,6 +348,10 @@ mod tests {
         assert!(text.contains("sprocket_closes_total{code=\"1000\"} 2\n"));
         assert!(text.contains("sprocket_http_responses_total{status=\"404\"} 1\n"));
         assert!(text.contains("sprocket_websockets_open 2\n"));
+        assert!(text.contains("sprocket_bus_topics 4\n"));
+        assert!(text.contains(
+            "# TYPE sprocket_session_reads_total counter\nsprocket_session_reads_total{outcome=\"ok\"} 2\nsprocket_session_reads_total{outcome=\"timeout\"} 1\n"
+        ));
         // Every sample line is `name{labels} value` with a numeric value.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();

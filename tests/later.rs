@@ -204,3 +204,70 @@ fn an_idle_keep_alive_connection_is_closed_quietly() {
     let (more, closed) = responses(&mut s, 1);
     assert!(closed && more.is_empty(), "{more:?}");
 }
+
+/// Records, from timers, whether deferred handshakes still wait: one it
+/// accepts after 50 ms, one it never decides, checked after the handshake
+/// timeout (400 ms) sent its 503.
+struct Watcher {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    timers: HashMap<TimerId, (ConnId, String)>,
+}
+
+impl Application for Watcher {
+    fn accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        req: &Request,
+    ) -> Result<Accept, Reject> {
+        let delay = if req.query == "never" { 600 } else { 50 };
+        let t = ctx.add_timer(Duration::from_millis(delay));
+        self.timers.insert(t, (conn, req.query.clone()));
+        Ok(Accept::Later(None))
+    }
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        let Some((conn, what)) = self.timers.remove(&timer) else {
+            return;
+        };
+        let deciding = ctx.is_deciding(conn);
+        self.seen.lock().unwrap().push((what.clone(), deciding));
+        if what != "never" {
+            assert!(ctx.accept(conn, None));
+            self.seen
+                .lock()
+                .unwrap()
+                .push(("after accept".into(), ctx.is_deciding(conn)));
+        }
+    }
+    fn on_open(&mut self, _: &mut Context<'_>, _: ConnId, _: &Request) {}
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: u16, _: &str) {}
+}
+
+#[test]
+fn an_app_can_tell_whether_a_deferred_handshake_still_waits() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cfg = Config {
+        handshake_timeout: Duration::from_millis(400),
+        ..Config::default()
+    };
+    let shared = seen.clone();
+    let srv = TestServer::start(cfg, move || Watcher {
+        seen: shared,
+        timers: HashMap::new(),
+    });
+    let c = Client::try_connect(srv.addr, "/?soon", &[]);
+    assert_eq!(status_of(&c.response), 101, "{}", c.response);
+    let raw = http_exchange(srv.addr, upgrade_request("/?never", &[]).as_bytes());
+    assert_eq!(status_of(&raw), 503, "{raw}");
+    wait_until("the late timer", || seen.lock().unwrap().len() == 3);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            ("soon".to_owned(), true),
+            // The decision is applied after the callback.
+            ("after accept".to_owned(), true),
+            ("never".to_owned(), false),
+        ]
+    );
+}

@@ -290,8 +290,8 @@ impl WampApp for Deferred {
         _: &mut WampContext<'_, '_>,
         _: sprocket::ConnId,
         topic: &str,
-    ) -> bool {
-        topic != "forbidden"
+    ) -> sprocket::wamp::Subscribe {
+        (topic != "forbidden").into()
     }
     fn on_timer(&mut self, ctx: &mut WampContext<'_, '_>, _: sprocket::TimerId) {
         for call in std::mem::take(&mut self.pending) {

@@ -2,12 +2,19 @@
 
 use super::{ConnId, Message, Page, Reject, Route, Ticket, TimerId};
 use crate::clients::http;
+use crate::session::Session;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A Redis server the reactor talks to, as registered with
 /// [`crate::Server::add_redis`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RedisId(pub u32);
+
+/// A ZeroMQ PULL socket the reactor binds, as returned by
+/// [`crate::Server::listen_zmq`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ZmqId(pub u32);
 
 /// What a [`Context`] forwards to. The reactor implements it; implement it
 /// yourself to unit-test an application without sockets (the methods with
@@ -29,6 +36,12 @@ pub trait Sink {
     fn cancel_timer(&mut self, timer: TimerId) -> bool;
     /// The reactor's current time (read once per loop turn).
     fn now(&self) -> Instant;
+    /// Whether `conn` waits for a decision: a handshake or a plain HTTP
+    /// request the app deferred.
+    fn is_deciding(&self, conn: ConnId) -> bool {
+        let _ = conn;
+        false
+    }
     /// Completes a handshake the app deferred: open with `protocol`.
     fn accept(&mut self, conn: ConnId, protocol: Option<String>) -> bool {
         let _ = (conn, protocol);
@@ -85,6 +98,68 @@ pub trait Sink {
     /// The server's counters in the Prometheus text format.
     fn metrics_text(&self) -> String {
         String::new()
+    }
+    /// The session attached to `conn`.
+    fn session(&self, conn: ConnId) -> Option<Arc<Session>> {
+        let _ = conn;
+        None
+    }
+    /// Attaches a session to `conn` (or detaches it); false if `conn` is
+    /// gone.
+    fn set_session(&mut self, conn: ConnId, session: Option<Arc<Session>>) -> bool {
+        let _ = (conn, session);
+        false
+    }
+    /// The user `conn` belongs to.
+    fn user(&self, conn: ConnId) -> Option<Arc<str>> {
+        let _ = conn;
+        None
+    }
+    /// Sets (or clears) the user `conn` belongs to; false if `conn` is gone.
+    fn set_user(&mut self, conn: ConnId, user: Option<Arc<str>>) -> bool {
+        let _ = (conn, user);
+        false
+    }
+    /// Counts an `outcome` of `family` in `/metrics`.
+    fn count(&mut self, family: &'static str, outcome: &'static str) {
+        let _ = (family, outcome);
+    }
+    /// What an app attached to `conn` for others (connect authorisation's
+    /// `data`).
+    fn data(&self, conn: ConnId) -> Option<Arc<serde_json::Value>> {
+        let _ = conn;
+        None
+    }
+    /// Attaches (or clears) `data` on `conn`; false if `conn` is gone.
+    fn set_data(&mut self, conn: ConnId, data: Option<Arc<serde_json::Value>>) -> bool {
+        let _ = (conn, data);
+        false
+    }
+    /// Sends every message of ZeroMQ listener `source` to `route`.
+    fn zmq_pull(&mut self, source: ZmqId, route: Route) -> Option<Ticket> {
+        let _ = (source, route);
+        None
+    }
+    /// Subscribes `route` to a bus topic.
+    fn bus_subscribe(&mut self, topic: &str, route: Route) -> Option<Ticket> {
+        let _ = (topic, route);
+        None
+    }
+    /// Ends a bus subscription.
+    fn bus_unsubscribe(&mut self, subscription: Ticket) -> bool {
+        let _ = subscription;
+        false
+    }
+    /// Publishes on the bus; with `receipt`, the returned ticket's reply
+    /// says how many connections the event reached.
+    fn bus_publish(
+        &mut self,
+        event: crate::bus::Event,
+        route: Route,
+        receipt: bool,
+    ) -> Option<Ticket> {
+        let _ = (event, route, receipt);
+        None
     }
 }
 
@@ -192,6 +267,13 @@ impl<'a> Context<'a> {
         self.sink.now()
     }
 
+    /// Whether `conn`'s handshake (or plain HTTP request) still waits for
+    /// the decision deferred with [`super::Accept::Later`] (or
+    /// [`super::Http::Later`]); false once decided, timed out or closed.
+    pub fn is_deciding(&self, conn: ConnId) -> bool {
+        self.sink.is_deciding(conn)
+    }
+
     /// Opens a connection whose [`super::Accept::Later`] handshake the app
     /// has now decided on; `protocol` `None` takes the one given with
     /// `Later`. False if the connection is gone (timed out, closed).
@@ -251,5 +333,82 @@ impl<'a> Context<'a> {
     /// [`super::Admin`] serves at `/metrics`).
     pub fn metrics_text(&self) -> String {
         self.sink.metrics_text()
+    }
+
+    /// The PHP session attached to `conn` (by a
+    /// [`super::SessionProvider`], or by an app that read one), as last
+    /// read or written.
+    pub fn session(&self, conn: ConnId) -> Option<Arc<Session>> {
+        self.sink.session(conn)
+    }
+
+    /// Attaches `session` to `conn` (`None` detaches it), for every app
+    /// to see; false if the connection is gone. It stays until the
+    /// connection ends.
+    pub fn set_session(&mut self, conn: ConnId, session: Option<Arc<Session>>) -> bool {
+        self.sink.set_session(conn, session)
+    }
+
+    /// The user `conn` belongs to: from its session's user key, or set by
+    /// an app (connect authorisation).
+    pub fn user(&self, conn: ConnId) -> Option<Arc<str>> {
+        self.sink.user(conn)
+    }
+
+    /// Sets the user `conn` belongs to; false if the connection is gone.
+    pub fn set_user(&mut self, conn: ConnId, user: Option<Arc<str>>) -> bool {
+        self.sink.set_user(conn, user)
+    }
+
+    /// Counts one `outcome` of `family`, shown in `/metrics` as
+    /// `sprocket_<family>_total{outcome="…"}`.
+    pub fn count(&mut self, family: &'static str, outcome: &'static str) {
+        self.sink.count(family, outcome)
+    }
+
+    /// Subscribes this app to `topic` on the bus: every event published
+    /// on it (by any app, any ingress) comes to `on_reply` as
+    /// [`super::Reply::Bus`] with the returned ticket, until
+    /// [`Context::bus_unsubscribe`].
+    pub fn bus_subscribe(&mut self, topic: &str) -> Option<Ticket> {
+        self.sink.bus_subscribe(topic, self.route)
+    }
+
+    /// Ends a bus subscription; false if it was not active.
+    pub fn bus_unsubscribe(&mut self, subscription: Ticket) -> bool {
+        self.sink.bus_unsubscribe(subscription)
+    }
+
+    /// Publishes `event` to the bus subscribers of its topic (delivered
+    /// after this callback returns).
+    pub fn publish(&mut self, event: crate::bus::Event) {
+        self.sink.bus_publish(event, self.route, false);
+    }
+
+    /// [`Context::publish`], and a [`super::Reply::Published`] to this
+    /// app with the returned ticket once every subscriber handled it,
+    /// saying how many connections it reached.
+    pub fn publish_with_receipt(&mut self, event: crate::bus::Event) -> Option<Ticket> {
+        self.sink.bus_publish(event, self.route, true)
+    }
+
+    /// What connect authorisation attached to `conn` (the backend's
+    /// `data`), sent along with its later backend calls.
+    pub fn data(&self, conn: ConnId) -> Option<Arc<serde_json::Value>> {
+        self.sink.data(conn)
+    }
+
+    /// Attaches `data` to `conn` (`None` clears it); false if it is gone.
+    pub fn set_data(&mut self, conn: ConnId, data: Option<Arc<serde_json::Value>>) -> bool {
+        self.sink.set_data(conn, data)
+    }
+
+    /// Takes the messages of a ZeroMQ PULL socket bound with
+    /// [`crate::Server::listen_zmq`]: each comes to this app's `on_reply`
+    /// as [`super::Reply::Message`] (`channel` is `tcp://ADDR`, `payload`
+    /// the message's last part), with the returned ticket. `None` if there
+    /// is no such listener.
+    pub fn zmq_pull(&mut self, source: ZmqId) -> Option<Ticket> {
+        self.sink.zmq_pull(source, self.route)
     }
 }

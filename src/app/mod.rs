@@ -13,22 +13,30 @@
 //! by its [`Ticket`] or [`TimerId`] and their [`Route`].
 
 mod admin;
+mod backend;
 mod blocklist;
 mod builtin;
 mod connmap;
 mod context;
 mod origin;
+mod push;
 mod route;
 mod router;
+mod session;
 
 pub use admin::Admin;
+pub use backend::{AuthBackend, Backend, Who, first_line};
 pub use blocklist::{Cidr, IpBlocklist};
 pub use builtin::{Chat, Echo};
 pub use connmap::{ConnMap, ConnSet};
-pub use context::{Context, RedisId, Sink};
+pub use context::{Context, RedisId, Sink, ZmqId};
 pub use origin::OriginCheck;
+pub use push::{PushEndpoint, RedisPush, ZmqPush, event_of as push_event};
 pub use route::{Route, Ticket, TimerId};
 pub use router::{Aggregate, Router};
+pub use session::{
+    Done as SessionDone, SessionClient, SessionOptions, SessionProvider, SessionStore,
+};
 
 pub use crate::http::{Page, Reject, Request};
 use std::fmt;
@@ -164,6 +172,14 @@ pub enum Reply<'a> {
     },
     /// A value another thread sent through an [`crate::reactor::Inbox`].
     Inbox(Box<dyn std::any::Any + Send>),
+    /// An event on a topic subscribed with [`Context::bus_subscribe`].
+    Bus(&'a crate::bus::Event),
+    /// The receipt of [`Context::publish_with_receipt`]: how many
+    /// connections the subscribers' deliveries reached.
+    Published {
+        /// Messages the subscribing apps queued while handling the event.
+        delivered: usize,
+    },
 }
 
 /// A WebSocket application: what Ratchet calls a `MessageComponentInterface`.
@@ -201,6 +217,12 @@ pub trait Application {
     fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
         let _ = (ctx, conn, req);
         Http::Pass
+    }
+
+    /// The server starts serving: subscribe, start timers. Called once,
+    /// before the first connection; composites call it on every child.
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
     }
 
     /// A connection is open; `req` is its handshake request.
@@ -254,6 +276,9 @@ impl<A: Application + ?Sized> Application for Box<A> {
     fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
         (**self).http(ctx, conn, req)
     }
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        (**self).on_start(ctx)
+    }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         (**self).on_open(ctx, conn, req)
     }
@@ -280,6 +305,9 @@ macro_rules! delegate_events {
     ($inner:ident) => {
         fn protocols(&self) -> &[&str] {
             self.$inner.protocols()
+        }
+        fn on_start(&mut self, ctx: &mut Context<'_>) {
+            self.$inner.on_start(ctx)
         }
         fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
             self.$inner.on_open(ctx, conn, req)

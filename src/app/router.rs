@@ -81,6 +81,9 @@ impl Application for Aggregate {
         }
         Http::Pass
     }
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        self.each(ctx, |c, ctx| c.on_start(ctx));
+    }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         self.each(ctx, |c, ctx| c.on_open(ctx, conn, req));
     }
@@ -201,6 +204,11 @@ impl Application for Router {
         let decision = ctx.child(i, |ctx| app.accept(ctx, conn, req))?;
         self.by_conn.insert(conn, i as u32);
         Ok(decision)
+    }
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        for (i, (_, app)) in self.routes.iter_mut().enumerate() {
+            ctx.child(i, |ctx| app.on_start(ctx));
+        }
     }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         if !self.by_conn.contains(conn) {

@@ -13,9 +13,12 @@ use crate::app::{ConnError, ConnId, Page, Reject, Request};
 use crate::config::Config;
 use crate::http::{HeadLimits, HeadScanner};
 use crate::metrics::Metrics;
+use crate::session::Session;
 use crate::ws::{self, Connection};
 use slab::Slab;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where a connection is in its life.
@@ -82,6 +85,14 @@ impl Op {
                 | (Op::Respond(..), Phase::HttpWaiting(_))
         )
     }
+}
+
+/// What apps attached to one connection.
+#[derive(Default)]
+pub(crate) struct Attached {
+    pub session: Option<Arc<Session>>,
+    pub user: Option<Arc<str>>,
+    pub data: Option<Arc<serde_json::Value>>,
 }
 
 /// One client connection's protocol state (its socket is the server's).
@@ -202,6 +213,13 @@ pub(crate) struct Core {
     pub outbound: Outbound,
     /// Where inboxes send (set by the server; the harness has none).
     pub inbox: Option<InboxTx>,
+    /// What apps attached to connections (sessions, users), beside the
+    /// slab so that connections without any cost nothing.
+    pub attached: HashMap<ConnId, Attached>,
+    /// Which apps subscribed to which topics.
+    pub bus: super::bus::Bus,
+    /// Which apps take the messages of each ZeroMQ listener.
+    pub zmq: super::zmq::ZmqRoutes,
     /// Gauges of the server (listeners) for `/metrics`.
     pub listeners: usize,
 }
@@ -227,6 +245,9 @@ impl Core {
             ops: Vec::new(),
             outbound: Outbound::new(&cfg),
             inbox: None,
+            attached: HashMap::new(),
+            bus: super::bus::Bus::default(),
+            zmq: super::zmq::ZmqRoutes::default(),
             listeners: 0,
             cfg,
         }
@@ -249,7 +270,21 @@ impl Core {
             connections: self.conns.len(),
             websockets: self.conns.iter().filter(|(_, c)| c.ws_open()).count(),
             timers: self.timers.len(),
+            bus_topics: self.bus.topic_count(),
         }
+    }
+
+    /// Takes connection `key` out of the slab, with what was attached to it.
+    pub fn remove(&mut self, key: usize) -> Conn {
+        let conn = self.conns.remove(key);
+        self.attached.remove(&conn.id);
+        conn
+    }
+
+    /// The attachments of `id`, made if it is open and has none yet.
+    pub fn attached_mut(&mut self, id: ConnId) -> Option<&mut Attached> {
+        self.key_of(id)?;
+        Some(self.attached.entry(id).or_default())
     }
 
     /// The slot of `id`, if that connection still occupies it.

@@ -74,7 +74,7 @@ impl<A: Application> Harness<A> {
     pub fn advance(&mut self, by: std::time::Duration) {
         self.core.now += by;
         for key in self.core.sweep() {
-            self.core.conns.remove(key);
+            self.core.remove(key);
         }
         while let Some(timer) = self.core.timers.pop_due(self.core.now) {
             call(&mut self.core, &mut self.app, 0, "on_timer", |a, ctx| {
@@ -107,7 +107,7 @@ impl<A: Application> Harness<A> {
         }
         while let Some((key, why)) = self.core.doomed.pop() {
             dispatch::doomed(&mut self.core, &mut self.app, key, why);
-            self.core.conns.remove(key);
+            self.core.remove(key);
         }
         self.core.dirty.clear();
         self.core.held.clear();

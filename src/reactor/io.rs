@@ -32,7 +32,8 @@ impl Server {
             match listener.accept() {
                 Ok((sock, peer)) => {
                     self.core.metrics.connections_accepted += 1;
-                    self.admit(sock, peer, index)
+                    let app = self.listeners[index].app;
+                    self.admit(sock, peer, app)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -291,7 +292,7 @@ impl Server {
         if !self.core.conns.contains(key) {
             return;
         }
-        let mut conn = self.core.conns.remove(key);
+        let mut conn = self.core.remove(key);
         if let Some(mut sock) = self.socks.get_mut(key).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut sock);
         }
@@ -370,11 +371,28 @@ impl Server {
         };
         let ticket = done.ticket;
         let core = &mut self.core;
-        done.reply.with_reply(|reply| {
+        let mut reply = done.reply;
+        let mut receipt = None;
+        match &mut reply {
+            super::outbound::DoneReply::Bus { receipt: r, .. } => {
+                if !core.bus.is_subscribed(ticket) {
+                    return; // unsubscribed after the event was queued
+                }
+                receipt = *r;
+            }
+            super::outbound::DoneReply::Published(n) => *n = core.bus.take_receipt(ticket),
+            _ => {}
+        }
+        let before = core.metrics.messages_out;
+        reply.with_reply(|reply| {
             call(core, &mut **app, root, "on_reply", |a, ctx| {
                 a.on_reply(ctx, ticket, reply)
             })
         });
+        if let Some(receipt) = receipt {
+            let reached = core.metrics.messages_out - before;
+            core.bus.add_delivered(receipt, reached as usize);
+        }
     }
 
     /// Values other threads sent through inboxes.

@@ -12,6 +12,7 @@
 //! interest is registered only while output is pending.
 
 mod buf;
+mod bus;
 mod core;
 mod dispatch;
 mod handshake;
@@ -21,6 +22,7 @@ mod lifecycle;
 mod outbound;
 mod sink;
 mod timers;
+mod zmq;
 
 #[doc(hidden)]
 pub mod harness;
@@ -51,6 +53,11 @@ const OUT_BASE: usize = usize::MAX / 2;
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 1024;
+/// ZeroMQ listeners, below the WebSocket ones.
+const ZMQ_LISTENER_BASE: usize = LISTENER_BASE - zmq::MAX_ZMQ_LISTENERS;
+/// Accepted ZeroMQ peers, by key, between the outbound sockets and the
+/// listeners.
+const ZMQ_BASE: usize = OUT_BASE + usize::MAX / 4;
 
 /// Reads per connection per turn before others get their go.
 const READS_PER_TURN: usize = 16;
@@ -86,6 +93,8 @@ struct Listener {
     addr: SocketAddr,
     /// Retry accepting at this time (after EMFILE, or a full turn).
     again_at: Option<Instant>,
+    /// The root app serving it (an index into `Server::apps`).
+    app: usize,
 }
 
 /// A WebSocket server: one reactor, one or more listeners, each serving
@@ -95,6 +104,8 @@ pub struct Server {
     listeners: Vec<Listener>,
     /// The app of each listener, by listener index.
     apps: Vec<Box<dyn Application>>,
+    /// `on_start` was called.
+    started: bool,
     core: Core,
     rbuf: Vec<u8>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -116,6 +127,13 @@ pub struct Server {
     per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
     /// Jitter for reconnect back-off (xorshift64).
     rng: u64,
+    /// ZeroMQ PULL listeners and their accepted peers (token
+    /// `ZMQ_BASE + key`), a read buffer for them, and listeners to accept
+    /// on again.
+    zmq_listeners: Vec<zmq::ZmqListener>,
+    zmq_peers: Slab<zmq::ZmqPeer>,
+    zmq_buf: Vec<u8>,
+    zmq_again: Vec<usize>,
 }
 
 impl Server {
@@ -132,6 +150,7 @@ impl Server {
             poll,
             listeners: Vec::new(),
             apps: Vec::new(),
+            started: false,
             core,
             rbuf: vec![0; READ_BUFFER],
             signals: None,
@@ -142,6 +161,10 @@ impl Server {
             next_sweep: Instant::now(),
             shutdown_deadline: None,
             last_accept_error_log: None,
+            zmq_listeners: Vec::new(),
+            zmq_peers: Slab::new(),
+            zmq_buf: Vec::new(),
+            zmq_again: Vec::new(),
             next_generation: 0,
             socks: Vec::new(),
             out: Slab::new(),
@@ -176,14 +199,31 @@ impl Server {
             Token(LISTENER_BASE + index),
             Interest::READABLE,
         )?;
+        let root = self.apps.len();
+        if root >= usize::from(u16::MAX) {
+            return Err(stdio::Error::other("too many applications"));
+        }
         self.listeners.push(Listener {
             sock: Some(sock),
             addr: bound,
             again_at: None,
+            app: root,
         });
         self.apps.push(Box::new(app));
         self.core.listeners = self.listeners.len();
         Ok(bound)
+    }
+
+    /// Adds an app that serves no listener: it gets `on_start`, its
+    /// timers and the replies to what it started (Redis subscriptions,
+    /// bus subscriptions, outbound requests, inboxes), never a connection.
+    /// For ingresses such as [`crate::app::RedisPush`].
+    pub fn add_service(&mut self, app: impl Application + 'static) -> stdio::Result<()> {
+        if self.apps.len() >= usize::from(u16::MAX) {
+            return Err(stdio::Error::other("too many applications"));
+        }
+        self.apps.push(Box::new(app));
+        Ok(())
     }
 
     /// Registers a Redis server (`redis://[:password@]host:port/db`) apps
@@ -193,6 +233,11 @@ impl Server {
     pub fn add_redis(&mut self, url: &str) -> stdio::Result<RedisId> {
         let url = RedisUrl::parse(url)
             .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e.to_string()))?;
+        self.add_redis_url(url)
+    }
+
+    /// [`Server::add_redis`] with a parsed URL.
+    pub fn add_redis_url(&mut self, url: RedisUrl) -> stdio::Result<RedisId> {
         let addr = url
             .addr()
             .to_socket_addrs()?
@@ -248,6 +293,7 @@ impl Server {
 
     /// Serves until shut down.
     pub fn run(&mut self) -> stdio::Result<()> {
+        self.start_apps();
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -262,6 +308,11 @@ impl Server {
                     WAKER => self.take_inbox(),
                     SIGNALS => self.take_signals(),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= ZMQ_LISTENER_BASE => self.zmq_accept(t - ZMQ_LISTENER_BASE),
+                    Token(t) if t >= ZMQ_BASE => self.zmq_ready(
+                        t - ZMQ_BASE,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                    ),
                     Token(t) if t >= OUT_BASE => self.outbound_ready(t - OUT_BASE, event),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -286,6 +337,20 @@ impl Server {
         }
     }
 
+    /// Calls every root app's `on_start`, once.
+    fn start_apps(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        self.core.now = Instant::now();
+        for (root, app) in self.apps.iter_mut().enumerate() {
+            dispatch::call(&mut self.core, &mut **app, root, "on_start", |a, ctx| {
+                a.on_start(ctx)
+            });
+        }
+        self.settle();
+    }
+
     /// Everything after the readiness events of one turn.
     fn after_events(&mut self) {
         for key in std::mem::take(&mut self.again) {
@@ -300,6 +365,7 @@ impl Server {
                 self.accept(i);
             }
         }
+        self.zmq_accept_again();
         self.fire_timers();
         if self.core.now >= self.next_sweep {
             self.sweep();
@@ -337,6 +403,7 @@ impl Server {
 
     fn poll_timeout(&self) -> Duration {
         let busy = !self.again.is_empty()
+            || !self.zmq_again.is_empty()
             || !self.core.dirty.is_empty()
             || !self.core.ops.is_empty()
             || !self.core.outbound.done.is_empty()

@@ -3,9 +3,13 @@
 //! outbound requests, inboxes), over the sans-IO `Core`.
 
 use super::core::{Core, Op, ensure_out};
-use crate::app::{ConnId, Message, Page, RedisId, Reject, Route, Sink, Ticket, TimerId};
+use super::outbound::{Done, DoneReply};
+use crate::app::{ConnId, Message, Page, RedisId, Reject, Route, Sink, Ticket, TimerId, ZmqId};
+use crate::bus::Event;
 use crate::clients::http;
+use crate::session::Session;
 use crate::ws::{OpCode, close, frame};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Core {
@@ -198,6 +202,15 @@ impl Sink for Core {
         self.now
     }
 
+    fn is_deciding(&self, conn: ConnId) -> bool {
+        self.key_of(conn).is_some_and(|k| {
+            matches!(
+                self.conns[k].phase,
+                super::core::Phase::Deciding(_) | super::core::Phase::HttpWaiting(_)
+            )
+        })
+    }
+
     fn accept(&mut self, conn: ConnId, protocol: Option<String>) -> bool {
         self.decide(Op::Accept(conn, protocol))
     }
@@ -259,5 +272,76 @@ impl Sink for Core {
 
     fn metrics_text(&self) -> String {
         self.metrics.render(self.gauges())
+    }
+
+    fn session(&self, conn: ConnId) -> Option<Arc<Session>> {
+        self.attached.get(&conn)?.session.clone()
+    }
+
+    fn set_session(&mut self, conn: ConnId, session: Option<Arc<Session>>) -> bool {
+        self.attached_mut(conn)
+            .map(|a| a.session = session)
+            .is_some()
+    }
+
+    fn user(&self, conn: ConnId) -> Option<Arc<str>> {
+        self.attached.get(&conn)?.user.clone()
+    }
+
+    fn set_user(&mut self, conn: ConnId, user: Option<Arc<str>>) -> bool {
+        self.attached_mut(conn).map(|a| a.user = user).is_some()
+    }
+
+    fn count(&mut self, family: &'static str, outcome: &'static str) {
+        self.metrics.count(family, outcome);
+    }
+
+    fn data(&self, conn: ConnId) -> Option<Arc<serde_json::Value>> {
+        self.attached.get(&conn)?.data.clone()
+    }
+
+    fn set_data(&mut self, conn: ConnId, data: Option<Arc<serde_json::Value>>) -> bool {
+        self.attached_mut(conn).map(|a| a.data = data).is_some()
+    }
+
+    fn zmq_pull(&mut self, source: ZmqId, route: Route) -> Option<Ticket> {
+        let ticket = self.outbound.ticket(route);
+        self.zmq
+            .subscribers
+            .get_mut(source.0 as usize)?
+            .push(ticket);
+        Some(ticket)
+    }
+
+    fn bus_subscribe(&mut self, topic: &str, route: Route) -> Option<Ticket> {
+        let ticket = self.outbound.ticket(route);
+        self.bus.subscribe(topic, ticket);
+        Some(ticket)
+    }
+
+    fn bus_unsubscribe(&mut self, subscription: Ticket) -> bool {
+        self.bus.unsubscribe(subscription)
+    }
+
+    fn bus_publish(&mut self, event: Event, route: Route, receipt: bool) -> Option<Ticket> {
+        let receipt = receipt.then(|| self.outbound.ticket(route));
+        if let Some(r) = receipt {
+            self.bus.expect_receipt(r);
+        }
+        let event = Arc::new(event);
+        for &sub in self.bus.subscribers(&event.topic) {
+            let reply = DoneReply::Bus {
+                event: event.clone(),
+                receipt,
+            };
+            self.outbound.done.push(Done::new(sub, reply));
+        }
+        self.metrics.bus_events += 1;
+        if let Some(r) = receipt {
+            self.outbound
+                .done
+                .push(Done::new(r, DoneReply::Published(0)));
+        }
+        receipt
     }
 }

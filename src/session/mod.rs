@@ -14,3 +14,9 @@ pub use json::{from_json, value_to_json};
 pub use path::PathError;
 pub use serialize::{DecodeError, decode_value, encode_value};
 pub use value::{Key, Object, Value};
+
+pub mod files;
+mod settings;
+pub use settings::{DEFAULT_PREFIX, HELP as OPTIONS_HELP, SessionSettings};
+mod store;
+pub use store::{Patch, Session, StoreError, StoreSpec, cookie, file_path, valid_id};

@@ -14,10 +14,12 @@
 //! See `docs/wamp.md`.
 
 mod broker;
+pub mod push;
 mod server;
 pub mod v1;
 
-pub use broker::{Broker, CallError, ERROR_NO_SUCH_PROCEDURE};
+pub use broker::{Broker, CallError, ERROR_BACKEND, ERROR_BUSY, ERROR_NO_SUCH_PROCEDURE, Forward};
 pub use server::{
-    Call, ERROR_INVALID_CALL, MAX_PREFIXES, MAX_SUBSCRIPTIONS, WampApp, WampContext, WampServer,
+    Call, ERROR_INVALID_CALL, MAX_PREFIXES, MAX_SUBSCRIPTIONS, Subscribe, WampApp, WampContext,
+    WampServer,
 };

@@ -26,6 +26,27 @@ pub struct Call {
     pub id: String,
 }
 
+/// The answer to a SUBSCRIBE (see [`WampApp::on_subscribe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscribe {
+    /// Subscribed now.
+    Allow,
+    /// Not subscribed.
+    Refuse,
+    /// The app decides later; it calls [`WampContext::subscribe`] to allow.
+    Later,
+}
+
+impl From<bool> for Subscribe {
+    fn from(allow: bool) -> Subscribe {
+        if allow {
+            Subscribe::Allow
+        } else {
+            Subscribe::Refuse
+        }
+    }
+}
+
 /// A WAMP v1 application: the shape of Ratchet's `WampServerInterface`.
 /// URIs given to it are full URIs (CURIEs already expanded).
 pub trait WampApp {
@@ -49,10 +70,17 @@ pub trait WampApp {
         args: &[Value],
     );
 
-    /// A session asks to subscribe; return false to refuse.
-    fn on_subscribe(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId, topic: &str) -> bool {
+    /// A session asks to subscribe: allow, refuse (WAMP v1 has no error
+    /// reply: the client just gets no events), or decide later with
+    /// [`WampContext::subscribe`]. The default allows.
+    fn on_subscribe(
+        &mut self,
+        ctx: &mut WampContext<'_, '_>,
+        conn: ConnId,
+        topic: &str,
+    ) -> Subscribe {
         let _ = (ctx, conn, topic);
-        true
+        Subscribe::Allow
     }
 
     /// A session unsubscribed (it was subscribed).
@@ -103,6 +131,12 @@ pub struct WampState {
     /// Subscribers of each topic, in subscription order. A topic with no
     /// subscribers is removed.
     topics: HashMap<String, Vec<ConnId>>,
+    /// The bus subscription of each topic with subscribers here, and
+    /// back: pushes from the backend arrive through the bus.
+    bus: HashMap<String, Ticket>,
+    bus_topics: HashMap<Ticket, String>,
+    /// Bus subscriptions to end after the current change.
+    bus_gone: Vec<Ticket>,
 }
 
 impl WampState {
@@ -119,6 +153,69 @@ impl WampState {
         uri.to_owned()
     }
 
+    /// Queues the bus unsubscription of a topic that lost its last
+    /// subscriber (applied by [`WampState::sync_bus`]).
+    fn drop_bus(&mut self, topic: &str) {
+        if let Some(ticket) = self.bus.remove(topic) {
+            self.bus_topics.remove(&ticket);
+            self.bus_gone.push(ticket);
+        }
+    }
+
+    /// Tells the bus which subscriptions ended.
+    fn sync_bus(&mut self, ctx: &mut Context<'_>) {
+        for ticket in self.bus_gone.drain(..) {
+            ctx.bus_unsubscribe(ticket);
+        }
+    }
+
+    /// Delivers a bus event to this server's subscribers of its topic:
+    /// minus `exclude`, only `eligible` if given, only `user`'s
+    /// connections if set. The payload is copied, not re-encoded.
+    fn deliver(&self, ctx: &mut Context<'_>, event: &crate::bus::Event) -> usize {
+        let Some(subs) = self.topics.get(&event.topic) else {
+            return 0;
+        };
+        let lookup = |ids: &[String]| -> Vec<ConnId> {
+            ids.iter()
+                .filter_map(|id| self.by_session_id.get(id).copied())
+                .collect()
+        };
+        let excluded = lookup(&event.exclude);
+        let eligible = event.eligible.as_deref().map(lookup);
+        let text = v1::event_raw(&event.topic, &event.data);
+        let user = event.user.as_deref();
+        let targets: Vec<ConnId> = subs
+            .iter()
+            .copied()
+            .filter(|c| !excluded.contains(c))
+            .filter(|c| eligible.as_ref().is_none_or(|e| e.contains(c)))
+            .filter(|c| user.is_none_or(|u| ctx.user(*c).as_deref() == Some(u)))
+            .collect();
+        ctx.broadcast(targets, Message::Text(&text))
+    }
+
+    /// Subscribes `conn` to `topic` (and this server to the topic on the
+    /// bus, for its first subscriber); false if the session is gone,
+    /// already subscribed or at its subscription limit.
+    fn add_subscription(&mut self, ctx: &mut Context<'_>, conn: ConnId, topic: String) -> bool {
+        let Some(session) = self.sessions.get_mut(conn) else {
+            return false;
+        };
+        if session.topics.contains(&topic) || session.topics.len() >= MAX_SUBSCRIPTIONS {
+            return false;
+        }
+        session.topics.push(topic.clone());
+        if !self.bus.contains_key(&topic)
+            && let Some(ticket) = ctx.bus_subscribe(&topic)
+        {
+            self.bus.insert(topic.clone(), ticket);
+            self.bus_topics.insert(ticket, topic.clone());
+        }
+        self.topics.entry(topic).or_default().push(conn);
+        true
+    }
+
     fn unsubscribe(&mut self, conn: ConnId, topic: &str) -> bool {
         let Some(subs) = self.topics.get_mut(topic) else {
             return false;
@@ -129,6 +226,7 @@ impl WampState {
         subs.remove(pos);
         if subs.is_empty() {
             self.topics.remove(topic);
+            self.drop_bus(topic);
         }
         if let Some(s) = self.sessions.get_mut(conn) {
             s.topics.retain(|t| t != topic);
@@ -211,6 +309,27 @@ impl<'c, 'a> WampContext<'c, 'a> {
     /// The WAMP session id of a connection.
     pub fn session_id(&self, conn: ConnId) -> Option<&str> {
         self.state.sessions.get(conn).map(|s| s.id.as_str())
+    }
+
+    /// The PHP session attached to a connection (see
+    /// [`crate::app::SessionProvider`]); not to be confused with the WAMP
+    /// session of [`Self::session_id`].
+    pub fn php_session(&self, conn: ConnId) -> Option<std::sync::Arc<crate::session::Session>> {
+        self.ctx.session(conn)
+    }
+
+    /// The user a connection belongs to (from its PHP session, or set by
+    /// an app).
+    pub fn user(&self, conn: ConnId) -> Option<std::sync::Arc<str>> {
+        self.ctx.user(conn)
+    }
+
+    /// Completes a subscription the app answered [`Subscribe::Later`]:
+    /// `conn` gets `topic`'s events from now on. False if the session is
+    /// gone, already subscribed or at its subscription limit.
+    pub fn subscribe(&mut self, conn: ConnId, topic: &str) -> bool {
+        self.state
+            .add_subscription(self.ctx, conn, topic.to_owned())
     }
 
     /// The connection of a WAMP session id.
@@ -326,20 +445,22 @@ impl<A: WampApp> WampServer<A> {
                 if session.topics.len() >= MAX_SUBSCRIPTIONS {
                     return self.protocol_error(ctx, conn, close::POLICY, "too many subscriptions");
                 }
-                let mut allowed = false;
-                self.split(ctx, |app, w| allowed = app.on_subscribe(w, conn, &topic));
-                if !allowed {
-                    log::debug!("{conn}: subscription to {topic} refused by the application");
-                    return;
-                }
-                if let Some(session) = self.state.sessions.get_mut(conn) {
-                    session.topics.push(topic.clone());
-                    self.state.topics.entry(topic).or_default().push(conn);
+                let mut decision = Subscribe::Refuse;
+                self.split(ctx, |app, w| decision = app.on_subscribe(w, conn, &topic));
+                match decision {
+                    Subscribe::Allow => {
+                        self.state.add_subscription(ctx, conn, topic);
+                    }
+                    Subscribe::Refuse => {
+                        log::debug!("{conn}: subscription to {topic} refused by the application");
+                    }
+                    Subscribe::Later => {}
                 }
             }
             Incoming::Unsubscribe { topic } => {
                 let topic = self.state.expand(conn, &topic);
                 if self.state.unsubscribe(conn, &topic) {
+                    self.state.sync_bus(ctx);
                     self.split(ctx, |app, w| app.on_unsubscribe(w, conn, &topic));
                 }
             }
@@ -428,9 +549,11 @@ impl<A: WampApp> Application for WampServer<A> {
                 subs.retain(|c| *c != conn);
                 if subs.is_empty() {
                     self.state.topics.remove(topic);
+                    self.state.drop_bus(topic);
                 }
             }
         }
+        self.state.sync_bus(ctx);
         self.split(ctx, |app, w| app.on_close(w, conn));
     }
 
@@ -439,6 +562,12 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        if let Reply::Bus(event) = reply
+            && self.state.bus_topics.contains_key(&ticket)
+        {
+            self.state.deliver(ctx, event);
+            return;
+        }
         self.split(ctx, |app, w| app.on_reply(w, ticket, reply));
     }
 }

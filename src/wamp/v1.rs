@@ -285,6 +285,11 @@ pub fn event(topic: &str, event: &Value) -> String {
     format!("[8,{},{}]", Value::from(topic), event)
 }
 
+/// EVENT with a payload that is already JSON text (from the bus).
+pub fn event_raw(topic: &str, event_json: &str) -> String {
+    format!("[8,{},{event_json}]", Value::from(topic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

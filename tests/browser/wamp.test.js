@@ -24,7 +24,12 @@ function until(page, fn, arg) {
   return page.waitForFunction(fn, arg, { polling: 20 });
 }
 
+// POST /publish is served (on the public port: no --admin-listen here)
+// when the server has a secret.
+const PUBLISH_SECRET = `browser-${process.pid}-${Date.now()}`;
+
 before(async () => {
+  process.env.SPROCKET_PUBLISH_SECRET = PUBLISH_SECRET;
   server = await startSprocket();
   browser = await launchBrowser();
   a = await openDemo();
@@ -237,6 +242,31 @@ test("client API: every publish form, then unsubscribe", async () => {
     return window.demo.session.call("urn:sprocket:echo", "sync");
   }, TOPIC);
   await publish(["back"], [ev("back")], [ev("back")]);
+});
+
+test("a push from the backend (POST /publish) reaches the pages' subscriptions", async () => {
+  const TOPIC = "urn:sprocket:browser:pushed";
+  for (const page of [a, b]) {
+    await page.evaluate((TOPIC) => {
+      window.pushed = [];
+      window.demo.session.subscribe(TOPIC, (event) => window.pushed.push(event));
+      return window.demo.session.call("urn:sprocket:echo", "sync");
+    }, TOPIC);
+  }
+  const res = await fetch(server.url + "/publish", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${PUBLISH_SECRET}`, "Content-Type": "application/json" },
+    body: JSON.stringify([
+      { topic: TOPIC, data: { from: "php", items: [1, 2] } },
+      { topic: TOPIC, data: "only b", exclude: [a.sessionId] },
+    ]),
+  });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { delivered: 3 });
+  await until(b, () => window.pushed.length >= 2);
+  assert.deepEqual(await b.evaluate(() => window.pushed), [{ from: "php", items: [1, 2] }, "only b"]);
+  await a.evaluate(() => window.demo.session.call("urn:sprocket:echo", "sync"));
+  assert.deepEqual(await a.evaluate(() => window.pushed), [{ from: "php", items: [1, 2] }]);
 });
 
 test("no page logged an error", async () => {

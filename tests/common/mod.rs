@@ -2,6 +2,7 @@
 //! The client speaks bytes, so tests can send anything a hostile peer could.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod services;
 
 use sprocket::{Application, Config, Server, ShutdownHandle};

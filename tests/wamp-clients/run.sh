@@ -97,7 +97,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Port 0: the server picks a free port and logs it.
-RUST_LOG=${RUST_LOG:-info} "$SPROCKET_BIN" --listen 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
+# Pushes from the backend come in through POST /publish on the admin port.
+PUBLISH_SECRET=interop-$$-$RANDOM
+export PUBLISH_SECRET
+SPROCKET_PUBLISH_SECRET=$PUBLISH_SECRET RUST_LOG=${RUST_LOG:-info} \
+    "$SPROCKET_BIN" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 ADDR=
 deadline=$((SECONDS + 20))
@@ -111,7 +115,10 @@ while [ -z "$ADDR" ]; do
     [ -n "$ADDR" ] || sleep 0.05
 done
 URL=ws://$ADDR/wamp
-log "sprocket at $URL (log: $SERVER_LOG)"
+ADMIN=$(sed -n 's|.*admin on http://\([^ ]*\).*|\1|p' "$SERVER_LOG" | head -n 1)
+[ -n "$ADMIN" ] || die "server did not report its admin address"
+export PUBLISH_URL=http://$ADMIN/publish
+log "sprocket at $URL, pushes to $PUBLISH_URL (log: $SERVER_LOG)"
 
 # --- 4. The clients ----------------------------------------------------------
 failed=()

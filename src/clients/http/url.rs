@@ -152,6 +152,13 @@ impl Url {
     }
 }
 
+/// `http://authority/target`, as it was parsed.
+impl std::fmt::Display for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.origin.authority(), self.target)
+    }
+}
+
 /// Splits `host[:port]`; the port defaults to 80, an empty one too (RFC 3986 §3.2.3).
 fn split_port(authority: &str) -> Result<(&str, u16), UrlError> {
     let colon = if authority.starts_with('[') {

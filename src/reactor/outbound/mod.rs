@@ -80,6 +80,14 @@ pub(crate) enum DoneReply {
         payload: Vec<u8>,
     },
     Inbox(Box<dyn Any + Send>),
+    /// An event on a topic the app subscribed to on the bus; what its
+    /// delivery reaches counts towards `receipt`.
+    Bus {
+        event: std::sync::Arc<crate::bus::Event>,
+        receipt: Option<Ticket>,
+    },
+    /// How many connections a publish reached (filled in at delivery).
+    Published(usize),
 }
 
 impl DoneReply {
@@ -98,6 +106,8 @@ impl DoneReply {
                 payload: &payload,
             }),
             DoneReply::Inbox(v) => f(Reply::Inbox(v)),
+            DoneReply::Bus { event, .. } => f(Reply::Bus(&event)),
+            DoneReply::Published(delivered) => f(Reply::Published { delivered }),
         }
     }
 }

@@ -1,9 +1,11 @@
 // Drives a running sprocket's WAMP v1 broker with npm `wamp1` (0.0.3), a
 // client this project did not write, over npm `ws`. Three sessions check
-// prefix, call, call errors, subscribe, every publish form and unsubscribe,
+// prefix, call, call errors, subscribe, every publish form, unsubscribe and
+// a push from the backend (POST /publish),
 // asserting exactly which session receives what.
 //
-// Usage: node client.js ws://127.0.0.1:PORT/wamp
+// Usage: PUBLISH_URL=http://127.0.0.1:PORT/publish PUBLISH_SECRET=S \
+//        node client.js ws://127.0.0.1:PORT/wamp
 // Exit status: 0 when everything matched; 1 with a FAIL line otherwise.
 //
 // About wamp1: it sends URIs and CURIEs as given (the server expands
@@ -20,6 +22,9 @@ const WebSocket = require("ws");
 const Wamp = require("wamp1");
 
 const URL_ = process.argv[2];
+// POST /publish of the binary's admin listener, and its bearer secret.
+const PUBLISH_URL = process.env.PUBLISH_URL;
+const PUBLISH_SECRET = process.env.PUBLISH_SECRET;
 const TOPIC = "http://example.com/wamp1/topic";
 const MARK = "http://example.com/wamp1/marker";
 const QUIET_MS = 200;
@@ -105,7 +110,9 @@ async function sync(s) {
 }
 
 async function main() {
-  if (!URL_) fail("usage: node client.js ws://HOST:PORT/wamp");
+  if (!URL_ || !PUBLISH_URL || !PUBLISH_SECRET) {
+    fail("usage: PUBLISH_URL=http://HOST:PORT/publish PUBLISH_SECRET=S node client.js ws://HOST:PORT/wamp");
+  }
   const [a, b, c] = await Promise.all([open("a"), open("b"), open("c")]);
   const all = [a, b, c];
 
@@ -185,6 +192,27 @@ async function main() {
   await step(c, [TOPIC, "again", [], []], [a, c], "again after b unsubscribed");
   assert.equal(b.socket.rawEvents.get(TOPIC), rawB, "the server sent b no EVENT after UNSUBSCRIBE");
   ok("unsubscribe: the server sends b nothing more on the topic");
+
+  // A push from the backend (POST /publish), excluding c by session id.
+  const PUSH = "urn:sprocket:pushed";
+  for (const s of all) {
+    s.subscribe(PUSH, (event) => s.got.push([PUSH, event]));
+    await sync(s);
+  }
+  const res = await fetch(PUBLISH_URL, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${PUBLISH_SECRET}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ topic: PUSH, data: { from: "backend", n: [1, 2] }, exclude: [idc] }),
+  });
+  assert.equal(res.status, 200, "POST /publish status");
+  assert.deepEqual(await res.json(), { delivered: 2 }, "POST /publish answer");
+  await waitFor("the pushed event", () => a.got.length >= 1 && b.got.length >= 1);
+  await sync(c);
+  for (const s of all) {
+    const expected = s === c ? [] : [[PUSH, { from: "backend", n: [1, 2] }]];
+    assert.deepEqual(s.got.splice(0), expected, `${s.name} after the push`);
+  }
+  ok("push from the backend: POST /publish reaches a and b, not the excluded c; delivered 2");
 
   // A quiet period: nothing else arrives anywhere.
   const before = all.map((s) => JSON.stringify([...s.socket.rawEvents]));

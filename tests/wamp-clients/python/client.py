@@ -2,11 +2,13 @@
 """Drives a running sprocket's WAMP v1 broker with AutobahnPython 0.8.15
 (module autobahn.wamp1, Twisted), a client this project did not write.
 Three sessions check prefix, call, call errors, subscribe, every publish
-form and unsubscribe, asserting exactly which session receives what, and
-the exact PUBLISH message the library puts on the wire for each call.
+form, unsubscribe and a push from the backend (POST /publish), asserting
+exactly which session receives what, and the exact PUBLISH message the
+library puts on the wire for each call.
 
 Usage (Python 2.7, with autobahn==0.8.15 and Twisted==20.3.0):
-    python client.py ws://127.0.0.1:PORT/wamp
+    PUBLISH_URL=http://127.0.0.1:PORT/publish PUBLISH_SECRET=S \
+        python client.py ws://127.0.0.1:PORT/wamp
 Exit status: 0 when everything matched; 1 with a FAIL line otherwise.
 
 About AutobahnPython 0.8.15's client (it was written for its own server,
@@ -27,14 +29,20 @@ from __future__ import print_function
 
 import json
 import re
+import os
 import sys
 
-from twisted.internet import defer, reactor, task
+import urllib2
+
+from twisted.internet import defer, reactor, task, threads
 
 from autobahn.twisted.websocket import connectWS
 from autobahn.wamp1.protocol import WampClientFactory, WampClientProtocol
 
 URL = sys.argv[1] if len(sys.argv) > 1 else None
+# POST /publish of the binary's admin listener, and its bearer secret.
+PUBLISH_URL = os.environ.get("PUBLISH_URL")
+PUBLISH_SECRET = os.environ.get("PUBLISH_SECRET")
 TOPIC = "http://example.com/autobahn/topic"
 MARK = "http://example.com/autobahn/marker"
 QUIET = 0.2
@@ -247,6 +255,24 @@ def run():
     expect(b.raw_events.get(TOPIC), raw_b, "EVENTs the server sent b after UNSUBSCRIBE")
     ok("unsubscribe: the server sends b nothing more on the topic")
 
+    # a push from the backend (POST /publish) to one session only
+    push_topic = "urn:sprocket:pushed"
+    for s in sessions:
+        s.subscribe(push_topic, lambda topic, event, s=s: s.got.append((topic, event)))
+        yield sync(s)
+    body = json.dumps({"topic": push_topic, "data": {"from": "backend"}, "eligible": [idb]})
+    request = urllib2.Request(PUBLISH_URL, body, {
+        "Authorization": "Bearer " + PUBLISH_SECRET, "Content-Type": "application/json"})
+    answer = yield threads.deferToThread(lambda: urllib2.urlopen(request, timeout=5).read())
+    expect(json.loads(answer), {"delivered": 1}, "POST /publish answer")
+    yield wait_for("the pushed event", lambda: len(b.got) >= 1)
+    for s in (a, c):
+        yield sync(s)
+    for s in sessions:
+        got, s.got[:] = list(s.got), []
+        expect(got, [(push_topic, {"from": "backend"})] if s is b else [], "%s after the push" % name[s])
+    ok("push from the backend: POST /publish with eligible=[b] reaches b only; delivered 1")
+
     # a quiet period: nothing else arrives anywhere
     before = [dict(s.raw_events) for s in sessions]
     yield sleep(QUIET)
@@ -263,8 +289,9 @@ def run():
 
 
 def main():
-    if not URL:
-        print("usage: python client.py ws://HOST:PORT/wamp", file=sys.stderr)
+    if not URL or not PUBLISH_URL or not PUBLISH_SECRET:
+        print("usage: PUBLISH_URL=http://HOST:PORT/publish PUBLISH_SECRET=S python client.py ws://HOST:PORT/wamp",
+              file=sys.stderr)
         sys.exit(2)
 
     def done(_):

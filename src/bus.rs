@@ -1,0 +1,33 @@
+//! Topic events as they travel between the apps of a process (and, with
+//! the Redis bus, between processes): what was published, to whom, and
+//! by whom. Each protocol's subscriber encodes its own frame from it
+//! (WAMP v1 `EVENT`, later v2 and Pusher), with `data` already JSON text
+//! so that nobody re-encodes the payload.
+
+/// One published event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The topic URI.
+    pub topic: String,
+    /// The event payload, as JSON text.
+    pub data: String,
+    /// Only connections of this user, if set.
+    pub user: Option<String>,
+    /// WAMP session ids not to deliver to.
+    pub exclude: Vec<String>,
+    /// If set, only these WAMP session ids.
+    pub eligible: Option<Vec<String>>,
+}
+
+impl Event {
+    /// An event for every subscriber of `topic`.
+    pub fn new(topic: impl Into<String>, data: &serde_json::Value) -> Event {
+        Event {
+            topic: topic.into(),
+            data: data.to_string(),
+            user: None,
+            exclude: Vec::new(),
+            eligible: None,
+        }
+    }
+}

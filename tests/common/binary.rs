@@ -1,0 +1,89 @@
+//! The `sprocket` binary as tests run it: started on port 0 (and an admin
+//! port when asked), its log read for the addresses, killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+/// A running binary.
+pub struct Running {
+    child: Child,
+    /// The public listener.
+    pub addr: SocketAddr,
+    /// The admin listener, when `--admin-listen` was given.
+    pub admin: Option<SocketAddr>,
+    /// Log lines after the one that said where it listens.
+    pub log: Receiver<String>,
+    /// The log lines up to and with that one.
+    pub startup: Vec<String>,
+}
+
+impl Running {
+    /// The first word after `marker` in the startup log.
+    pub fn logged_after(&self, marker: &str) -> Option<String> {
+        self.startup.iter().find_map(|line| {
+            let rest = line.split(marker).nth(1)?;
+            rest.split_whitespace().next().map(str::to_owned)
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bin` with `--listen 127.0.0.1:0`, `args` and `envs`.
+pub fn spawn(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut startup = Vec::new();
+    let found = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
+            break None;
+        };
+        startup.push(line.clone());
+        if let Some(rest) = line.split("listening on ws://").nth(1) {
+            let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let admin = line
+                .split("admin on http://")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(|a| a.parse().unwrap());
+            break Some((addr, admin));
+        }
+    };
+    let Some((addr, admin)) = found else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{} did not say where it listens", bin.display());
+    };
+    Running {
+        child,
+        addr,
+        admin,
+        log: rx,
+        startup,
+    }
+}
