@@ -36,7 +36,8 @@ fn free_port() -> u16 {
 fn sign_in(php: u16, user: u32) -> String {
     let raw = http_exchange(
         SocketAddr::from(([127, 0, 0, 1], php)),
-        format!("GET /login?user={user} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET /login?user={user} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     );
     assert_eq!(status_of(&raw), 303, "{raw}");
     raw.lines()
@@ -71,7 +72,8 @@ impl Page {
     fn call(&mut self, procedure: &str, arg: &str) -> (Value, Vec<Value>) {
         self.next += 1;
         let id = self.next.to_string();
-        self.c.send_text(&json!([2, id, procedure, arg]).to_string());
+        self.c
+            .send_text(&json!([2, id, procedure, arg]).to_string());
         let mut events = Vec::new();
         loop {
             let msg = self.recv();
@@ -125,7 +127,11 @@ fn form_locks_decided_in_php_and_seen_live() {
         Command::new("php")
             .args(["-d", "display_errors=stderr"])
             .args(["-d", &format!("session.save_path={}", tmp.display())])
-            .args(["-S", &format!("127.0.0.1:{php_port}"), &format!("{DIR}/backend.php")])
+            .args([
+                "-S",
+                &format!("127.0.0.1:{php_port}"),
+                &format!("{DIR}/backend.php"),
+            ])
             .env("PHP_CLI_SERVER_WORKERS", "4")
             .env("SPROCKET_PUBLISH_URL", format!("http://{admin}/publish"))
             .env("SPROCKET_PUBLISH_SECRET", SECRET)
@@ -150,7 +156,10 @@ fn form_locks_decided_in_php_and_seen_live() {
     let mut bob = Page::open(srv.addr, &sign_in(php_port, 2));
 
     let (answer, mut early) = ann.call("urn:form:lock", "invoice-17");
-    assert_eq!(answer, json!([3, "2", {"form": "invoice-17", "locked_by": "1"}]));
+    assert_eq!(
+        answer,
+        json!([3, "2", {"form": "invoice-17", "locked_by": "1"}])
+    );
     let locked = json!({"event": "locked", "form": "invoice-17", "locked_by": "1"});
     assert_eq!(ann.event(&mut early), locked);
     let (answer, mut early) = bob.call("urn:form:lock", "invoice-17");
@@ -170,12 +179,21 @@ fn form_locks_decided_in_php_and_seen_live() {
 
     // The entity is saved elsewhere: save.php pushes through ZeroMQ.
     let out = Command::new("php")
-        .args(["-d", "display_errors=stderr", &format!("{DIR}/save.php"), "zmq"])
+        .args([
+            "-d",
+            "display_errors=stderr",
+            &format!("{DIR}/save.php"),
+            "zmq",
+        ])
         .arg(format!("tcp://{zmq}"))
         .arg("invoice-17")
         .output()
         .unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for page in [&mut ann, &mut bob] {
         let event = page.event(&mut Vec::new());
         assert_eq!(event["event"], "updated", "{event}");

@@ -648,3 +648,87 @@ fn a_wamp_app_sees_the_session_and_its_user() {
         Read_::Timeout
     );
 }
+
+/// Asks for nothing, so it must be handed no reply and no timer: counts
+/// any it gets, and answers on open whether it sees a session.
+struct Strict(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl sprocket::Application for Strict {
+    fn on_open(
+        &mut self,
+        ctx: &mut sprocket::Context<'_>,
+        conn: sprocket::ConnId,
+        _: &sprocket::Request,
+    ) {
+        let has = ctx.session(conn).is_some();
+        ctx.send_text(conn, if has { "session" } else { "none" });
+    }
+    fn on_message(
+        &mut self,
+        _: &mut sprocket::Context<'_>,
+        _: sprocket::ConnId,
+        _: sprocket::Message<'_>,
+    ) {
+    }
+    fn on_close(&mut self, _: &mut sprocket::Context<'_>, _: sprocket::ConnId, _: u16, _: &str) {}
+    fn on_timer(&mut self, _: &mut sprocket::Context<'_>, _: sprocket::TimerId) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn on_reply(
+        &mut self,
+        _: &mut sprocket::Context<'_>,
+        _: sprocket::app::Ticket,
+        _: sprocket::app::Reply<'_>,
+    ) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn late_store_replies_never_reach_the_inner_app() {
+    use sprocket::app::{SessionOptions, SessionProvider, SessionStore};
+    use sprocket::session::Serializer;
+    let mut redis = RedisServer::start(None);
+    let port = redis.port;
+    let id = new_id();
+    php(&Store::Redis(&redis).ini("php"), NATIVE, &["write", &id]);
+    let url = redis.url("", 0);
+    let foreign = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = foreign.clone();
+    let srv = TestServer::start_with(sprocket::Config::default(), move |server| {
+        let redis = server.add_redis(&url).unwrap();
+        let store = SessionStore::redis(
+            redis,
+            "PHPREDIS_SESSION:",
+            Serializer::Php,
+            Duration::from_secs(1440),
+            Duration::from_millis(200),
+        );
+        SessionProvider::new(store, SessionOptions::default(), Strict(seen))
+    });
+    let good = cookie(&id);
+    let hello = |expect: &str| {
+        let mut c = Client::connect(srv.addr, "/", &[("Cookie", &good)]);
+        let got = c.read_text();
+        got == expect
+    };
+    assert!(hello("session"));
+    // Redis goes: reads time out (no session), their GETs wait for it.
+    redis.kill();
+    assert!(hello("none"));
+    assert!(hello("none"));
+    // Back: the waiting GETs are answered now, to nobody who still asks.
+    let redis = RedisServer::start_on(port, None);
+    php(&Store::Redis(&redis).ini("php"), NATIVE, &["write", &id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hello("session") {
+        assert!(Instant::now() < deadline, "reads never worked again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(hello("session"));
+    assert_eq!(
+        foreign.load(Ordering::SeqCst),
+        0,
+        "replies or timers leaked to the inner app"
+    );
+}

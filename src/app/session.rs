@@ -16,7 +16,7 @@ use crate::session::files::{FilesStore, Job};
 use crate::session::{
     Patch, Serializer, Session, SessionData, SessionSettings, StoreError, StoreSpec, decode, encode,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -194,6 +194,9 @@ pub struct SessionClient {
     tickets: HashMap<Ticket, u64>,
     /// Deadline and retry timers, and whether each is a retry.
     timers: HashMap<TimerId, (u64, bool)>,
+    /// Replies still to come for finished ops (and lock releases): ours,
+    /// and dropped.
+    stray: HashSet<Ticket>,
 }
 
 impl SessionClient {
@@ -206,6 +209,7 @@ impl SessionClient {
             ops: HashMap::new(),
             tickets: HashMap::new(),
             timers: HashMap::new(),
+            stray: HashSet::new(),
         }
     }
 
@@ -222,6 +226,7 @@ impl SessionClient {
     /// Whether `ticket` answers one of this client's requests.
     pub fn owns(&self, ticket: Ticket) -> bool {
         self.tickets.contains_key(&ticket)
+            || self.stray.contains(&ticket)
             || self.inbox.as_ref().is_some_and(|i| i.ticket() == ticket)
     }
 
@@ -361,6 +366,12 @@ impl SessionClient {
                 self.finish(ctx, files.op, files.result)
             }
             Reply::Redis(result) => {
+                if self.stray.remove(&ticket) {
+                    if let Ok(resp::Reply::Error(e)) = &result {
+                        log::warn!("session store: a late Redis reply was an error: {e}");
+                    }
+                    return None;
+                }
                 let op_id = self.tickets.remove(&ticket)?;
                 let reply = match result {
                     Ok(resp::Reply::Error(e)) => {
@@ -485,14 +496,36 @@ impl SessionClient {
     ) -> Option<Done> {
         let op = self.ops.remove(&op_id)?;
         ctx.cancel_timer(op.deadline);
-        self.timers.retain(|_, (o, _)| *o != op_id);
-        self.tickets.retain(|_, o| *o != op_id);
+        // Retry timers die with the op; replies still to come (an op that
+        // timed out, the lock's release) stay ours, to be dropped, so that
+        // they never reach another app sharing the route.
+        let timers: Vec<TimerId> = self
+            .timers
+            .iter()
+            .filter(|(_, (o, _))| *o == op_id)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in timers {
+            self.timers.remove(&t);
+            ctx.cancel_timer(t);
+        }
+        let stray = &mut self.stray;
+        self.tickets.retain(|t, o| {
+            let keep = *o != op_id;
+            if !keep {
+                stray.insert(*t);
+            }
+            keep
+        });
         if let (Some(token), Backend::Redis { server, prefix }) = (&op.token, &self.store.backend) {
             let key = format!("{prefix}{}_LOCK", op.id);
-            ctx.redis(
+            let release = ctx.redis(
                 *server,
                 &[b"EVAL", RELEASE, b"1", key.as_bytes(), token.as_bytes()],
             );
+            if let Some(t) = release {
+                self.stray.insert(t);
+            }
         }
         let write = op.patch.is_some();
         let family = if write {
