@@ -115,7 +115,7 @@ fn form_locks_decided_in_php_and_seen_live() {
             "--rpc-backend",
             &rpc,
             "--rpc-prefix",
-            "urn:form:",
+            "form-",
             "--push-zmq",
             "tcp://127.0.0.1:0",
         ],
@@ -155,23 +155,23 @@ fn form_locks_decided_in_php_and_seen_live() {
     let mut ann = Page::open(srv.addr, &sign_in(php_port, 1));
     let mut bob = Page::open(srv.addr, &sign_in(php_port, 2));
 
-    let (answer, mut early) = ann.call("urn:form:lock", "invoice-17");
+    let (answer, mut early) = ann.call("form-lock", "invoice-17");
     assert_eq!(
         answer,
         json!([3, "2", {"form": "invoice-17", "locked_by": "1"}])
     );
     let locked = json!({"event": "locked", "form": "invoice-17", "locked_by": "1"});
     assert_eq!(ann.event(&mut early), locked);
-    let (answer, mut early) = bob.call("urn:form:lock", "invoice-17");
+    let (answer, mut early) = bob.call("form-lock", "invoice-17");
     assert_eq!(
         answer,
         json!([4, "2", "urn:form:error:locked", "locked by user 1", {"locked_by": "1"}])
     );
     assert_eq!(bob.event(&mut early), locked, "bob saw ann's lock live");
-    let (answer, _) = bob.call("urn:form:unlock", "invoice-17");
+    let (answer, _) = bob.call("form-unlock", "invoice-17");
     assert_eq!(answer[2], "urn:form:error:not-yours", "{answer}");
 
-    let (answer, mut early) = ann.call("urn:form:unlock", "invoice-17");
+    let (answer, mut early) = ann.call("form-unlock", "invoice-17");
     assert_eq!(answer[2]["locked_by"], Value::Null, "{answer}");
     let unlocked = json!({"event": "unlocked", "form": "invoice-17", "locked_by": null});
     assert_eq!(ann.event(&mut early), unlocked);

@@ -5,11 +5,11 @@
 //   php -S 127.0.0.1:8000 examples/form-lock/backend.php
 //
 // and point sprocket at it: --rpc-backend http://127.0.0.1:8000/rpc
-// --rpc-prefix urn:form: (with --session-store and --session-user-key, so
+// --rpc-prefix form- (with --session-store and --session-user-key, so
 // that every call says which user makes it). It answers two procedures:
 //
-//   urn:form:lock   [form]  -> {"form", "locked_by"}   or CALLERROR urn:form:error:locked
-//   urn:form:unlock [form]  -> {"form", "locked_by": null} or CALLERROR urn:form:error:not-yours
+//   form-lock   [form]  -> {"form", "locked_by"}   or CALLERROR urn:form:error:locked
+//   form-unlock [form]  -> {"form", "locked_by": null} or CALLERROR urn:form:error:not-yours
 //
 // Lock state is PHP's, in a JSON file under flock (a database table in a
 // real app). Every change is pushed to the form's topic urn:form:<form>
@@ -89,7 +89,7 @@ if (!is_string($form) || !preg_match('/^[a-z0-9:_-]{1,64}$/', $form)) {
     return;
 }
 switch ($call['procedure']) {
-    case 'urn:form:lock':
+    case 'form-lock':
         $holder = with_locks(function ($locks) use ($form, $user) {
             $holder = $locks[$form] ?? $user;
             $locks[$form] = $holder;
@@ -103,7 +103,7 @@ switch ($call['procedure']) {
         push($form, ['event' => 'locked', 'form' => $form, 'locked_by' => $user]);
         reply(200, ['form' => $form, 'locked_by' => $user]);
         break;
-    case 'urn:form:unlock':
+    case 'form-unlock':
         $was = with_locks(function ($locks) use ($form, $user) {
             $was = $locks[$form] ?? null;
             if ($was === $user) {
