@@ -133,10 +133,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
         .route("/echo", Echo)
         .route("/chat", Chat::default())
         .route(opts.wamp_path.clone(), WampServer::new(broker));
-    let publish = secret
+    let mut publish = secret
         .as_ref()
         .map(|s| PushEndpoint::new(s.as_bytes(), opts.push.max_size, format.clone()));
-    let mut publish = publish;
     if opts.admin_listen.is_none() {
         router = router.route("/health", Admin).route("/metrics", Admin);
         if let Some(endpoint) = publish.take() {
