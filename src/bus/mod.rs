@@ -3,6 +3,20 @@
 //! by whom. Each protocol's subscriber encodes its own frame from it
 //! (WAMP v1 `EVENT`, later v2 and Pusher), with `data` already JSON text
 //! so that nobody re-encodes the payload.
+//!
+//! Across processes an event travels as an [`Envelope`] (`envelope`),
+//! numbered per origin and topic so that receivers see losses
+//! ([`Sequencer`], [`SeqTracker`] in `seq`); `docs/scaling.md` describes
+//! both.
+
+mod envelope;
+mod seq;
+
+pub use envelope::{
+    Envelope, EnvelopeError, Field, MAX_IDS, MAX_NAME_LEN, MAX_PAYLOAD, MAX_TOPIC_LEN, Origin,
+    VERSION,
+};
+pub use seq::{DEFAULT_CAP, Seen, SeqTracker, Sequencer};
 
 /// One published event.
 #[derive(Clone, Debug, PartialEq, Eq)]
