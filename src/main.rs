@@ -146,6 +146,17 @@ fn serve(mut opts: Options) -> Result<(), String> {
     let mut server =
         Server::new(opts.config).map_err(|e| format!("cannot start the reactor: {e}"))?;
     let sessions = SessionStore::from_settings(&opts.sessions, &mut server)?;
+    let backend_urls = [
+        &opts.backends.auth,
+        &opts.backends.rpc,
+        &opts.backends.subscribe,
+    ];
+    for url in backend_urls.into_iter().flatten() {
+        let addr = server
+            .resolve_http(url)
+            .map_err(|e| format!("cannot resolve the host of {url}: {e}"))?;
+        log::debug!("{url}: dialling {addr}");
+    }
     let routes: Box<dyn Application> = match &opts.backends.auth {
         Some(url) => {
             log::info!("connect authorisation: {url}");

@@ -462,3 +462,33 @@ fn redis_auth_and_select_from_the_url() {
     assert!(answer.starts_with("error: "), "{answer}");
     srv.client("/echo").echo("still fine");
 }
+
+#[test]
+fn a_backend_by_name_resolved_before_the_reactor_runs() {
+    let backend = Backend::start();
+    let port = backend.port;
+    let srv = TestServer::start_with(Config::default(), move |server: &mut Server| {
+        // As curl's --resolve: the name is dialled at this address, and
+        // requests still say Host: backend.test.
+        server.add_http_host("Backend.Test", port, ([127, 0, 0, 1], port).into());
+        let named = Url::parse(&format!("http://localhost:{port}/")).unwrap();
+        server.resolve_http(&named).expect("localhost resolves");
+        let forward = |base: String| Forward {
+            base,
+            asked: HashMap::new(),
+        };
+        Router::new()
+            .route("/named", forward(format!("http://backend.test:{port}")))
+            .route("/unnamed", forward(format!("http://unmapped.test:{port}")))
+    });
+    let mut c = srv.client("/named");
+    c.send_text("get /host");
+    assert_eq!(c.read_text(), format!("200 backend.test:{port}"));
+    let mut c = srv.client("/unnamed");
+    c.send_text("get /host");
+    let answer = c.read_text();
+    assert!(
+        answer.starts_with("error: cannot resolve unmapped.test"),
+        "{answer}"
+    );
+}

@@ -236,6 +236,33 @@ impl Server {
         self.add_redis_url(url)
     }
 
+    /// Resolves the host of an HTTP backend URL now (blocking, before the
+    /// reactor runs), so that requests to it can be made: names are never
+    /// looked up on the reactor thread. IP addresses and `localhost` need
+    /// no call. The first address found is dialled from then on; the
+    /// requests keep `Host: name`. Returns that address.
+    pub fn resolve_http(&mut self, url: &crate::clients::http::Url) -> stdio::Result<SocketAddr> {
+        let origin = url.origin();
+        let addr = (
+            origin.host().trim_start_matches('[').trim_end_matches(']'),
+            origin.port(),
+        )
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| stdio::Error::other(format!("{}: no address", origin.host())))?;
+        self.core
+            .outbound
+            .http
+            .add_host(origin.host(), origin.port(), addr);
+        Ok(addr)
+    }
+
+    /// Dials `host:port` at `addr` for HTTP backends, as curl's `--resolve`
+    /// does (tests, or names a deployment pins).
+    pub fn add_http_host(&mut self, host: &str, port: u16, addr: SocketAddr) {
+        self.core.outbound.http.add_host(host, port, addr);
+    }
+
     /// [`Server::add_redis`] with a parsed URL.
     pub fn add_redis_url(&mut self, url: RedisUrl) -> stdio::Result<RedisId> {
         let addr = url

@@ -70,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
         n = int(query.get("n", ["0"])[0])
         route = {
             "/json": self.json,
+            "/host": lambda: self.send_body(200, (self.headers.get("Host") or "").encode(), "text/plain"),
             "/chunked": self.chunked,
             "/close": self.close_delimited,
             "/nocontent": self.no_content,

@@ -10,6 +10,7 @@ use crate::clients::http::{
     Timeouts, is_idempotent, retry_allowed,
 };
 use slab::Slab;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -17,8 +18,8 @@ use std::time::Instant;
 /// Why an HTTP request got no response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpError {
-    /// The origin's host is not an IP address (or `localhost`): names are
-    /// not resolved on the reactor thread.
+    /// The origin's host is not an IP address, `localhost` or a name
+    /// resolved at start: names are not resolved on the reactor thread.
     Resolve(String),
     /// The TCP connection could not be made.
     Connect(String),
@@ -32,7 +33,7 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Resolve(host) => write!(
                 f,
-                "cannot resolve {host} on the reactor thread: use an IP address or localhost"
+                "cannot resolve {host} on the reactor thread: use an IP address, localhost, or a name resolved at start (Server::resolve_http)"
             ),
             HttpError::Connect(e) => write!(f, "cannot connect: {e}"),
             HttpError::Client(e) => write!(f, "{e}"),
@@ -70,6 +71,9 @@ pub(crate) struct HttpLink {
 
 pub(crate) struct HttpService {
     pool: Pool<usize, Pending>,
+    /// Host names resolved before the reactor ran (`Server::resolve_http`),
+    /// by lower-case name and port.
+    hosts: HashMap<(String, u16), SocketAddr>,
     pub links: Slab<HttpLink>,
     /// Sockets of links that are gone, for the server to close.
     pub closed_socks: Vec<usize>,
@@ -81,6 +85,7 @@ impl HttpService {
     pub fn new(timeouts: Timeouts, max_body: usize) -> Self {
         HttpService {
             pool: Pool::new(PoolConfig::default()),
+            hosts: HashMap::new(),
             links: Slab::new(),
             closed_socks: Vec::new(),
             timeouts,
@@ -93,7 +98,7 @@ impl HttpService {
 }
 
 /// The address of an origin whose host needs no name lookup.
-fn address(origin: &Origin) -> Option<SocketAddr> {
+fn literal_address(origin: &Origin) -> Option<SocketAddr> {
     let host = origin.host();
     let host = if host.eq_ignore_ascii_case("localhost") {
         "127.0.0.1"
@@ -105,6 +110,21 @@ fn address(origin: &Origin) -> Option<SocketAddr> {
 }
 
 impl HttpService {
+    /// Dials `host:port` at `addr` from now on (a name resolved before the
+    /// reactor ran; the request still says `Host: host`).
+    pub fn add_host(&mut self, host: &str, port: u16, addr: SocketAddr) {
+        self.hosts.insert((host.to_ascii_lowercase(), port), addr);
+    }
+
+    /// Where to dial `origin`: its literal address, or a name resolved
+    /// beforehand. Names are never looked up on the reactor thread.
+    fn address(&self, origin: &Origin) -> Option<SocketAddr> {
+        literal_address(origin).or_else(|| {
+            let key = (origin.host().to_ascii_lowercase(), origin.port());
+            self.hosts.get(&key).copied()
+        })
+    }
+
     /// Sends `request` to `origin`: on an idle connection, a new one, or
     /// after the others when the origin is at its connection cap.
     pub fn request(
@@ -115,7 +135,7 @@ impl HttpService {
         now: Instant,
         done: &mut Vec<Done>,
     ) {
-        if address(origin).is_none() {
+        if self.address(origin).is_none() {
             let e = HttpError::Resolve(origin.host().to_owned());
             return done.push(Done::new(ticket, DoneReply::Http(Err(e))));
         }
@@ -132,7 +152,7 @@ impl HttpService {
     }
 
     fn dial(&mut self, origin: &Origin, p: Pending, now: Instant, done: &mut Vec<Done>) {
-        let Some(addr) = address(origin) else {
+        let Some(addr) = self.address(origin) else {
             return;
         };
         let conn = ClientConn::new(origin.clone(), self.timeouts, self.limits, now);
