@@ -75,7 +75,9 @@ fn family_help(family: &str) -> &'static str {
         "push_http" => "Pushes to POST /publish by outcome.",
         "push_redis" => "Pushes from the Redis push channel by outcome.",
         "push_zmq" => "Pushes over ZeroMQ by outcome.",
-        "zmq_peers" => "ZeroMQ PUSH peers accepted and refused.",
+        "zmq_peers" => {
+            "ZeroMQ PUSH peers accepted, refused, and closed (gone after a clean start)."
+        }
         "zmq_messages" => "ZeroMQ messages received, and those no app took.",
         "backend_auth" => "Connect authorisation by the backend, by outcome.",
         "backend_rpc" => "WAMP calls forwarded to the RPC backend, by outcome.",

@@ -441,6 +441,11 @@ fn pushes_over_zeromq_from_php_and_pyzmq() {
     );
     assert_eq!(a.recv(), json!([8, "urn:entity:post:5", "from pyzmq"]));
 
+    // Every pusher has exited: each connection is seen closed.
+    let closed = "sprocket_zmq_peers_total{outcome=\"closed\"} 4\n";
+    wait_until("the four ZeroMQ peers closed", || {
+        http_exchange(srv.admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").contains(closed)
+    });
     let metrics = http_exchange(srv.admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     for line in [
         "sprocket_push_zmq_total{outcome=\"ok\"} 3\n",

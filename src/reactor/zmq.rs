@@ -154,6 +154,9 @@ impl Server {
         }
         self.zmq_buf = buf;
         if let Some(why) = eof {
+            if self.zmq_peers.contains(key) {
+                self.core.metrics.count("zmq_peers", "closed");
+            }
             self.zmq_drop(key, &why);
         }
     }
@@ -228,6 +231,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let why = e.to_string();
+                    self.core.metrics.count("zmq_peers", "closed");
                     return self.zmq_drop(key, &why);
                 }
             }

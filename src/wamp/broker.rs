@@ -68,6 +68,9 @@ pub struct Broker {
     /// Forwarded calls and subscriptions in flight, by ticket.
     calls: HashMap<Ticket, Call>,
     subscriptions: HashMap<Ticket, (ConnId, String)>,
+    /// Subscriptions being asked about, so that a repeated SUBSCRIBE does
+    /// not ask again.
+    asking: std::collections::HashSet<(ConnId, String)>,
     in_flight: ConnMap<usize>,
     /// Each connection's `Cookie` header, kept when a backend forwards
     /// cookies.
@@ -318,11 +321,15 @@ impl WampApp for Broker {
         let Some(forward) = self.subscribe.clone().filter(|f| f.covers(topic)) else {
             return Subscribe::Allow;
         };
+        if self.asking.contains(&(conn, topic.to_owned())) {
+            return Subscribe::Later; // already asked; the answer covers both
+        }
         let mut body = Map::new();
         body.insert("topic".into(), Value::from(topic));
         match self.post(ctx, &forward, conn, body) {
             Some(ticket) => {
                 self.subscriptions.insert(ticket, (conn, topic.to_owned()));
+                self.asking.insert((conn, topic.to_owned()));
                 Subscribe::Later
             }
             None => {
@@ -344,6 +351,10 @@ impl WampApp for Broker {
         }
         let Some((conn, topic)) = self.subscriptions.remove(&ticket) else {
             return;
+        };
+        let topic = match self.asking.take(&(conn, topic)) {
+            Some((_, topic)) => topic,
+            None => return,
         };
         match result {
             Ok(resp) if (200..300).contains(&resp.status) => {
