@@ -5,10 +5,11 @@
 
 mod common;
 use common::binary;
+use common::services::Group;
 use common::*;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
@@ -24,7 +25,7 @@ fn free_port() -> u16 {
 /// `php -S` serving tests/php/backend.php with a few workers (a slow
 /// request must not hold the others up), killed on drop.
 struct PhpServer {
-    child: Child,
+    _group: Group,
     port: u16,
 }
 
@@ -45,10 +46,12 @@ impl PhpServer {
         if let Some(dir) = session_dir {
             cmd.env("SESSION_DIR", dir);
         }
-        let child = cmd
-            .spawn()
+        let group = Group::spawn(&mut cmd)
             .expect("php (apt-get install -y php-cli): the backend tests need it");
-        let server = PhpServer { child, port };
+        let server = PhpServer {
+            _group: group,
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "php -S did not start");
@@ -59,13 +62,6 @@ impl PhpServer {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for PhpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,24 +6,16 @@
 
 mod common;
 use common::binary;
+use common::services::Group;
 use common::*;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/form-lock");
 const SECRET: &str = "form-lock-secret";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -123,7 +115,7 @@ fn form_locks_decided_in_php_and_seen_live() {
     );
     let admin = srv.admin.unwrap();
     let zmq = srv.logged_after("PULL on tcp://").unwrap();
-    let php = Killed(
+    let php = Group::spawn(
         Command::new("php")
             .args(["-d", "display_errors=stderr"])
             .args(["-d", &format!("session.save_path={}", tmp.display())])
@@ -137,10 +129,9 @@ fn form_locks_decided_in_php_and_seen_live() {
             .env("SPROCKET_PUBLISH_SECRET", SECRET)
             .env("FORM_LOCK_FILE", tmp.join("locks.json"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("php (apt-get install -y php-cli)"),
-    );
+            .stderr(Stdio::null()),
+    )
+    .expect("php (apt-get install -y php-cli)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", php_port)).is_err() {
         assert!(Instant::now() < deadline, "php -S did not start");

@@ -130,3 +130,28 @@ impl Drop for Backend {
         let _ = self.child.wait();
     }
 }
+
+/// A child started as the leader of its own process group, and killed
+/// with the whole group on drop: `php -S` with `PHP_CLI_SERVER_WORKERS`
+/// forks workers that would outlive a killed parent.
+pub struct Group(Child);
+
+impl Group {
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Group> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0).spawn().map(Group)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // kill(1) on the negative pid signals the group: no unsafe here.
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
