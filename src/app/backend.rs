@@ -4,7 +4,7 @@
 //! connection (its session, user and attached data).
 
 use super::{Accept, Application, ConnError, ConnId, Context, Http, Message, Reject, Reply};
-use super::{Request, Ticket, TimerId, negotiate};
+use super::{Request, Ticket, TimerId, delegate_connection_events, negotiate};
 use crate::clients::http::{Request as HttpRequest, Response, Url};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -180,9 +180,7 @@ impl<A: Application> AuthBackend<A> {
 }
 
 impl<A: Application> Application for AuthBackend<A> {
-    fn protocols(&self) -> &[&str] {
-        self.inner.protocols()
-    }
+    delegate_connection_events!(inner);
 
     fn accept(
         &mut self,
@@ -211,30 +209,9 @@ impl<A: Application> Application for AuthBackend<A> {
         self.inner.http(ctx, conn, req)
     }
 
-    fn on_start(&mut self, ctx: &mut Context<'_>) {
-        self.inner.on_start(ctx)
-    }
-
-    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
-        self.inner.on_open(ctx, conn, req)
-    }
-
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
-        self.inner.on_message(ctx, conn, msg)
-    }
-
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
-        self.inner.on_close(ctx, conn, code, reason)
-    }
-
-    fn on_error(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &ConnError) {
-        self.inner.on_error(ctx, conn, error)
-    }
-
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         self.inner.on_timer(ctx, timer)
     }
-
     fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
         let Some((conn, req)) = self.waiting.remove(&ticket) else {
             return self.inner.on_reply(ctx, ticket, reply);
@@ -245,14 +222,7 @@ impl<A: Application> Application for AuthBackend<A> {
         if !ctx.is_deciding(conn) {
             return; // timed out (503 sent) or gone
         }
-        match self.judge(ctx, conn, &req, result) {
-            Ok(Accept::Now(protocol)) => {
-                ctx.accept(conn, protocol);
-            }
-            Ok(Accept::Later(_)) => {}
-            Err(reject) => {
-                ctx.reject(conn, reject);
-            }
-        }
+        let decision = self.judge(ctx, conn, &req, result);
+        ctx.decide(conn, decision);
     }
 }

@@ -286,6 +286,17 @@ impl<'a> Context<'a> {
         self.sink.reject(conn, reject)
     }
 
+    /// Applies a decision on a deferred handshake, as [`super::Application::accept`]
+    /// would have returned it: open now, still later (nothing to do), or
+    /// refuse. False if the connection no longer waits for it.
+    pub fn decide(&mut self, conn: ConnId, decision: Result<super::Accept, Reject>) -> bool {
+        match decision {
+            Ok(super::Accept::Now(protocol)) => self.accept(conn, protocol),
+            Ok(super::Accept::Later(_)) => self.is_deciding(conn),
+            Err(reject) => self.reject(conn, reject),
+        }
+    }
+
     /// Answers a plain HTTP request the app answered [`super::Http::Later`].
     pub fn respond(&mut self, conn: ConnId, page: Page) -> bool {
         self.sink.respond(conn, page)

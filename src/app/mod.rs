@@ -303,6 +303,22 @@ impl<A: Application + ?Sized> Application for Box<A> {
 /// wrappers that add a check before the inner app.
 macro_rules! delegate_events {
     ($inner:ident) => {
+        $crate::app::delegate_connection_events!($inner);
+        fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+            self.$inner.on_timer(ctx, timer)
+        }
+        fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+            self.$inner.on_reply(ctx, ticket, reply)
+        }
+    };
+}
+pub(crate) use delegate_events;
+
+/// Forwards `protocols`, `on_start` and the connection events (open,
+/// message, close, error) to the field `$inner`; for wrappers that also
+/// keep timers or replies of their own.
+macro_rules! delegate_connection_events {
+    ($inner:ident) => {
         fn protocols(&self) -> &[&str] {
             self.$inner.protocols()
         }
@@ -321,15 +337,9 @@ macro_rules! delegate_events {
         fn on_error(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &ConnError) {
             self.$inner.on_error(ctx, conn, error)
         }
-        fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
-            self.$inner.on_timer(ctx, timer)
-        }
-        fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
-            self.$inner.on_reply(ctx, ticket, reply)
-        }
     };
 }
-pub(crate) use delegate_events;
+pub(crate) use delegate_connection_events;
 
 #[cfg(test)]
 pub(crate) mod testing;

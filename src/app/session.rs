@@ -10,7 +10,7 @@
 //! be held for a whole PHP request).
 
 use super::{Accept, Application, ConnError, ConnId, ConnMap, Context, Http, Message, Reply};
-use super::{Reject, Request, Ticket, TimerId, negotiate};
+use super::{Reject, Request, Ticket, TimerId, delegate_connection_events, negotiate};
 use crate::clients::resp;
 use crate::session::files::{FilesStore, Job};
 use crate::session::{
@@ -672,15 +672,8 @@ impl<A: Application> SessionProvider<A> {
             // Timed out (503 sent) or gone meanwhile: nothing to decide.
             return;
         }
-        match self.settle(ctx, conn, &req, done) {
-            Ok(Accept::Now(protocol)) => {
-                ctx.accept(conn, protocol);
-            }
-            Ok(Accept::Later(_)) => {}
-            Err(reject) => {
-                ctx.reject(conn, reject);
-            }
-        }
+        let decision = self.settle(ctx, conn, &req, done);
+        ctx.decide(conn, decision);
     }
 }
 
@@ -694,9 +687,7 @@ fn from_tag(tag: u64) -> ConnId {
 }
 
 impl<A: Application> Application for SessionProvider<A> {
-    fn protocols(&self) -> &[&str] {
-        self.inner.protocols()
-    }
+    delegate_connection_events!(inner);
 
     fn accept(
         &mut self,
@@ -731,26 +722,6 @@ impl<A: Application> Application for SessionProvider<A> {
 
     fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
         self.inner.http(ctx, conn, req)
-    }
-
-    fn on_start(&mut self, ctx: &mut Context<'_>) {
-        self.inner.on_start(ctx)
-    }
-
-    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
-        self.inner.on_open(ctx, conn, req)
-    }
-
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
-        self.inner.on_message(ctx, conn, msg)
-    }
-
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
-        self.inner.on_close(ctx, conn, code, reason)
-    }
-
-    fn on_error(&mut self, ctx: &mut Context<'_>, conn: ConnId, error: &ConnError) {
-        self.inner.on_error(ctx, conn, error)
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
