@@ -22,6 +22,30 @@ pub fn event_of(push: Push) -> Event {
     }
 }
 
+/// Parses a message of a push channel and publishes every push in it, or
+/// logs why not (`source` says where it came from); counts either under
+/// `family`. A bad push is never fatal to the channel.
+fn publish_pushes(
+    ctx: &mut Context<'_>,
+    format: &Format,
+    family: &'static str,
+    payload: &[u8],
+    source: impl FnOnce() -> String,
+) {
+    match push::parse(payload, format) {
+        Ok(pushes) => {
+            ctx.count(family, "ok");
+            for p in pushes {
+                ctx.publish(event_of(p));
+            }
+        }
+        Err(e) => {
+            ctx.count(family, "malformed");
+            log::warn!("push {} refused: {e}", source());
+        }
+    }
+}
+
 /// Compares without leaking, through timing, how much of `given` matches.
 fn same_secret(given: &[u8], secret: &[u8]) -> bool {
     let mut diff = given.len() ^ secret.len();
@@ -201,21 +225,9 @@ impl Application for RedisPush {
         else {
             return;
         };
-        match push::parse(payload, &self.format) {
-            Ok(pushes) => {
-                ctx.count("push_redis", "ok");
-                for p in pushes {
-                    ctx.publish(event_of(p));
-                }
-            }
-            Err(e) => {
-                ctx.count("push_redis", "malformed");
-                log::warn!(
-                    "push from Redis channel {} refused: {e}",
-                    String::from_utf8_lossy(channel)
-                );
-            }
-        }
+        publish_pushes(ctx, &self.format, "push_redis", payload, || {
+            format!("from Redis channel {}", String::from_utf8_lossy(channel))
+        });
     }
 }
 
@@ -262,21 +274,9 @@ impl Application for ZmqPush {
         else {
             return;
         };
-        match push::parse(payload, &self.format) {
-            Ok(pushes) => {
-                ctx.count("push_zmq", "ok");
-                for p in pushes {
-                    ctx.publish(event_of(p));
-                }
-            }
-            Err(e) => {
-                ctx.count("push_zmq", "malformed");
-                log::warn!(
-                    "push over ZeroMQ ({}) refused: {e}",
-                    String::from_utf8_lossy(channel)
-                );
-            }
-        }
+        publish_pushes(ctx, &self.format, "push_zmq", payload, || {
+            format!("over ZeroMQ ({})", String::from_utf8_lossy(channel))
+        });
     }
 }
 
