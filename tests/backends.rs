@@ -5,7 +5,7 @@
 
 mod common;
 use common::binary;
-use common::services::Group;
+use common::services::{Group, write_php_session};
 use common::*;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -327,23 +327,10 @@ fn forwarded_cookies_let_the_backend_use_its_own_session() {
     let dir = std::env::temp_dir().join(format!("sprocket-backends-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let id = "cookie00000000000000000001";
-    let php_code = format!(
-        "session_id('{id}'); session_start(); $_SESSION['user_id'] = 99; $_SESSION['visits'] = 3; session_write_close();"
-    );
-    let out = Command::new("php")
-        .args(["-d", "display_errors=stderr", "-d", "session.use_cookies=0"])
-        .args([
-            "-d",
-            &format!("session.save_path={}", dir.display()),
-            "-r",
-            &php_code,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    write_php_session(
+        &dir,
+        id,
+        "$_SESSION['user_id'] = 99; $_SESSION['visits'] = 3;",
     );
     let php = PhpServer::start(Some(&dir));
     let store = format!("files:{}", dir.display());

@@ -1,66 +1,17 @@
 //! The `sprocket` binary: options, pid file, signals, default routes.
 
 mod common;
+use common::binary::{self, Running, spawn_command};
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
 
-/// A running binary; killed on drop if a test fails midway.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    log: std::sync::mpsc::Receiver<String>,
-    /// The line that said where it listens.
-    start_line: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(args: &[&str]) -> Running {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
-    spawn_command(cmd)
-}
-
-/// Starts `cmd` (which runs the binary on port 0) and waits for the line
-/// that says where it listens.
-fn spawn_command(mut cmd: Command) -> Running {
-    let mut child = cmd
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (addr, start_line) = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("startup line");
-        if let Some(rest) = line.split("listening on ws://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-            break (addr, line);
-        }
-    };
-    Running {
-        child,
-        addr,
-        log: rx,
-        start_line,
-    }
+    binary::spawn(BIN.as_ref(), args, &[])
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -425,7 +376,7 @@ fn admin_listener_serves_health_and_metrics_and_the_public_port_does_not() {
         .port();
     let admin = format!("127.0.0.1:{port}");
     let srv = spawn(&["--admin-listen", &admin, "--block", "10.9.8.7"]);
-    let line = &srv.start_line;
+    let line = srv.start_line();
     assert!(line.contains(&format!("admin on http://{admin}")), "{line}");
     let admin: SocketAddr = admin.parse().unwrap();
     let resp = http_exchange(admin, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -522,21 +522,18 @@ fn the_binary_requires_and_counts_sessions() {
     php(&ini, NATIVE, &["write", &id]);
     std::fs::write(dir.0.join("sess_malformedmalformedmalformed"), "x|y").unwrap();
     let opt = format!("files:{}", dir.0.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sprocket"))
-        .args(["--listen", "127.0.0.1:0", "--session-store", &opt])
-        .args(["--session-required", "--session-user-key", "user_id"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("the listening line").unwrap();
-        if let Some(rest) = line.split("listening on ws://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    let _running = Running { child, addr };
+    let srv = common::binary::spawn(
+        env!("CARGO_BIN_EXE_sprocket").as_ref(),
+        &[
+            "--session-store",
+            &opt,
+            "--session-required",
+            "--session-user-key",
+            "user_id",
+        ],
+        &[],
+    );
+    let addr = srv.addr;
     let on = |cookie: Option<&str>| {
         let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", *c)).collect();
         Client::try_connect(addr, "/echo", &headers).response

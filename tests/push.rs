@@ -5,7 +5,7 @@
 
 mod common;
 use common::binary;
-use common::services::RedisServer;
+use common::services::{RedisServer, write_php_session};
 use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -314,24 +314,7 @@ fn a_push_to_one_user_reaches_only_their_connections() {
     let dir = std::env::temp_dir().join(format!("sprocket-push-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let write = |id: &str, user: u32| {
-        let php = format!(
-            "session_id('{id}'); session_start(); $_SESSION['user_id'] = {user}; session_write_close();"
-        );
-        let out = Command::new("php")
-            .args(["-d", "display_errors=stderr", "-d", "session.use_cookies=0"])
-            .args([
-                "-d",
-                &format!("session.save_path={}", dir.display()),
-                "-r",
-                &php,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        write_php_session(&dir, id, &format!("$_SESSION['user_id'] = {user};"))
     };
     write("ann0000000000000000000001", 1);
     write("bob0000000000000000000002", 2);

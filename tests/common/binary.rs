@@ -11,7 +11,8 @@ use std::time::Duration;
 
 /// A running binary.
 pub struct Running {
-    child: Child,
+    /// The process (signals, exit status).
+    pub child: Child,
     /// The public listener.
     pub addr: SocketAddr,
     /// The admin listener, when `--admin-listen` was given.
@@ -23,6 +24,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The line that said where it listens.
+    pub fn start_line(&self) -> &str {
+        self.startup.last().map_or("", String::as_str)
+    }
+
     /// The first word after `marker` in the startup log.
     pub fn logged_after(&self, marker: &str) -> Option<String> {
         self.startup.iter().find_map(|line| {
@@ -46,6 +52,12 @@ pub fn spawn(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    spawn_command(cmd)
+}
+
+/// Starts `cmd` (which runs the binary on port 0, perhaps through a
+/// shell) and waits for the line that says where it listens.
+pub fn spawn_command(mut cmd: Command) -> Running {
     let mut child = cmd
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -77,7 +89,7 @@ pub fn spawn(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Running {
     let Some((addr, admin)) = found else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("{} did not say where it listens", bin.display());
+        panic!("{cmd:?} did not say where it listens");
     };
     Running {
         child,

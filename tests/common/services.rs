@@ -155,3 +155,22 @@ impl Drop for Group {
         let _ = self.0.wait();
     }
 }
+
+/// Writes a PHP session `id` in `dir` with PHP's own files handler: `code`
+/// is PHP run between `session_start()` and `session_write_close()`,
+/// e.g. `$_SESSION['user_id'] = 42;`.
+pub fn write_php_session(dir: &std::path::Path, id: &str, code: &str) {
+    let php = format!("session_id('{id}'); session_start(); {code} session_write_close();");
+    let out = Command::new("php")
+        .args(["-d", "display_errors=stderr", "-d", "session.use_cookies=0"])
+        .arg("-d")
+        .arg(format!("session.save_path={}", dir.display()))
+        .args(["-r", &php])
+        .output()
+        .expect("php (apt-get install -y php-cli)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "php failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
