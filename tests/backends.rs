@@ -5,22 +5,15 @@
 
 mod common;
 use common::binary;
-use common::services::{Group, write_php_session};
+use common::services::{Group, free_port, wait_for_port, write_php_session};
 use common::*;
 use serde_json::{Value, json};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
 const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/backend.php");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 /// `php -S` serving tests/php/backend.php with a few workers (a slow
 /// request must not hold the others up), killed on drop.
@@ -52,11 +45,7 @@ impl PhpServer {
             _group: group,
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "php -S did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(port, "php -S");
         server
     }
 

@@ -6,23 +6,15 @@
 
 mod common;
 use common::binary;
-use common::services::Group;
+use common::services::{Group, free_port, wait_for_port};
 use common::*;
 use serde_json::{Value, json};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/form-lock");
 const SECRET: &str = "form-lock-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 /// Signs in through the app's /login: the PHPSESSID cookie it sets.
 fn sign_in(php: u16, user: u32) -> String {
@@ -132,11 +124,7 @@ fn form_locks_decided_in_php_and_seen_live() {
             .stderr(Stdio::null()),
     )
     .expect("php (apt-get install -y php-cli)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", php_port)).is_err() {
-        assert!(Instant::now() < deadline, "php -S did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(php_port, "php -S");
     let page = http_exchange(
         SocketAddr::from(([127, 0, 0, 1], php_port)),
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",

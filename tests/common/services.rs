@@ -21,11 +21,7 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start(password: Option<&str>) -> Self {
         // Port 0 would disable TCP in redis: take a free port from the OS.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free local port")
-            .port();
-        RedisServer::start_on(port, password)
+        RedisServer::start_on(free_port(), password)
     }
 
     pub fn start_on(port: u16, password: Option<&str>) -> Self {
@@ -173,4 +169,26 @@ pub fn write_php_session(dir: &std::path::Path, id: &str, code: &str) {
         "php failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A port the OS says is free on 127.0.0.1, for servers that cannot bind
+/// port 0 and report it (redis-server, `php -S`).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// Waits (up to [`DEADLINE`]) until something accepts on `port`; `what`
+/// names it in the failure.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
