@@ -47,6 +47,19 @@ pub struct Options {
     pub push: PushOptions,
     /// Decisions asked of the backend over HTTP.
     pub backends: BackendOptions,
+    /// The Redis bus (`--bus`, `--bus-*`).
+    pub bus: BusOptions,
+    /// Listen with SO_REUSEPORT.
+    pub reuse_port: bool,
+}
+
+/// `--bus` and friends: topics shared with other processes through Redis.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct BusOptions {
+    /// The Redis server (checked URL).
+    pub url: Option<String>,
+    /// Channel names, probe timing.
+    pub settings: sprocket::bus::remote::Settings,
 }
 
 /// `--auth-backend`, `--rpc-backend`, `--subscribe-backend` and friends.
@@ -128,6 +141,8 @@ impl Default for Options {
             sessions: SessionSettings::default(),
             push: PushOptions::default(),
             backends: BackendOptions::default(),
+            bus: BusOptions::default(),
+            reuse_port: false,
         }
     }
 }
@@ -229,6 +244,22 @@ DECISIONS IN THE BACKEND (JSON over HTTP POST; see docs/php.md):
                                     urn:sprocket:error:busy [default: 64]
     -h, --help                      Print this help
     -V, --version                   Print the version
+
+SCALING OUT (several processes sharing every topic through Redis; see docs/scaling.md):
+        --bus <URL>                 Share topics with every process using this Redis server
+                                    (redis://[:password@]host[:port][/db]): WAMP publishes and
+                                    pushes from every ingress reach subscribers of all of them
+                                    [default: this process only]
+        --bus-prefix <PREFIX>       Prefix of the bus's Redis channels, so that applications
+                                    can share a Redis [default: sprocket:]
+        --bus-probe-interval <DURATION>
+                                    Probe the bus's subscription when it was quiet this long
+                                    [default: 1s]
+        --bus-probe-timeout <DURATION>
+                                    Replace the subscription connection when nothing came
+                                    back this long after a probe [default: 5s]
+        --reuse-port                Listen with SO_REUSEPORT: several processes on one port,
+                                    the kernel spreads connections among them
 
 COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
         --deflate                   Accept clients' permessage-deflate offers [default: on]
@@ -481,6 +512,30 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                     return Err(CliError(format!("{name} must be at least 1")));
                 }
             }
+            "--bus" => {
+                let v = value()?;
+                sprocket::clients::redis::RedisUrl::parse(&v)
+                    .map_err(|e| CliError(format!("--bus {v}: {e}")))?;
+                opts.bus.url = Some(v);
+            }
+            "--bus-prefix" => {
+                let v = value()?;
+                if v.contains(['*', '?', '[']) {
+                    return Err(CliError(format!(
+                        "--bus-prefix must not hold glob characters (* ? [): {v:?}"
+                    )));
+                }
+                opts.bus.settings.prefix = v;
+            }
+            "--bus-probe-interval" => {
+                opts.bus.settings.probe_interval =
+                    positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--bus-probe-timeout" => {
+                opts.bus.settings.probe_timeout =
+                    positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--reuse-port" => opts.reuse_port = true,
             "--wamp-path" => {
                 opts.wamp_path = value()?;
                 if !opts.wamp_path.starts_with('/') || opts.wamp_path.contains(['?', ' ']) {
@@ -508,6 +563,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         }
     }
     opts.sessions.validate().map_err(CliError)?;
+    if opts.bus.url.is_none() && opts.bus.settings != sprocket::bus::remote::Settings::default() {
+        return Err(CliError("--bus-prefix and --bus-probe-* need --bus".into()));
+    }
     if opts.backends.rpc_prefix.is_some() && opts.backends.rpc.is_none() {
         return Err(CliError("--rpc-prefix needs --rpc-backend".into()));
     }

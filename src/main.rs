@@ -191,9 +191,17 @@ fn serve(mut opts: Options) -> Result<(), String> {
         None => routes,
     };
     let app = IpBlocklist::new(OriginCheck::new(public, opts.allowed_origins), opts.blocked);
-    server
-        .listen(listen, app)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listening = if opts.reuse_port {
+        server.listen_reuse_port(listen, app)
+    } else {
+        server.listen(listen, app)
+    };
+    listening.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    if let Some(url) = &opts.bus.url {
+        server
+            .use_redis_bus(url, opts.bus.settings.clone())
+            .map_err(|e| format!("--bus {url}: {e}"))?;
+    }
     let admin = match opts.admin_listen {
         Some(addr) => {
             let mut admin = Router::new()

@@ -58,6 +58,10 @@ pub struct Metrics {
     pub redis_messages: u64,
     /// Events published on the in-process bus.
     pub bus_events: u64,
+    /// Gaps the Redis bus saw in other processes' numbers.
+    pub bus_gaps: u64,
+    /// Events lost in those gaps.
+    pub bus_missed: u64,
     /// What apps count by outcome ([`Metrics::count`]): family → outcome
     /// → count, e.g. `session_reads` → `timeout`.
     pub outcomes: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
@@ -82,6 +86,16 @@ fn family_help(family: &str) -> &'static str {
         "backend_auth" => "Connect authorisation by the backend, by outcome.",
         "backend_rpc" => "WAMP calls forwarded to the RPC backend, by outcome.",
         "backend_subscribe" => "WAMP subscriptions asked of the backend, by outcome.",
+        "bus_publishes" => {
+            "Events sent to the Redis bus: ok, failed (Redis did not take it: other processes miss it), too_large."
+        }
+        "bus_messages" => {
+            "Messages from the Redis bus: delivered, own, duplicate, not_wanted, malformed, foreign."
+        }
+        "bus_probes" => {
+            "Liveness probes of the Redis bus: ok, timeout (the pub/sub connection was replaced)."
+        }
+        "bus_redis" => "Redis restarts the bus noticed (a new run_id).",
         _ => "Application events by outcome.",
     }
 }
@@ -97,6 +111,8 @@ pub struct Gauges {
     pub timers: usize,
     /// Topics with bus subscribers.
     pub bus_topics: usize,
+    /// Redis channels the bus subscribes to or lingers on.
+    pub bus_channels: usize,
 }
 
 impl Metrics {
@@ -148,6 +164,12 @@ impl Metrics {
             "gauge",
             "Topics some app subscribed to on the in-process bus.",
             gauges.bus_topics as u64,
+        );
+        one(
+            "bus_channels",
+            "gauge",
+            "Topic channels the Redis bus subscribes to (or lingers on after the last subscriber left).",
+            gauges.bus_channels as u64,
         );
         one(
             "connections_accepted_total",
@@ -284,8 +306,20 @@ impl Metrics {
         one(
             "bus_events_total",
             "counter",
-            "Events published on the in-process topic bus (pushes, server-side publishes).",
+            "Events delivered through the topic bus (published here or, with the Redis bus, by other processes).",
             self.bus_events,
+        );
+        one(
+            "bus_gaps_total",
+            "counter",
+            "Gaps the Redis bus saw in another process's event numbers on a topic.",
+            self.bus_gaps,
+        );
+        one(
+            "bus_missed_total",
+            "counter",
+            "Events of other processes lost in those gaps.",
+            self.bus_missed,
         );
         let mut labelled = |name: &str, help: &str, label: &str, map: &BTreeMap<u16, u64>| {
             let _ = writeln!(
@@ -343,6 +377,7 @@ mod tests {
             websockets: 2,
             timers: 1,
             bus_topics: 4,
+            bus_channels: 2,
         });
         assert!(text.contains(
             "# TYPE sprocket_messages_received_total counter\nsprocket_messages_received_total 7\n"
@@ -351,6 +386,7 @@ mod tests {
         assert!(text.contains("sprocket_http_responses_total{status=\"404\"} 1\n"));
         assert!(text.contains("sprocket_websockets_open 2\n"));
         assert!(text.contains("sprocket_bus_topics 4\n"));
+        assert!(text.contains("sprocket_bus_channels 2\n"));
         assert!(text.contains(
             "# TYPE sprocket_session_reads_total counter\nsprocket_session_reads_total{outcome=\"ok\"} 2\nsprocket_session_reads_total{outcome=\"timeout\"} 1\n"
         ));

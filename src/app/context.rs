@@ -150,15 +150,19 @@ pub trait Sink {
         let _ = subscription;
         false
     }
-    /// Publishes on the bus; with `receipt`, the returned ticket's reply
-    /// says how many connections the event reached.
+    /// Publishes on the bus (to other processes too, with the Redis bus,
+    /// unless `scope` is local), to every subscription but `skip`; with
+    /// `receipt`, the returned ticket's reply says how many connections of
+    /// this process the event reached.
     fn bus_publish(
         &mut self,
         event: crate::bus::Event,
         route: Route,
         receipt: bool,
+        scope: crate::bus::Scope,
+        skip: Option<Ticket>,
     ) -> Option<Ticket> {
-        let _ = (event, route, receipt);
+        let _ = (event, route, receipt, scope, skip);
         None
     }
 }
@@ -391,16 +395,35 @@ impl<'a> Context<'a> {
     }
 
     /// Publishes `event` to the bus subscribers of its topic (delivered
-    /// after this callback returns).
+    /// here after this callback returns, and, with the Redis bus, to the
+    /// subscribers of every other process).
     pub fn publish(&mut self, event: crate::bus::Event) {
-        self.sink.bus_publish(event, self.route, false);
+        self.sink
+            .bus_publish(event, self.route, false, crate::bus::Scope::Cluster, None);
+    }
+
+    /// [`Context::publish`] to every subscription but `own`, one of the
+    /// caller's own that it delivered to itself already (so that its
+    /// subscribers get the event in order with the caller's other output).
+    pub fn publish_beside(&mut self, event: crate::bus::Event, own: Option<Ticket>) {
+        self.sink
+            .bus_publish(event, self.route, false, crate::bus::Scope::Cluster, own);
+    }
+
+    /// Publishes `event` to the bus subscribers of this process only: for
+    /// what every process receives by itself (a Redis push channel each
+    /// one subscribes to), which the Redis bus would otherwise repeat.
+    pub fn publish_local(&mut self, event: crate::bus::Event) {
+        self.sink
+            .bus_publish(event, self.route, false, crate::bus::Scope::Local, None);
     }
 
     /// [`Context::publish`], and a [`super::Reply::Published`] to this
-    /// app with the returned ticket once every subscriber handled it,
-    /// saying how many connections it reached.
+    /// app with the returned ticket once every subscriber of this process
+    /// handled it, saying how many connections it reached here.
     pub fn publish_with_receipt(&mut self, event: crate::bus::Event) -> Option<Ticket> {
-        self.sink.bus_publish(event, self.route, true)
+        self.sink
+            .bus_publish(event, self.route, true, crate::bus::Scope::Cluster, None)
     }
 
     /// What connect authorisation attached to `conn` (the backend's

@@ -174,6 +174,15 @@ pub enum Reply<'a> {
     Inbox(Box<dyn std::any::Any + Send>),
     /// An event on a topic subscribed with [`Context::bus_subscribe`].
     Bus(&'a crate::bus::Event),
+    /// Events of another process on a topic subscribed with
+    /// [`Context::bus_subscribe`] were lost before the next one (the Redis
+    /// bus saw a gap in that process's numbers); the next event follows.
+    Gap {
+        /// The topic.
+        topic: &'a str,
+        /// How many events were lost.
+        missed: u64,
+    },
     /// The receipt of [`Context::publish_with_receipt`]: how many
     /// connections the subscribers' deliveries reached.
     Published {

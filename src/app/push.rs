@@ -19,14 +19,17 @@ pub fn event_of(push: Push) -> Event {
         user: push.user,
         exclude: push.exclude,
         eligible: push.eligible,
+        publisher: None,
     }
 }
 
 /// Parses a message of a push channel and publishes every push in it, or
 /// logs why not (`source` says where it came from); counts either under
-/// `family`. A bad push is never fatal to the channel.
+/// `family`. A bad push is never fatal to the channel. `scope` is local
+/// for what every process receives by itself.
 fn publish_pushes(
     ctx: &mut Context<'_>,
+    scope: crate::bus::Scope,
     format: &Format,
     family: &'static str,
     payload: &[u8],
@@ -36,7 +39,10 @@ fn publish_pushes(
         Ok(pushes) => {
             ctx.count(family, "ok");
             for p in pushes {
-                ctx.publish(event_of(p));
+                match scope {
+                    crate::bus::Scope::Cluster => ctx.publish(event_of(p)),
+                    crate::bus::Scope::Local => ctx.publish_local(event_of(p)),
+                }
             }
         }
         Err(e) => {
@@ -225,9 +231,16 @@ impl Application for RedisPush {
         else {
             return;
         };
-        publish_pushes(ctx, &self.format, "push_redis", payload, || {
-            format!("from Redis channel {}", String::from_utf8_lossy(channel))
-        });
+        // Every process subscribes to the push channel: each delivers to its
+        // own subscribers, and the Redis bus must not repeat it.
+        publish_pushes(
+            ctx,
+            crate::bus::Scope::Local,
+            &self.format,
+            "push_redis",
+            payload,
+            || format!("from Redis channel {}", String::from_utf8_lossy(channel)),
+        );
     }
 }
 
@@ -274,9 +287,14 @@ impl Application for ZmqPush {
         else {
             return;
         };
-        publish_pushes(ctx, &self.format, "push_zmq", payload, || {
-            format!("over ZeroMQ ({})", String::from_utf8_lossy(channel))
-        });
+        publish_pushes(
+            ctx,
+            crate::bus::Scope::Cluster,
+            &self.format,
+            "push_zmq",
+            payload,
+            || format!("over ZeroMQ ({})", String::from_utf8_lossy(channel)),
+        );
     }
 }
 

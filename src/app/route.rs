@@ -30,6 +30,14 @@ impl Route {
         hops: [0; MAX_DEPTH],
     };
 
+    /// The reactor's own tickets (the Redis bus's commands and messages):
+    /// no app holds them.
+    pub(crate) const BUS: Route = Route {
+        root: u16::MAX,
+        len: 0,
+        hops: [0; MAX_DEPTH],
+    };
+
     /// The root app of listener `index` (in the order they were added).
     pub fn root(index: usize) -> Route {
         Route {

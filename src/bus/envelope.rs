@@ -146,14 +146,14 @@ impl std::error::Error for EnvelopeError {}
 
 impl<'a> Envelope<'a> {
     /// The envelope of `event` as `origin` publishes it, `seq`-th on its
-    /// topic, with no publisher session (set [`Envelope::session`] for one).
+    /// topic; its session is the event's publisher.
     pub fn from_event(event: &'a Event, origin: Origin, seq: u64, epoch: u64) -> Envelope<'a> {
         Envelope {
             origin,
             seq,
             epoch,
             topic: &event.topic,
-            session: None,
+            session: event.publisher.as_deref(),
             user: event.user.as_deref(),
             exclude: event.exclude.iter().map(String::as_str).collect(),
             eligible: event
@@ -164,8 +164,8 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// The bus event it carries (origin, seq, epoch and session stay
-    /// behind).
+    /// The bus event it carries, the session as its publisher (origin,
+    /// seq and epoch stay behind).
     pub fn to_event(&self) -> Event {
         let owned = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect();
         Event {
@@ -174,6 +174,7 @@ impl<'a> Envelope<'a> {
             user: self.user.map(str::to_owned),
             exclude: owned(&self.exclude),
             eligible: self.eligible.as_deref().map(owned),
+            publisher: self.session.map(str::to_owned),
         }
     }
 

@@ -10,6 +10,7 @@
 //! both.
 
 mod envelope;
+pub mod remote;
 mod seq;
 
 pub use envelope::{
@@ -17,6 +18,15 @@ pub use envelope::{
     VERSION,
 };
 pub use seq::{DEFAULT_CAP, Seen, SeqTracker, Sequencer};
+
+/// How far a publish goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every process sharing the bus (just this one without the Redis bus).
+    Cluster,
+    /// This process only.
+    Local,
+}
 
 /// One published event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +41,10 @@ pub struct Event {
     pub exclude: Vec<String>,
     /// If set, only these WAMP session ids.
     pub eligible: Option<Vec<String>>,
+    /// The WAMP session id of the client that published it, if a client
+    /// did (pushes from the backend have none). It travels between
+    /// processes as the envelope's session.
+    pub publisher: Option<String>,
 }
 
 impl Event {
@@ -42,6 +56,7 @@ impl Event {
             user: None,
             exclude: Vec::new(),
             eligible: None,
+            publisher: None,
         }
     }
 }

@@ -289,6 +289,41 @@ impl RedisConn {
         self.want(SubKind::Pattern, pattern, false)
     }
 
+    /// Wants every channel of `names` (or, with `on` false, no longer
+    /// wants them), sending the changes as one SUBSCRIBE (UNSUBSCRIBE) per
+    /// 1,024 names if up: a turn's worth of interest changes in one
+    /// command. Returns how many names changed.
+    pub fn want_channels<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n [u8]>,
+        on: bool,
+    ) -> Result<usize, WrongMode> {
+        if self.mode != Mode::PubSub {
+            return Err(WrongMode);
+        }
+        let mut changed: Vec<&[u8]> = Vec::new();
+        for name in names {
+            let new = if on {
+                self.channels.insert(name.to_vec())
+            } else {
+                self.channels.remove(name)
+            };
+            if new && !changed.contains(&name) {
+                changed.push(name);
+            }
+        }
+        if self.state == State::Up {
+            let verb: &[u8] = if on { b"SUBSCRIBE" } else { b"UNSUBSCRIBE" };
+            for batch in changed.chunks(NAMES_PER_COMMAND) {
+                let mut args = Vec::with_capacity(batch.len() + 1);
+                args.push(verb);
+                args.extend_from_slice(batch);
+                resp::encode_command(&mut self.out, &args);
+            }
+        }
+        Ok(changed.len())
+    }
+
     fn want(&mut self, kind: SubKind, name: &[u8], on: bool) -> Result<bool, WrongMode> {
         if self.mode != Mode::PubSub {
             return Err(WrongMode);

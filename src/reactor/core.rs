@@ -271,6 +271,11 @@ impl Core {
             websockets: self.conns.iter().filter(|(_, c)| c.ws_open()).count(),
             timers: self.timers.len(),
             bus_topics: self.bus.topic_count(),
+            bus_channels: self
+                .bus
+                .remote
+                .as_ref()
+                .map_or(0, |r| r.bus.channel_count()),
         }
     }
 

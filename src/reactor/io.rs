@@ -365,6 +365,9 @@ impl Server {
             self.core.metrics.http_request_errors += 1;
             log::debug!("{}: backend request failed: {e}", done.ticket);
         }
+        if done.ticket.route() == crate::app::Route::BUS {
+            return self.bus_reply(done);
+        }
         let root = done.ticket.route().root_index();
         let Some(app) = self.apps.get_mut(root) else {
             return;

@@ -13,6 +13,7 @@
 
 mod buf;
 mod bus;
+mod bus_link;
 mod core;
 mod dispatch;
 mod handshake;
@@ -188,11 +189,40 @@ impl Server {
         addr: SocketAddr,
         app: impl Application + 'static,
     ) -> stdio::Result<SocketAddr> {
+        let sock = TcpListener::bind(addr)?;
+        self.add_listener(sock, app)
+    }
+
+    /// [`Server::listen`] with `SO_REUSEPORT`: other processes (sprocket
+    /// or not) that set it too may listen on the same address, and the
+    /// kernel spreads new connections among them. This is how several
+    /// processes share one port, and how a new process takes over from an
+    /// old one without refusing anybody (`docs/scaling.md`).
+    pub fn listen_reuse_port(
+        &mut self,
+        addr: SocketAddr,
+        app: impl Application + 'static,
+    ) -> stdio::Result<SocketAddr> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let sock = TcpListener::from_std(socket.into());
+        self.add_listener(sock, app)
+    }
+
+    fn add_listener(
+        &mut self,
+        mut sock: TcpListener,
+        app: impl Application + 'static,
+    ) -> stdio::Result<SocketAddr> {
         let index = self.listeners.len();
         if index >= 1024 {
             return Err(stdio::Error::other("at most 1024 listeners"));
         }
-        let mut sock = TcpListener::bind(addr)?;
         let bound = sock.local_addr()?;
         self.poll.registry().register(
             &mut sock,
@@ -399,6 +429,7 @@ impl Server {
         }
         self.maintain_outbound();
         self.settle();
+        self.drive_bus();
         self.bury_doomed();
         self.flush_dirty();
         self.flush_held(false);
@@ -435,7 +466,8 @@ impl Server {
             || !self.core.ops.is_empty()
             || !self.core.outbound.done.is_empty()
             || !self.core.outbound.pending_reads.is_empty()
-            || self.core.outbound.http.wants_dial();
+            || self.core.outbound.http.wants_dial()
+            || self.bus_busy();
         if busy {
             return Duration::ZERO;
         }
@@ -446,6 +478,7 @@ impl Server {
             self.shutdown_deadline,
             self.core.outbound.next_deadline(),
             self.core.held_until,
+            self.bus_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -315,28 +315,30 @@ impl Sink for Core {
 
     fn bus_subscribe(&mut self, topic: &str, route: Route) -> Option<Ticket> {
         let ticket = self.outbound.ticket(route);
-        self.bus.subscribe(topic, ticket);
+        self.bus.subscribe(topic, ticket, self.now);
         Some(ticket)
     }
 
     fn bus_unsubscribe(&mut self, subscription: Ticket) -> bool {
-        self.bus.unsubscribe(subscription)
+        self.bus.unsubscribe(subscription, self.now)
     }
 
-    fn bus_publish(&mut self, event: Event, route: Route, receipt: bool) -> Option<Ticket> {
+    fn bus_publish(
+        &mut self,
+        event: Event,
+        route: Route,
+        receipt: bool,
+        scope: crate::bus::Scope,
+        skip: Option<Ticket>,
+    ) -> Option<Ticket> {
         let receipt = receipt.then(|| self.outbound.ticket(route));
         if let Some(r) = receipt {
             self.bus.expect_receipt(r);
         }
-        let event = Arc::new(event);
-        for &sub in self.bus.subscribers(&event.topic) {
-            let reply = DoneReply::Bus {
-                event: event.clone(),
-                receipt,
-            };
-            self.outbound.done.push(Done::new(sub, reply));
+        if scope == crate::bus::Scope::Cluster {
+            self.publish_remote(&event);
         }
-        self.metrics.bus_events += 1;
+        self.deliver_local(Arc::new(event), receipt, skip);
         if let Some(r) = receipt {
             self.outbound
                 .done
@@ -344,4 +346,55 @@ impl Sink for Core {
         }
         receipt
     }
+}
+
+impl Core {
+    /// Queues `event` for this process's bus subscribers of its topic
+    /// (but `skip`).
+    pub(super) fn deliver_local(
+        &mut self,
+        event: Arc<Event>,
+        receipt: Option<Ticket>,
+        skip: Option<Ticket>,
+    ) {
+        for &sub in self.bus.subscribers(&event.topic) {
+            if Some(sub) == skip {
+                continue;
+            }
+            let reply = DoneReply::Bus {
+                event: event.clone(),
+                receipt,
+            };
+            self.outbound.done.push(Done::new(sub, reply));
+        }
+        self.metrics.bus_events += 1;
+    }
+
+    /// Hands `event` to the Redis bus, if there is one.
+    fn publish_remote(&mut self, event: &Event) {
+        let Some(remote) = &mut self.bus.remote else {
+            return;
+        };
+        let fresh = || {
+            let mut id = [0u8; 16];
+            let _ = getrandom::fill(&mut id);
+            crate::bus::Origin(id)
+        };
+        if let Err(e) = remote.bus.publish(event, fresh) {
+            self.metrics.count("bus_publishes", "too_large");
+            log::warn!(
+                "bus: an event on {:?} stays in this process: {e}",
+                truncated(&event.topic)
+            );
+        }
+    }
+}
+
+/// At most 100 bytes of a name, for logs.
+fn truncated(s: &str) -> &str {
+    let mut end = s.len().min(100);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

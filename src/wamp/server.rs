@@ -16,6 +16,14 @@ pub const ERROR_INVALID_CALL: &str = "urn:sprocket:error:invalid-call";
 pub const MAX_PREFIXES: usize = 256;
 /// Most topics one session may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
+/// The meta topic on which the Redis bus announces lost events: a session
+/// subscribed to it and to topic `T` gets `[8, META_GAP, {"topic": T,
+/// "missed": N}]` when `N` events of another process on `T` were lost just
+/// before the next one it gets. Clients cannot publish to it.
+pub const META_GAP: &str = "urn:sprocket:meta:gap";
+/// Topics under this prefix belong to the server: client publishes to them
+/// are dropped.
+pub const META_PREFIX: &str = "urn:sprocket:meta:";
 
 /// A call to answer, now or later (after a timer, or a backend reply).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -91,7 +99,9 @@ pub trait WampApp {
     /// A session published. `exclude` holds session ids (the publisher's
     /// own when it sent `excludeMe = true`); an empty `eligible` means
     /// everybody, as in Ratchet. The default broadcasts the event
-    /// accordingly, like Ratchet's `$topic->broadcast($event, $exclude, $eligible)`.
+    /// accordingly, like Ratchet's `$topic->broadcast($event, $exclude,
+    /// $eligible)`, through the bus: with the Redis bus, subscribers of
+    /// every process get it.
     fn on_publish(
         &mut self,
         ctx: &mut WampContext<'_, '_>,
@@ -101,8 +111,7 @@ pub trait WampApp {
         exclude: &[String],
         eligible: &[String],
     ) {
-        let _ = conn;
-        ctx.broadcast(topic, event, exclude, eligible);
+        ctx.broadcast_from(conn, topic, event, exclude, eligible);
     }
 
     /// A timer this app created fired.
@@ -195,6 +204,19 @@ impl WampState {
         ctx.broadcast(targets, Message::Text(&text))
     }
 
+    /// Tells the sessions subscribed to `topic` and to [`META_GAP`] that
+    /// `missed` events on it were lost.
+    fn announce_gap(&self, ctx: &mut Context<'_>, topic: &str, missed: u64) -> usize {
+        let (Some(subs), Some(watchers)) = (self.topics.get(topic), self.topics.get(META_GAP))
+        else {
+            return 0;
+        };
+        let notice = serde_json::json!({"topic": topic, "missed": missed});
+        let text = v1::event(META_GAP, &notice);
+        let targets = subs.iter().copied().filter(|c| watchers.contains(c));
+        ctx.broadcast(targets, Message::Text(&text))
+    }
+
     /// Subscribes `conn` to `topic` (and this server to the topic on the
     /// bus, for its first subscriber); false if the session is gone,
     /// already subscribed or at its subscription limit.
@@ -207,6 +229,7 @@ impl WampState {
         }
         session.topics.push(topic.clone());
         if !self.bus.contains_key(&topic)
+            && topic != META_GAP
             && let Some(ticket) = ctx.bus_subscribe(&topic)
         {
             self.bus.insert(topic.clone(), ticket);
@@ -268,9 +291,12 @@ impl<'c, 'a> WampContext<'c, 'a> {
         )
     }
 
-    /// Sends EVENT to the subscribers of `topic`, skipping the session ids
-    /// in `exclude` and, unless `eligible` is empty, those not in it. The
-    /// EVENT is encoded once. Returns how many got it.
+    /// Publishes `event` on `topic`: EVENT to its subscribers here at
+    /// once, and through the bus to other apps and, with the Redis bus,
+    /// every process, skipping the session ids in `exclude` and, unless
+    /// `eligible` is empty, those not in it (session ids are unique across
+    /// processes). The payload is encoded once per process. Returns how
+    /// many subscribers of this server got it.
     pub fn broadcast(
         &mut self,
         topic: &str,
@@ -278,25 +304,32 @@ impl<'c, 'a> WampContext<'c, 'a> {
         exclude: &[String],
         eligible: &[String],
     ) -> usize {
-        let Some(subs) = self.state.topics.get(topic) else {
-            return 0;
-        };
-        let lookup = |ids: &[String]| -> Vec<ConnId> {
-            ids.iter()
-                .filter_map(|id| self.state.by_session_id.get(id).copied())
-                .collect()
-        };
-        let (excluded, eligible_conns) = (lookup(exclude), lookup(eligible));
-        let everyone = eligible.is_empty();
-        let text = v1::event(topic, event);
-        let targets = subs
-            .iter()
-            .copied()
-            .filter(|c| !excluded.contains(c) && (everyone || eligible_conns.contains(c)));
-        self.ctx.broadcast(targets, Message::Text(&text))
+        self.send_event(bus_event(topic, event, exclude, eligible, None))
     }
 
-    /// Sends EVENT to every subscriber of `topic` (server-side push).
+    fn send_event(&mut self, event: crate::bus::Event) -> usize {
+        let reached = self.state.deliver(self.ctx, &event);
+        let own = self.state.bus.get(&event.topic).copied();
+        self.ctx.publish_beside(event, own);
+        reached
+    }
+
+    /// [`WampContext::broadcast`] on behalf of session `conn`, the
+    /// publisher the event carries (what a client PUBLISH does).
+    pub fn broadcast_from(
+        &mut self,
+        conn: ConnId,
+        topic: &str,
+        event: &Value,
+        exclude: &[String],
+        eligible: &[String],
+    ) -> usize {
+        let publisher = self.session_id(conn).map(str::to_owned);
+        self.send_event(bus_event(topic, event, exclude, eligible, publisher))
+    }
+
+    /// Sends EVENT to every subscriber of `topic` (server-side push), as
+    /// [`WampContext::broadcast`] does.
     pub fn publish(&mut self, topic: &str, event: &Value) -> usize {
         self.broadcast(topic, event, &[], &[])
     }
@@ -470,6 +503,11 @@ impl<A: WampApp> WampServer<A> {
                 exclude,
             } => {
                 let topic = self.state.expand(conn, &topic);
+                if topic.starts_with(META_PREFIX) {
+                    // WAMP v1 has no error for a PUBLISH: drop it.
+                    log::debug!("{conn}: publish to server meta topic {topic} dropped");
+                    return;
+                }
                 let (exclude, eligible) = match exclude {
                     Exclude::Nobody => (Vec::new(), Vec::new()),
                     Exclude::Me => (
@@ -490,7 +528,26 @@ impl<A: WampApp> WampServer<A> {
     }
 }
 
-/// 128 random bits as hex, from the OS: not guessable by other clients.
+/// The bus event of a WAMP publish (an empty `eligible` is everybody).
+fn bus_event(
+    topic: &str,
+    event: &Value,
+    exclude: &[String],
+    eligible: &[String],
+    publisher: Option<String>,
+) -> crate::bus::Event {
+    crate::bus::Event {
+        topic: topic.to_owned(),
+        data: event.to_string(),
+        user: None,
+        exclude: exclude.to_vec(),
+        eligible: (!eligible.is_empty()).then(|| eligible.to_vec()),
+        publisher,
+    }
+}
+
+/// 128 random bits as hex, from the OS: not guessable by other clients
+/// (nor repeated by another process: ids are unique cluster-wide).
 fn new_session_id() -> Option<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).ok()?;
@@ -562,11 +619,18 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
-        if let Reply::Bus(event) = reply
-            && self.state.bus_topics.contains_key(&ticket)
-        {
-            self.state.deliver(ctx, event);
-            return;
+        if self.state.bus_topics.contains_key(&ticket) {
+            match reply {
+                Reply::Bus(event) => {
+                    self.state.deliver(ctx, event);
+                    return;
+                }
+                Reply::Gap { topic, missed } => {
+                    self.state.announce_gap(ctx, topic, missed);
+                    return;
+                }
+                _ => {}
+            }
         }
         self.split(ctx, |app, w| app.on_reply(w, ticket, reply));
     }

@@ -27,7 +27,9 @@ impl RedisServer {
     pub fn start_on(port: u16, password: Option<&str>) -> Self {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // DEBUG SLEEP, for the chaos tests of the Redis bus.
+            .args(["--enable-debug-command", "local"]);
         if let Some(pw) = password {
             cmd.args(["--requirepass", pw]);
         }
@@ -71,6 +73,18 @@ impl RedisServer {
 
     pub fn url(&self, userinfo: &str, db: u32) -> String {
         format!("redis://{userinfo}127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs one command with `redis-cli` (what an operator would type) and
+    /// returns its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (it comes with redis-server)");
+        assert!(out.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
 

@@ -408,8 +408,8 @@ fn events_convert_both_ways() {
     event.user = Some("ann".into());
     event.exclude = vec!["x".into(), "yz".into()];
     event.eligible = Some(vec!["e".into()]);
-    let mut e = Envelope::from_event(&event, ORIGIN, 0x0102_0304_0506_0708, 9);
-    e.session = Some("s1");
+    event.publisher = Some("s1".into());
+    let e = Envelope::from_event(&event, ORIGIN, 0x0102_0304_0506_0708, 9);
     assert_eq!(e, full());
     let bytes = encoded(&e);
     assert_eq!(bytes, full_bytes());

@@ -439,3 +439,24 @@ fn encoded_len_is_exact() {
         assert_eq!(encoded_len(args), cmd(args).len());
     }
 }
+
+#[test]
+fn channel_batches_go_out_as_one_command_each_way() {
+    let mut c = conn("redis://h", Mode::PubSub);
+    let t0 = Instant::now();
+    assert_eq!(c.want_channels([&b"a"[..], b"b"], true), Ok(2));
+    assert!(c.transmit().is_empty(), "nothing is written while down");
+    c.connected(t0);
+    assert_eq!(written(&mut c), cmd(&[b"SUBSCRIBE", b"a", b"b"]));
+    // Only the names that change are sent, each once.
+    assert_eq!(c.want_channels([&b"b"[..], b"c", b"c"], true), Ok(1));
+    assert_eq!(written(&mut c), cmd(&[b"SUBSCRIBE", b"c"]));
+    assert_eq!(c.want_channels([&b"a"[..], b"z"], false), Ok(1));
+    assert_eq!(written(&mut c), cmd(&[b"UNSUBSCRIBE", b"a"]));
+    assert_eq!(c.want_channels(std::iter::empty(), true), Ok(0));
+    assert!(c.transmit().is_empty());
+    let names: Vec<&[u8]> = c.channels().collect();
+    assert_eq!(names, [&b"b"[..], b"c"]);
+    let mut cmds = conn("redis://h", Mode::Commands);
+    assert_eq!(cmds.want_channels([&b"a"[..]], true), Err(WrongMode));
+}

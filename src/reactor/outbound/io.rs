@@ -162,7 +162,7 @@ impl Server {
 
     /// A Redis link failed (or could not connect): fail its commands in
     /// flight and schedule a redial.
-    fn redis_failed(&mut self, link: Link, why: &str) {
+    pub(crate) fn redis_failed(&mut self, link: Link, why: &str) {
         let (Link::RedisCommands(i) | Link::RedisPubSub(i)) = link else {
             return;
         };
@@ -173,6 +173,7 @@ impl Server {
         let mut done = Vec::new();
         self.core.outbound.redis[i].disconnected(link, why, now, random, &mut done);
         self.finish(done);
+        self.bus_link_down(link);
     }
 
     /// Readiness on outbound socket `key`.
@@ -206,6 +207,7 @@ impl Server {
         match link {
             Link::RedisCommands(i) | Link::RedisPubSub(i) => {
                 self.core.outbound.redis[i].connected(link, now);
+                self.bus_link_up(link);
             }
             Link::Http(i) => {
                 if let Some(l) = self.core.outbound.http.links.get_mut(i) {

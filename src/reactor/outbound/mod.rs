@@ -88,6 +88,11 @@ pub(crate) enum DoneReply {
     },
     /// How many connections a publish reached (filled in at delivery).
     Published(usize),
+    /// Events of another process on a subscribed topic were lost.
+    Gap {
+        topic: std::sync::Arc<str>,
+        missed: u64,
+    },
 }
 
 impl DoneReply {
@@ -108,6 +113,10 @@ impl DoneReply {
             DoneReply::Inbox(v) => f(Reply::Inbox(v)),
             DoneReply::Bus { event, .. } => f(Reply::Bus(&event)),
             DoneReply::Published(delivered) => f(Reply::Published { delivered }),
+            DoneReply::Gap { topic, missed } => f(Reply::Gap {
+                topic: &topic,
+                missed,
+            }),
         }
     }
 }

@@ -34,7 +34,7 @@ impl RedisLink {
     }
 
     /// Wants a connection: dial now if none was ever made.
-    fn wake(&mut self, now: Instant) {
+    pub fn wake(&mut self, now: Instant) {
         if self.state == LinkState::Idle {
             self.state = LinkState::Down { retry_at: now };
         }
@@ -60,6 +60,9 @@ pub(crate) struct RedisService {
     subs: HashMap<(Vec<u8>, bool), Subscribers>,
     /// What each subscription ticket subscribed to.
     by_ticket: HashMap<u64, (Vec<u8>, bool)>,
+    /// Where messages on channels no ticket subscribed to go (the Redis
+    /// bus subscribes through the connection directly).
+    pub catch_all: Option<Ticket>,
 }
 
 impl RedisService {
@@ -74,7 +77,14 @@ impl RedisService {
             waiting: HashMap::new(),
             subs: HashMap::new(),
             by_ticket: HashMap::new(),
+            catch_all: None,
         }
+    }
+
+    /// Dials both connections now if they were never needed yet.
+    pub fn wake(&mut self, now: Instant) {
+        self.cmd.wake(now);
+        self.sub.wake(now);
     }
 
     pub fn link(&mut self, which: Link) -> &mut RedisLink {
@@ -177,10 +187,13 @@ impl RedisService {
             Some(p) => (p.to_vec(), true),
             None => (channel.to_vec(), false),
         };
-        let Some(subs) = self.subs.get(&key) else {
-            return;
+        let catch_all = self.catch_all.filter(|_| pattern.is_none());
+        let tickets = match (self.subs.get(&key), &catch_all) {
+            (Some(subs), _) => subs.tickets.as_slice(),
+            (None, Some(t)) => std::slice::from_ref(t),
+            (None, None) => return,
         };
-        for &ticket in &subs.tickets {
+        for &ticket in tickets {
             done.push(Done::new(
                 ticket,
                 DoneReply::Message {

@@ -1,0 +1,252 @@
+//! The Redis bus between the reactor and Redis: the bus's channel changes
+//! and commands go to its Redis links once per turn, and what comes back
+//! (replies, messages of other processes) is counted, logged and
+//! delivered to this process's subscribers. The decisions are
+//! [`RemoteBus`]'s; this file only moves them.
+
+use super::Server;
+use super::bus::{Pending, Remote};
+use super::outbound::{Done, DoneReply, Link};
+use crate::app::Route;
+use crate::bus::Origin;
+use crate::bus::remote::{Command, Dropped, Purpose, Received, RemoteBus, RunId, Settings};
+use crate::clients::redis::RedisUrl;
+use crate::clients::resp::Reply;
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+impl Server {
+    /// Makes topics span processes: every bus publish (WAMP publishes,
+    /// pushes from every ingress) also goes to the Redis server at `url`,
+    /// and this process hears the topics its subscribers want from every
+    /// other process using the same Redis and prefix. See
+    /// `docs/scaling.md` for the guarantees. Without it, the bus is this
+    /// process alone.
+    pub fn use_redis_bus(&mut self, url: &str, settings: Settings) -> io::Result<()> {
+        if self.core.bus.remote.is_some() {
+            return Err(io::Error::other("the Redis bus is set already"));
+        }
+        let url = RedisUrl::parse(url)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+        let origin = Origin(id);
+        log::info!(
+            "bus: topics span processes through {url}, channels {}topic:*, origin {origin}",
+            settings.prefix
+        );
+        let service = self.add_redis_url(url)?.0 as usize;
+        let catch_all = self.core.outbound.ticket(Route::BUS);
+        let redis = &mut self.core.outbound.redis[service];
+        redis.catch_all = Some(catch_all);
+        redis.wake(self.core.now);
+        self.core.bus.remote = Some(Remote {
+            bus: RemoteBus::new(settings, origin),
+            service,
+            pending: HashMap::new(),
+            publish_failures: 0,
+            malformed: 0,
+        });
+        Ok(())
+    }
+
+    /// Runs the bus's timers and hands its channel changes and commands to
+    /// its Redis links (written by the same turn's flush).
+    pub(super) fn drive_bus(&mut self) {
+        let now = self.core.now;
+        let Some(remote) = &mut self.core.bus.remote else {
+            return;
+        };
+        remote.bus.handle_timeout(now);
+        let i = remote.service;
+        let (on, off) = remote.bus.take_interest();
+        if !on.is_empty() || !off.is_empty() {
+            let sub = &mut self.core.outbound.redis[i].sub;
+            // The pub/sub link: WrongMode cannot happen.
+            let _ = sub.conn.want_channels(on.iter().map(Vec::as_slice), true);
+            let _ = sub.conn.want_channels(off.iter().map(Vec::as_slice), false);
+            sub.wake(now);
+        }
+        let mut reconnect = None;
+        while let Some(command) = remote.bus.poll_command() {
+            let ticket = self.core.outbound.ticket(Route::BUS);
+            let redis = &mut self.core.outbound.redis[i];
+            match command {
+                Command::Publish {
+                    channel,
+                    payload,
+                    purpose,
+                } => {
+                    redis.command(&[b"PUBLISH", &channel, &payload], ticket, now);
+                    remote
+                        .pending
+                        .insert(ticket.id(), Pending::Publish(purpose));
+                }
+                Command::Info => {
+                    redis.command(&[b"INFO", b"server"], ticket, now);
+                    remote.pending.insert(ticket.id(), Pending::Info);
+                }
+                Command::Reconnect { commands } => reconnect = Some(commands),
+            }
+        }
+        if let Some(commands) = reconnect {
+            self.core.metrics.count("bus_probes", "timeout");
+            let timeout = remote.bus.settings().probe_timeout;
+            let which = if commands {
+                "both connections (not even the probe's PUBLISH was answered)"
+            } else {
+                "the pub/sub connection"
+            };
+            log::warn!(
+                "bus: nothing came from Redis for {timeout:?} after a probe; replacing {which}"
+            );
+            self.redis_failed(Link::RedisPubSub(i), "liveness probe unanswered");
+            if commands {
+                self.redis_failed(Link::RedisCommands(i), "liveness probe unanswered");
+            }
+        }
+    }
+
+    /// Whether the bus has work for the next flush.
+    pub(super) fn bus_busy(&self) -> bool {
+        self.core
+            .bus
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.bus.has_work())
+    }
+
+    /// When the bus's timers next need a turn.
+    pub(super) fn bus_deadline(&self) -> Option<std::time::Instant> {
+        self.core.bus.remote.as_ref()?.bus.poll_timeout()
+    }
+
+    fn bus_remote(&mut self, link: Link) -> Option<&mut Remote> {
+        let (Link::RedisCommands(i) | Link::RedisPubSub(i)) = link else {
+            return None;
+        };
+        self.core.bus.remote.as_mut().filter(|r| r.service == i)
+    }
+
+    /// A Redis link came up: the bus's subscriber is live again, or its
+    /// commands link asks who the server is.
+    pub(super) fn bus_link_up(&mut self, link: Link) {
+        let now = self.core.now;
+        if let Some(remote) = self.bus_remote(link) {
+            match link {
+                Link::RedisPubSub(_) => remote.bus.subscriber_up(now),
+                _ => remote.bus.commands_up(),
+            }
+        }
+    }
+
+    /// A Redis link went down.
+    pub(super) fn bus_link_down(&mut self, link: Link) {
+        if let (Link::RedisPubSub(_), Some(remote)) = (link, self.bus_remote(link)) {
+            remote.bus.subscriber_down();
+        }
+    }
+
+    /// A reply or message for the bus itself.
+    pub(super) fn bus_reply(&mut self, done: Done) {
+        let now = self.core.now;
+        let core = &mut self.core;
+        let Some(remote) = &mut core.bus.remote else {
+            return;
+        };
+        let metrics = &mut core.metrics;
+        match done.reply {
+            DoneReply::Redis(reply) => match remote.pending.remove(&done.ticket.id()) {
+                Some(Pending::Publish(purpose)) => {
+                    let failed = match reply {
+                        Ok(Reply::Integer(_)) => None,
+                        Ok(Reply::Error(e)) => Some(e),
+                        Ok(other) => Some(format!("unexpected reply {other:?}")),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    match (purpose, failed) {
+                        (Purpose::Event, None) => metrics.count("bus_publishes", "ok"),
+                        (Purpose::Event, Some(why)) => {
+                            metrics.count("bus_publishes", "failed");
+                            remote.publish_failures += 1;
+                            let n = remote.publish_failures;
+                            if n.is_power_of_two() {
+                                log::warn!(
+                                    "bus: a publish did not reach Redis ({why}); \
+                                     other processes miss it ({n} so far, delivered here)"
+                                );
+                            }
+                        }
+                        (Purpose::Probe, None) => remote.bus.probe_published(),
+                        (Purpose::Probe, Some(why)) => {
+                            log::debug!("bus: probe not published: {why}");
+                        }
+                    }
+                }
+                Some(Pending::Info) => {
+                    let Ok(Reply::Bulk(Some(text))) = reply else {
+                        return;
+                    };
+                    match remote.bus.info(&text) {
+                        RunId::First(id) => log::info!("bus: Redis run_id {id}"),
+                        RunId::Same => {}
+                        RunId::Changed { old, new } => {
+                            metrics.count("bus_redis", "restarted");
+                            log::warn!(
+                                "bus: Redis restarted (run_id {old} -> {new}); what was \
+                                 published meanwhile is lost, gaps show where"
+                            );
+                        }
+                        RunId::Missing => log::warn!("bus: no run_id in INFO server"),
+                    }
+                }
+                None => {}
+            },
+            DoneReply::Message {
+                channel, payload, ..
+            } => match remote.bus.receive(&channel, &payload, now) {
+                Received::Deliver {
+                    event,
+                    origin,
+                    missed,
+                } => {
+                    metrics.count("bus_messages", "delivered");
+                    let event = Arc::new(event);
+                    if missed > 0 {
+                        metrics.bus_gaps += 1;
+                        metrics.bus_missed += missed;
+                        log::warn!(
+                            "bus: {missed} events of {origin} on {:?} were lost",
+                            event.topic
+                        );
+                        let topic: Arc<str> = event.topic.as_str().into();
+                        for &sub in core.bus.subscribers(&event.topic) {
+                            let reply = DoneReply::Gap {
+                                topic: topic.clone(),
+                                missed,
+                            };
+                            core.outbound.done.push(Done::new(sub, reply));
+                        }
+                    }
+                    core.deliver_local(event, None, None);
+                }
+                Received::Probe => metrics.count("bus_probes", "ok"),
+                Received::Dropped(why) => {
+                    metrics.count("bus_messages", why.outcome());
+                    if let Dropped::Malformed(_) | Dropped::WrongChannel = why {
+                        remote.malformed += 1;
+                        if remote.malformed.is_power_of_two() {
+                            log::warn!(
+                                "bus: dropped a message on {}: {why:?} ({} so far)",
+                                String::from_utf8_lossy(&channel),
+                                remote.malformed
+                            );
+                        }
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+}
