@@ -96,6 +96,9 @@ fn family_help(family: &str) -> &'static str {
             "Liveness probes of the Redis bus: ok, timeout (the pub/sub connection was replaced)."
         }
         "bus_redis" => "Redis restarts the bus noticed (a new run_id).",
+        "bus_outages" => {
+            "Returns of the bus's Redis subscription after an outage, announced to subscribers."
+        }
         _ => "Application events by outcome.",
     }
 }

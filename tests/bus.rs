@@ -347,6 +347,8 @@ struct Run {
     last: u64,
     /// The events lost, as the gap notices on the meta topic said.
     announced: u64,
+    /// Outage notices on the meta topic.
+    outages: u64,
 }
 
 /// Numbers from one publisher on A reach one subscriber on B (subscribed
@@ -384,7 +386,7 @@ fn publish_through(a: &Node, b: &Node, topic: &'static str, chaos: impl FnOnce()
     stop.store(true, Ordering::Relaxed);
     let _p = publisher.join().unwrap();
     let last = sent.load(Ordering::Relaxed) - 1;
-    let (mut got, mut announced) = (Vec::new(), 0);
+    let (mut got, mut announced, mut outages) = (Vec::new(), 0, 0);
     let deadline = Instant::now() + Duration::from_secs(15);
     while got.last() != Some(&last) {
         assert!(
@@ -397,7 +399,11 @@ fn publish_through(a: &Node, b: &Node, topic: &'static str, chaos: impl FnOnce()
         };
         if m[1] == META_GAP {
             assert_eq!(m[2]["topic"], topic, "{m}");
-            announced += m[2]["missed"].as_u64().unwrap();
+            match m[2]["cause"].as_str() {
+                Some("gap") => announced += m[2]["missed"].as_u64().unwrap(),
+                Some("outage") => outages += 1,
+                _ => panic!("{m}"),
+            }
         } else {
             got.push(m[2]["n"].as_u64().unwrap());
         }
@@ -406,6 +412,7 @@ fn publish_through(a: &Node, b: &Node, topic: &'static str, chaos: impl FnOnce()
         got,
         last,
         announced,
+        outages,
     }
 }
 
@@ -440,6 +447,7 @@ fn pubsub_clients_killed_and_redis_asleep() {
         redis.cli(&["DEBUG", "SLEEP", "2"]);
     });
     assert_eq!(every_loss_counted(&b, 0, &run), 0, "nothing lost");
+    assert_eq!(run.outages, 0, "the connection stayed up");
     let before = b.metric("sprocket_bus_missed_total");
     // Every pub/sub connection killed: they come back by themselves.
     let run = publish_through(&a, &b, "killed", || {
@@ -450,6 +458,7 @@ fn pubsub_clients_killed_and_redis_asleep() {
         assert_eq!(killed, 2, "one subscriber connection per process");
     });
     let holes = every_loss_counted(&b, before, &run);
+    assert_eq!(run.outages, 1, "the subscriber was told of the outage");
     eprintln!(
         "lost while the subscriber reconnected: {holes} of {}",
         run.last + 1
@@ -471,6 +480,7 @@ fn redis_killed_and_restarted() {
         *slot.lock().unwrap() = Some(RedisServer::start_on(port, None));
     });
     let holes = every_loss_counted(&b, 0, &run);
+    assert_eq!(run.outages, 1, "the subscriber was told of the outage");
     eprintln!("lost while Redis was down: {holes} of {}", run.last + 1);
     // Both saw a new Redis (its run_id) and said so.
     for n in [&a, &b] {
@@ -558,6 +568,7 @@ fn a_silent_connection_is_found_by_the_probe_and_replaced() {
     let run = publish_through(&a, &b, "wedged", || proxy.silence());
     let holes = every_loss_counted(&b, 0, &run);
     assert!(holes > 0, "a silent second loses what it carried");
+    assert_eq!(run.outages, 1, "the subscriber was told of the outage");
     eprintln!(
         "lost while the connection was silent: {holes} of {}",
         run.last + 1

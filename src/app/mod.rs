@@ -174,14 +174,17 @@ pub enum Reply<'a> {
     Inbox(Box<dyn std::any::Any + Send>),
     /// An event on a topic subscribed with [`Context::bus_subscribe`].
     Bus(&'a crate::bus::Event),
-    /// Events of another process on a topic subscribed with
-    /// [`Context::bus_subscribe`] were lost before the next one (the Redis
-    /// bus saw a gap in that process's numbers); the next event follows.
+    /// Events of other processes on a topic subscribed with
+    /// [`Context::bus_subscribe`] were lost. With `missed`, exactly that
+    /// many of one process, just before the next event (the Redis bus saw
+    /// a gap in its numbers). Without, the bus's subscription to Redis was
+    /// down and is back: events published meanwhile may be lost (the gaps
+    /// that later events show are counted again, exactly).
     Gap {
         /// The topic.
         topic: &'a str,
-        /// How many events were lost.
-        missed: u64,
+        /// How many events were lost, if known.
+        missed: Option<u64>,
     },
     /// The receipt of [`Context::publish_with_receipt`]: how many
     /// connections the subscribers' deliveries reached.

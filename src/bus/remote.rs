@@ -201,6 +201,8 @@ pub struct RemoteBus {
     probes_sent: u64,
     probe_channel: Vec<u8>,
     run_id: Option<String>,
+    /// The subscriber connection was up once.
+    was_up: bool,
 }
 
 impl RemoteBus {
@@ -222,6 +224,7 @@ impl RemoteBus {
             probes_sent: 0,
             probe_channel,
             run_id: None,
+            was_up: false,
         }
     }
 
@@ -364,9 +367,20 @@ impl RemoteBus {
     }
 
     /// The subscriber connection is up (it subscribes to every wanted
-    /// channel again by itself).
-    pub fn subscriber_up(&mut self, now: Instant) {
+    /// channel again by itself). True if it was up before: events
+    /// published while it was down may be lost.
+    pub fn subscriber_up(&mut self, now: Instant) -> bool {
         self.probe = Probe::Quiet { heard: now };
+        std::mem::replace(&mut self.was_up, true)
+    }
+
+    /// The topics whose channels local subscribers want (lingering ones
+    /// have none).
+    pub fn wanted(&self) -> impl Iterator<Item = &str> {
+        self.topics
+            .iter()
+            .filter(|(_, i)| **i == Interest::Wanted)
+            .map(|(t, _)| t.as_str())
     }
 
     /// Redis answered the PUBLISH of the probe in flight: the commands

@@ -133,10 +133,26 @@ impl Server {
     /// commands link asks who the server is.
     pub(super) fn bus_link_up(&mut self, link: Link) {
         let now = self.core.now;
-        if let Some(remote) = self.bus_remote(link) {
-            match link {
-                Link::RedisPubSub(_) => remote.bus.subscriber_up(now),
-                _ => remote.bus.commands_up(),
+        let Some(remote) = self.bus_remote(link) else {
+            return;
+        };
+        let Link::RedisPubSub(_) = link else {
+            return remote.bus.commands_up();
+        };
+        if !remote.bus.subscriber_up(now) {
+            return;
+        }
+        // Back after an outage: whatever was published meanwhile may be
+        // lost, and a loss at the tail shows in no later number.
+        let topics: Vec<Arc<str>> = remote.bus.wanted().map(Arc::from).collect();
+        self.core.metrics.count("bus_outages", "announced");
+        for topic in topics {
+            for &sub in self.core.bus.subscribers(&topic) {
+                let reply = DoneReply::Gap {
+                    topic: topic.clone(),
+                    missed: None,
+                };
+                self.core.outbound.done.push(Done::new(sub, reply));
             }
         }
     }
@@ -224,7 +240,7 @@ impl Server {
                         for &sub in core.bus.subscribers(&event.topic) {
                             let reply = DoneReply::Gap {
                                 topic: topic.clone(),
-                                missed,
+                                missed: Some(missed),
                             };
                             core.outbound.done.push(Done::new(sub, reply));
                         }

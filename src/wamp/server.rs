@@ -18,8 +18,12 @@ pub const MAX_PREFIXES: usize = 256;
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
 /// The meta topic on which the Redis bus announces lost events: a session
 /// subscribed to it and to topic `T` gets `[8, META_GAP, {"topic": T,
-/// "missed": N}]` when `N` events of another process on `T` were lost just
-/// before the next one it gets. Clients cannot publish to it.
+/// "missed": N, "cause": "gap"}]` when `N` events of another process on
+/// `T` were lost just before the next one it gets, and `{"topic": T,
+/// "missed": null, "cause": "outage"}` when the bus's subscription to
+/// Redis is back after an outage (events published meanwhile may be
+/// lost; the gaps later events show follow as `gap` notices). Clients
+/// cannot publish to it.
 pub const META_GAP: &str = "urn:sprocket:meta:gap";
 /// Topics under this prefix belong to the server: client publishes to them
 /// are dropped.
@@ -206,12 +210,13 @@ impl WampState {
 
     /// Tells the sessions subscribed to `topic` and to [`META_GAP`] that
     /// `missed` events on it were lost.
-    fn announce_gap(&self, ctx: &mut Context<'_>, topic: &str, missed: u64) -> usize {
+    fn announce_gap(&self, ctx: &mut Context<'_>, topic: &str, missed: Option<u64>) -> usize {
         let (Some(subs), Some(watchers)) = (self.topics.get(topic), self.topics.get(META_GAP))
         else {
             return 0;
         };
-        let notice = serde_json::json!({"topic": topic, "missed": missed});
+        let cause = if missed.is_some() { "gap" } else { "outage" };
+        let notice = serde_json::json!({"topic": topic, "missed": missed, "cause": cause});
         let text = v1::event(META_GAP, &notice);
         let targets = subs.iter().copied().filter(|c| watchers.contains(c));
         ctx.broadcast(targets, Message::Text(&text))

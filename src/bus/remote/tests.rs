@@ -199,7 +199,7 @@ fn probes_go_out_when_quiet_and_a_silent_subscriber_is_replaced() {
     let s = Duration::from_secs;
     let mut b = bus();
     assert_eq!(b.poll_timeout(), None, "no probe while the link is down");
-    b.subscriber_up(t0);
+    assert!(!b.subscriber_up(t0), "the first connection");
     assert_eq!(b.poll_timeout(), Some(t0 + s(1)));
     // Traffic keeps it from probing.
     b.receive(b"sprocket:topic:x", b"junk", t0 + s(1) / 2);
@@ -236,7 +236,7 @@ fn probes_go_out_when_quiet_and_a_silent_subscriber_is_replaced() {
     assert!(commands(&mut b).is_empty());
     // Redis took the probe but it never came back: only the subscriber
     // connection is replaced.
-    b.subscriber_up(t0 + s(20));
+    assert!(b.subscriber_up(t0 + s(20)), "up again: an outage");
     b.handle_timeout(t0 + s(21));
     assert!(matches!(commands(&mut b)[..], [Command::Publish { .. }]));
     b.probe_published();

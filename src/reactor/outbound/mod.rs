@@ -91,7 +91,7 @@ pub(crate) enum DoneReply {
     /// Events of another process on a subscribed topic were lost.
     Gap {
         topic: std::sync::Arc<str>,
-        missed: u64,
+        missed: Option<u64>,
     },
 }
 
