@@ -174,7 +174,7 @@ impl Nginx {
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let nginx = nginx_binary();
         let conf = dir.join("nginx.conf");
-        let test = Command::new(&nginx)
+        let test = Command::new(nginx)
             .args(["-t", "-q", "-p"])
             .arg(&dir)
             .arg("-c")
@@ -187,7 +187,7 @@ impl Nginx {
             String::from_utf8_lossy(&test.stderr)
         );
         let group = Group::spawn(
-            Command::new(&nginx)
+            Command::new(nginx)
                 .arg("-p")
                 .arg(&dir)
                 .arg("-c")
