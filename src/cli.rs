@@ -258,6 +258,11 @@ SCALING OUT (several processes sharing every topic through Redis; see docs/scali
         --bus-probe-timeout <DURATION>
                                     Replace the subscription connection when nothing came
                                     back this long after a probe [default: 5s]
+        --durable-topics <PREFIX>   Topics starting with PREFIX (repeatable or comma-separated)
+                                    are durable: also kept in a Redis stream each, from which
+                                    a process repairs what it missed (exactly once, in order)
+        --durable-maxlen <N>        About how many events each durable topic's stream keeps
+                                    [default: 10000]
         --reuse-port                Listen with SO_REUSEPORT: several processes on one port,
                                     the kernel spreads connections among them
 
@@ -534,6 +539,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--bus-probe-timeout" => {
                 opts.bus.settings.probe_timeout =
                     positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--durable-topics" => {
+                for prefix in split_list(&value()?) {
+                    opts.bus.settings.durable.push(prefix);
+                }
+            }
+            "--durable-maxlen" => {
+                opts.bus.settings.durable_maxlen = parse_num::<usize>(&name, &value()?)?;
+                if opts.bus.settings.durable_maxlen == 0 {
+                    return Err(CliError(format!("{name} must be at least 1")));
+                }
             }
             "--reuse-port" => opts.reuse_port = true,
             "--wamp-path" => {

@@ -576,3 +576,60 @@ fn a_silent_connection_is_found_by_the_probe_and_replaced() {
     assert!(b.metric("sprocket_bus_probes_total{outcome=\"timeout\"}") >= 1);
     assert!(b.metric("sprocket_bus_probes_total{outcome=\"ok\"}") >= 1);
 }
+
+#[test]
+fn durable_topics_repair_every_loss_from_the_stream() {
+    let dir = std::env::temp_dir().join(format!("sprocket-bus-aof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut redis = RedisServer::start_persistent(port, &dir);
+    let url = redis.url("", 0);
+    let a = node(&url, &["--durable-topics", "d:"]);
+    let b = node(&url, &["--durable-topics", "d:"]);
+    let nothing_lost = |run: &Run, what: &str| {
+        assert_eq!(every_loss_counted(&b, 0, run), 0, "{what}: a gap");
+        assert_eq!(run.outages, 0, "{what}: durable topics repair instead");
+        eprintln!("{what}: {} of {} delivered", run.got.len(), run.last + 1);
+    };
+    let run = publish_through(&a, &b, "d:killed", || {
+        redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    });
+    nothing_lost(&run, "pub/sub connections killed");
+    let slot = std::sync::Mutex::new(None);
+    let run = publish_through(&a, &b, "d:crash", || {
+        redis.kill();
+        std::thread::sleep(Duration::from_millis(700));
+        *slot.lock().unwrap() = Some(RedisServer::start_persistent(port, &dir));
+    });
+    nothing_lost(&run, "Redis killed and restarted");
+    assert!(b.metric("sprocket_bus_repairs_total{outcome=\"ok\"}") >= 2);
+    // The streams are there, bounded, for whoever reads them.
+    let redis = slot.lock().unwrap().take().unwrap();
+    let len: u64 = redis
+        .cli(&["XLEN", "sprocket:stream:d:crash"])
+        .parse()
+        .unwrap();
+    assert!(len > 0 && len <= run.last + 2 + 100, "XLEN {len}");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_silent_connection_loses_nothing_on_a_durable_topic() {
+    let redis = RedisServer::start(None);
+    let proxy = Proxy::start(redis.port);
+    let via_proxy = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let durable = ["--durable-topics", "d:"];
+    let a = node(&redis.url("", 0), &durable);
+    let probe = ["--bus-probe-interval", "200ms", "--bus-probe-timeout", "1s"];
+    let b = node(&via_proxy, &[&durable[..], &probe[..]].concat());
+    let run = publish_through(&a, &b, "d:wedged", || proxy.silence());
+    assert_eq!(
+        every_loss_counted(&b, 0, &run),
+        0,
+        "repaired from the stream"
+    );
+    assert_eq!(run.outages, 0);
+    assert!(b.metric("sprocket_bus_probes_total{outcome=\"timeout\"}") >= 1);
+}

@@ -28,7 +28,10 @@
 //! Nothing here reads a clock or a random source: the caller passes `now`
 //! and fresh origins.
 
+pub mod durable;
+
 use super::{DEFAULT_CAP, Envelope, EnvelopeError, Event, Origin, Seen, SeqTracker, Sequencer};
+use durable::{Entry, MAX_HELD, Position, REPAIR_BATCH, StreamId};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,11 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// The largest payload taken from another process.
     pub max_payload: usize,
+    /// Topics starting with one of these are durable: kept in a stream,
+    /// from which a process repairs what it missed.
+    pub durable: Vec<String>,
+    /// About how many entries each durable topic's stream keeps.
+    pub durable_maxlen: usize,
 }
 
 /// The default channel prefix.
@@ -61,6 +69,8 @@ impl Default for Settings {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_secs(5),
             max_payload: super::MAX_PAYLOAD,
+            durable: Vec::new(),
+            durable_maxlen: 10_000,
         }
     }
 }
@@ -86,6 +96,33 @@ pub enum Command {
         payload: Vec<u8>,
         /// Why.
         purpose: Purpose,
+    },
+    /// `EVAL` [`durable::PUBLISH_SCRIPT`] for a durable topic: append to
+    /// `stream` (about `maxlen` entries kept; `epoch` names the stream if
+    /// it is new) and publish on `channel`.
+    PublishDurable {
+        /// The topic's stream.
+        stream: Vec<u8>,
+        /// The topic's channel.
+        channel: Vec<u8>,
+        /// `MAXLEN ~`.
+        maxlen: usize,
+        /// The epoch of a new stream.
+        epoch: String,
+        /// The encoded [`Envelope`].
+        payload: Vec<u8>,
+    },
+    /// `XRANGE stream (after + COUNT count` (from the start without
+    /// `after`); its reply goes to [`RemoteBus::repaired`] with `topic`.
+    Repair {
+        /// The durable topic.
+        topic: String,
+        /// Its stream.
+        stream: Vec<u8>,
+        /// The last entry taken.
+        after: Option<StreamId>,
+        /// Most entries.
+        count: usize,
     },
     /// `INFO server` (its reply goes to [`RemoteBus::info`]).
     Info,
@@ -114,6 +151,8 @@ pub enum Dropped {
     WrongChannel,
     /// On a channel outside the bus's names.
     Foreign,
+    /// On a durable topic's channel, but not `"{epoch} {id} {envelope}"`.
+    NotDurable,
 }
 
 impl Dropped {
@@ -123,7 +162,7 @@ impl Dropped {
             Dropped::Own => "own",
             Dropped::Duplicate => "duplicate",
             Dropped::NotWanted => "not_wanted",
-            Dropped::Malformed(_) | Dropped::WrongChannel => "malformed",
+            Dropped::Malformed(_) | Dropped::WrongChannel | Dropped::NotDurable => "malformed",
             Dropped::Foreign => "foreign",
         }
     }
@@ -144,6 +183,32 @@ pub enum Received {
     },
     /// This process's probe came back.
     Probe,
+    /// Not delivered.
+    Dropped(Dropped),
+    /// A message of a durable topic, taken: what it comes to (perhaps
+    /// several deliveries, perhaps none yet while a repair is out) is in
+    /// [`RemoteBus::poll_output`].
+    Durable,
+}
+
+/// What a durable topic's message or a repair comes to, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// As [`Received::Deliver`].
+    Deliver {
+        /// The event.
+        event: Event,
+        /// Who published it.
+        origin: Origin,
+        /// Lost just before it, for good (gone from the stream too).
+        missed: u64,
+    },
+    /// Events of `topic` may be lost for good: its stream was lost (a new
+    /// epoch) or could not be read.
+    Lost {
+        /// The topic.
+        topic: String,
+    },
     /// Not delivered.
     Dropped(Dropped),
 }
@@ -203,6 +268,13 @@ pub struct RemoteBus {
     run_id: Option<String>,
     /// The subscriber connection was up once.
     was_up: bool,
+    /// Where this process stands in each wanted durable topic's stream.
+    positions: HashMap<String, Position>,
+    outputs: VecDeque<Output>,
+    /// Publishes on durable topics, to name new streams' epochs uniquely.
+    durable_publishes: u64,
+    /// Commands to send again, before any other.
+    retries: VecDeque<Command>,
 }
 
 impl RemoteBus {
@@ -225,6 +297,10 @@ impl RemoteBus {
             probe_channel,
             run_id: None,
             was_up: false,
+            positions: HashMap::new(),
+            outputs: VecDeque::new(),
+            durable_publishes: 0,
+            retries: VecDeque::new(),
         }
     }
 
@@ -283,12 +359,43 @@ impl RemoteBus {
 
     /// Whether commands or channel changes are waiting.
     pub fn has_work(&self) -> bool {
-        !self.commands.is_empty() || !self.subscribe.is_empty() || !self.unsubscribe.is_empty()
+        !self.commands.is_empty()
+            || !self.retries.is_empty()
+            || !self.subscribe.is_empty()
+            || !self.unsubscribe.is_empty()
     }
 
-    /// The next command for Redis.
+    /// The next command for Redis: those to send again first.
     pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        self.retries
+            .pop_front()
+            .or_else(|| self.commands.pop_front())
+    }
+
+    /// Sends a publish again whose connection failed before Redis answered
+    /// (it may or may not have run: a repeat is dropped by every receiver,
+    /// by its number). Call it when the failure is reported, before any
+    /// later publish goes out, so that order holds.
+    pub fn retry(&mut self, command: Command) {
+        self.retries.push_back(command);
+    }
+
+    /// The next output of durable topics' messages and repairs.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Whether `topic` is durable.
+    pub fn is_durable(&self, topic: &str) -> bool {
+        self.settings
+            .durable
+            .iter()
+            .any(|p| topic.starts_with(p.as_str()))
+    }
+
+    /// The Redis stream of a durable `topic`.
+    pub fn stream(&self, topic: &str) -> Vec<u8> {
+        format!("{}stream:{topic}", self.settings.prefix).into_bytes()
     }
 
     /// Numbers `event` and queues its PUBLISH. `fresh` gives a new random
@@ -308,11 +415,24 @@ impl RemoteBus {
         let envelope = Envelope::from_event(event, self.sequencer.origin(), seq, 0);
         let mut payload = Vec::with_capacity(envelope.encoded_len());
         envelope.encode(&mut payload)?;
-        self.commands.push_back(Command::Publish {
-            channel: self.channel(&event.topic),
-            payload,
-            purpose: Purpose::Event,
-        });
+        let channel = self.channel(&event.topic);
+        let command = if self.is_durable(&event.topic) {
+            self.durable_publishes += 1;
+            Command::PublishDurable {
+                stream: self.stream(&event.topic),
+                channel,
+                maxlen: self.settings.durable_maxlen,
+                epoch: format!("{}.{}", self.sequencer.origin(), self.durable_publishes),
+                payload,
+            }
+        } else {
+            Command::Publish {
+                channel,
+                payload,
+                purpose: Purpose::Event,
+            }
+        };
+        self.commands.push_back(command);
         Ok(())
     }
 
@@ -325,6 +445,11 @@ impl RemoteBus {
         let Some(topic) = self.topic_of(channel) else {
             return Received::Dropped(Dropped::Foreign);
         };
+        if let Ok(topic) = std::str::from_utf8(topic)
+            && self.is_durable(topic)
+        {
+            return self.receive_durable(topic, payload);
+        }
         let envelope = match Envelope::decode_with_limit(payload, self.settings.max_payload) {
             Ok(e) => e,
             Err(e) => return Received::Dropped(Dropped::Malformed(e)),
@@ -353,6 +478,161 @@ impl RemoteBus {
         }
     }
 
+    /// A message on a durable topic's channel: taken in stream order, a
+    /// gap in a publisher's numbers repaired from the stream first.
+    fn receive_durable(&mut self, topic: &str, payload: &[u8]) -> Received {
+        let Some((epoch, id, envelope)) = durable::split_message(payload) else {
+            return Received::Dropped(Dropped::NotDurable);
+        };
+        if !self.topics.contains_key(topic) {
+            return Received::Dropped(Dropped::NotWanted);
+        }
+        let pos = self.positions.entry(topic.to_owned()).or_default();
+        if let Some(held) = &mut pos.repairing {
+            if held.len() >= MAX_HELD {
+                // The next gap brings it back from the stream.
+                held.remove(0);
+            }
+            held.push((epoch.to_owned(), id, envelope.to_vec()));
+            return Received::Durable;
+        }
+        self.take(topic, epoch, id, envelope, true);
+        Received::Durable
+    }
+
+    /// Takes one entry of a durable topic, live (a gap starts a repair) or
+    /// from a repair (a gap is for good).
+    fn take(&mut self, topic: &str, epoch: &str, id: StreamId, bytes: &[u8], live: bool) {
+        let Some(pos) = self.positions.get_mut(topic) else {
+            return;
+        };
+        let after = match &pos.at {
+            Some((e, last)) if e == epoch && id <= *last => {
+                return self.outputs.push_back(Output::Dropped(Dropped::Duplicate));
+            }
+            Some((e, last)) if e == epoch => Some(*last),
+            Some(_) if live => {
+                // A new epoch: the stream was lost and begun again. Read
+                // the new one from its start, then go on.
+                pos.repairing = Some(vec![(epoch.to_owned(), id, bytes.to_vec())]);
+                return self.ask_repair(topic, None);
+            }
+            Some(_) => {
+                self.outputs.push_back(Output::Lost {
+                    topic: topic.to_owned(),
+                });
+                None
+            }
+            None => None,
+        };
+        let envelope = match Envelope::decode_with_limit(bytes, self.settings.max_payload) {
+            Ok(e) if e.topic == topic => e,
+            Ok(_) => {
+                pos.at = Some((epoch.to_owned(), id));
+                return self
+                    .outputs
+                    .push_back(Output::Dropped(Dropped::WrongChannel));
+            }
+            Err(e) => {
+                pos.at = Some((epoch.to_owned(), id));
+                return self
+                    .outputs
+                    .push_back(Output::Dropped(Dropped::Malformed(e)));
+            }
+        };
+        if live
+            && pos.at.is_some()
+            && let Some(h) = self.tracker.last_seen(envelope.origin, topic)
+            && envelope.seq > h.saturating_add(1)
+        {
+            // Something of this publisher is missing: from the stream
+            // first, this one after it.
+            pos.repairing = Some(vec![(epoch.to_owned(), id, bytes.to_vec())]);
+            return self.ask_repair(topic, after);
+        }
+        pos.at = Some((epoch.to_owned(), id));
+        if envelope.origin == self.sequencer.origin() {
+            return self.outputs.push_back(Output::Dropped(Dropped::Own));
+        }
+        let missed = match self.tracker.observe(envelope.origin, topic, envelope.seq) {
+            Seen::First | Seen::InOrder => 0,
+            Seen::Gap { missed } => missed,
+            Seen::Duplicate => return self.outputs.push_back(Output::Dropped(Dropped::Duplicate)),
+        };
+        self.outputs.push_back(Output::Deliver {
+            event: envelope.to_event(),
+            origin: envelope.origin,
+            missed,
+        });
+    }
+
+    fn ask_repair(&mut self, topic: &str, after: Option<StreamId>) {
+        self.commands.push_back(Command::Repair {
+            topic: topic.to_owned(),
+            stream: self.stream(topic),
+            after,
+            count: REPAIR_BATCH,
+        });
+    }
+
+    /// The reply to [`Command::Repair`]: the stream's entries after the
+    /// position (`None`: it could not be read). Delivers what this
+    /// process missed, then what waited, in stream order.
+    pub fn repaired(&mut self, topic: &str, entries: Option<Vec<Entry>>) {
+        let Some(pos) = self.positions.get(topic) else {
+            return; // no longer wanted
+        };
+        if pos.repairing.is_none() {
+            return;
+        }
+        match entries {
+            Some(entries) => {
+                let full = entries.len() >= REPAIR_BATCH;
+                for e in &entries {
+                    self.take(topic, &e.epoch, e.id, &e.envelope, false);
+                }
+                if full {
+                    let after = self
+                        .positions
+                        .get(topic)
+                        .and_then(|p| p.at.as_ref())
+                        .map(|a| a.1);
+                    return self.ask_repair(topic, after);
+                }
+            }
+            None => self.outputs.push_back(Output::Lost {
+                topic: topic.to_owned(),
+            }),
+        }
+        let held = self
+            .positions
+            .get_mut(topic)
+            .and_then(|p| p.repairing.take())
+            .unwrap_or_default();
+        for (epoch, id, bytes) in held {
+            self.take(topic, &epoch, id, &bytes, false);
+        }
+    }
+
+    /// Starts a repair of every wanted durable topic this process has a
+    /// position in (after its subscription was down).
+    fn repair_all(&mut self) {
+        let topics: Vec<(String, StreamId)> = self
+            .positions
+            .iter()
+            .filter(|(t, p)| {
+                p.repairing.is_none() && self.topics.get(*t) == Some(&Interest::Wanted)
+            })
+            .filter_map(|(t, p)| Some((t.clone(), p.at.as_ref()?.1)))
+            .collect();
+        for (topic, after) in topics {
+            if let Some(p) = self.positions.get_mut(&topic) {
+                p.repairing = Some(Vec::new());
+            }
+            self.ask_repair(&topic, Some(after));
+        }
+    }
+
     /// The topic part of a topic channel's name.
     fn topic_of<'c>(&self, channel: &'c [u8]) -> Option<&'c [u8]> {
         channel
@@ -369,17 +649,23 @@ impl RemoteBus {
     /// The subscriber connection is up (it subscribes to every wanted
     /// channel again by itself). True if it was up before: events
     /// published while it was down may be lost.
+    /// Durable topics are repaired from their streams by themselves.
     pub fn subscriber_up(&mut self, now: Instant) -> bool {
         self.probe = Probe::Quiet { heard: now };
-        std::mem::replace(&mut self.was_up, true)
+        let again = std::mem::replace(&mut self.was_up, true);
+        if again {
+            self.repair_all();
+        }
+        again
     }
 
     /// The topics whose channels local subscribers want (lingering ones
-    /// have none).
+    /// have none), but the durable ones, which repair what an outage
+    /// loses.
     pub fn wanted(&self) -> impl Iterator<Item = &str> {
         self.topics
             .iter()
-            .filter(|(_, i)| **i == Interest::Wanted)
+            .filter(|(t, i)| **i == Interest::Wanted && !self.is_durable(t))
             .map(|(t, _)| t.as_str())
     }
 
@@ -427,6 +713,7 @@ impl RemoteBus {
             // The messages it misses from now on were not meant for it: a
             // later subscription starts afresh rather than seeing a gap.
             self.tracker.reset(&topic);
+            self.positions.remove(&topic);
             let channel = self.channel(&topic);
             if !self.subscribe.remove(&channel) {
                 self.unsubscribe.insert(channel);

@@ -9,7 +9,7 @@
 //! moves it between Redis and the subscribers).
 
 use crate::app::Ticket;
-use crate::bus::remote::{Purpose, RemoteBus};
+use crate::bus::remote::{Command, Purpose, RemoteBus};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -39,9 +39,15 @@ pub(crate) struct Remote {
 }
 
 /// A command of the bus waiting for its reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Pending {
-    Publish(Purpose),
+    /// A publish, kept to be sent again if its connection fails.
+    Publish {
+        purpose: Purpose,
+        command: Command,
+    },
+    /// A durable topic's repair.
+    Repair(String),
     Info,
 }
 

@@ -9,8 +9,10 @@ use super::bus::{Pending, Remote};
 use super::outbound::{Done, DoneReply, Link};
 use crate::app::Route;
 use crate::bus::Origin;
-use crate::bus::remote::{Command, Dropped, Purpose, Received, RemoteBus, RunId, Settings};
+use crate::bus::remote::durable::{Entry, PUBLISH_SCRIPT};
+use crate::bus::remote::{Command, Dropped, Output, Purpose, Received, RemoteBus, RunId, Settings};
 use crate::clients::redis::RedisUrl;
+use crate::clients::redis::ReplyError;
 use crate::clients::resp::Reply;
 use std::collections::HashMap;
 use std::io;
@@ -72,23 +74,71 @@ impl Server {
         while let Some(command) = remote.bus.poll_command() {
             let ticket = self.core.outbound.ticket(Route::BUS);
             let redis = &mut self.core.outbound.redis[i];
-            match command {
+            let pending = match &command {
                 Command::Publish {
                     channel,
                     payload,
                     purpose,
                 } => {
-                    redis.command(&[b"PUBLISH", &channel, &payload], ticket, now);
-                    remote
-                        .pending
-                        .insert(ticket.id(), Pending::Publish(purpose));
+                    redis.command(&[b"PUBLISH", channel, payload], ticket, now);
+                    Pending::Publish {
+                        purpose: *purpose,
+                        command,
+                    }
+                }
+                Command::PublishDurable {
+                    stream,
+                    channel,
+                    maxlen,
+                    epoch,
+                    payload,
+                } => {
+                    let maxlen = maxlen.to_string();
+                    let args: [&[u8]; 8] = [
+                        b"EVAL",
+                        PUBLISH_SCRIPT.as_bytes(),
+                        b"2",
+                        stream,
+                        channel,
+                        maxlen.as_bytes(),
+                        payload,
+                        epoch.as_bytes(),
+                    ];
+                    redis.command(&args, ticket, now);
+                    Pending::Publish {
+                        purpose: Purpose::Event,
+                        command,
+                    }
+                }
+                Command::Repair {
+                    topic,
+                    stream,
+                    after,
+                    count,
+                } => {
+                    let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+                    let count = count.to_string();
+                    let args: [&[u8]; 6] = [
+                        b"XRANGE",
+                        stream,
+                        start.as_bytes(),
+                        b"+",
+                        b"COUNT",
+                        count.as_bytes(),
+                    ];
+                    redis.command(&args, ticket, now);
+                    Pending::Repair(topic.clone())
                 }
                 Command::Info => {
                     redis.command(&[b"INFO", b"server"], ticket, now);
-                    remote.pending.insert(ticket.id(), Pending::Info);
+                    Pending::Info
                 }
-                Command::Reconnect { commands } => reconnect = Some(commands),
-            }
+                Command::Reconnect { commands } => {
+                    reconnect = Some(*commands);
+                    continue;
+                }
+            };
+            remote.pending.insert(ticket.id(), pending);
         }
         if let Some(commands) = reconnect {
             self.core.metrics.count("bus_probes", "timeout");
@@ -144,16 +194,10 @@ impl Server {
         }
         // Back after an outage: whatever was published meanwhile may be
         // lost, and a loss at the tail shows in no later number.
-        let topics: Vec<Arc<str>> = remote.bus.wanted().map(Arc::from).collect();
+        let topics: Vec<String> = remote.bus.wanted().map(str::to_owned).collect();
         self.core.metrics.count("bus_outages", "announced");
         for topic in topics {
-            for &sub in self.core.bus.subscribers(&topic) {
-                let reply = DoneReply::Gap {
-                    topic: topic.clone(),
-                    missed: None,
-                };
-                self.core.outbound.done.push(Done::new(sub, reply));
-            }
+            self.core.bus_gap_notice(&topic, None);
         }
     }
 
@@ -174,11 +218,20 @@ impl Server {
         let metrics = &mut core.metrics;
         match done.reply {
             DoneReply::Redis(reply) => match remote.pending.remove(&done.ticket.id()) {
-                Some(Pending::Publish(purpose)) => {
+                Some(Pending::Publish { purpose, command }) => {
                     let failed = match reply {
-                        Ok(Reply::Integer(_)) => None,
+                        Ok(Reply::Integer(_) | Reply::Bulk(Some(_))) => None,
                         Ok(Reply::Error(e)) => Some(e),
                         Ok(other) => Some(format!("unexpected reply {other:?}")),
+                        // Lost with its connection: it may or may not have
+                        // run, and a repeat is dropped by its number, so
+                        // send it again (now, before any later publish).
+                        Err(ReplyError::Disconnected | ReplyError::Unusable)
+                            if purpose == Purpose::Event =>
+                        {
+                            metrics.count("bus_publishes", "retried");
+                            return remote.bus.retry(command);
+                        }
                         Err(e) => Some(e.to_string()),
                     };
                     match (purpose, failed) {
@@ -199,6 +252,23 @@ impl Server {
                             log::debug!("bus: probe not published: {why}");
                         }
                     }
+                }
+                Some(Pending::Repair(topic)) => {
+                    let entries = match reply {
+                        Ok(reply) => Entry::from_reply(reply),
+                        Err(_) => None,
+                    };
+                    match &entries {
+                        Some(e) => {
+                            metrics.count("bus_repairs", "ok");
+                            log::debug!("bus: {} entries of {topic:?} read back", e.len());
+                        }
+                        None => {
+                            metrics.count("bus_repairs", "failed");
+                            log::warn!("bus: cannot read the stream of {topic:?} to repair it");
+                        }
+                    }
+                    remote.bus.repaired(&topic, entries);
                 }
                 Some(Pending::Info) => {
                     let Ok(Reply::Bulk(Some(text))) = reply else {
@@ -226,43 +296,81 @@ impl Server {
                     event,
                     origin,
                     missed,
-                } => {
-                    metrics.count("bus_messages", "delivered");
-                    let event = Arc::new(event);
-                    if missed > 0 {
-                        metrics.bus_gaps += 1;
-                        metrics.bus_missed += missed;
-                        log::warn!(
-                            "bus: {missed} events of {origin} on {:?} were lost",
-                            event.topic
-                        );
-                        let topic: Arc<str> = event.topic.as_str().into();
-                        for &sub in core.bus.subscribers(&event.topic) {
-                            let reply = DoneReply::Gap {
-                                topic: topic.clone(),
-                                missed: Some(missed),
-                            };
-                            core.outbound.done.push(Done::new(sub, reply));
-                        }
-                    }
-                    core.deliver_local(event, None, None);
-                }
+                } => core.bus_deliver(event, origin, missed),
                 Received::Probe => metrics.count("bus_probes", "ok"),
-                Received::Dropped(why) => {
-                    metrics.count("bus_messages", why.outcome());
-                    if let Dropped::Malformed(_) | Dropped::WrongChannel = why {
-                        remote.malformed += 1;
-                        if remote.malformed.is_power_of_two() {
-                            log::warn!(
-                                "bus: dropped a message on {}: {why:?} ({} so far)",
-                                String::from_utf8_lossy(&channel),
-                                remote.malformed
-                            );
-                        }
-                    }
-                }
+                Received::Durable => {}
+                Received::Dropped(why) => core.bus_dropped(why, &channel),
             },
             _ => {}
+        }
+        core.bus_outputs();
+    }
+}
+
+impl super::core::Core {
+    /// What durable topics' messages and repairs came to.
+    fn bus_outputs(&mut self) {
+        while let Some(output) = self.bus.remote.as_mut().and_then(|r| r.bus.poll_output()) {
+            match output {
+                Output::Deliver {
+                    event,
+                    origin,
+                    missed,
+                } => self.bus_deliver(event, origin, missed),
+                Output::Lost { topic } => {
+                    self.metrics.count("bus_lost", "announced");
+                    log::warn!("bus: events on durable topic {topic:?} may be lost for good");
+                    self.bus_gap_notice(&topic, None);
+                }
+                Output::Dropped(why) => self.bus_dropped(why, b"(durable)"),
+            }
+        }
+    }
+
+    /// An event of another process, for this process's subscribers; the
+    /// `missed` before it are counted, logged and announced.
+    fn bus_deliver(&mut self, event: crate::bus::Event, origin: Origin, missed: u64) {
+        self.metrics.count("bus_messages", "delivered");
+        if missed > 0 {
+            self.metrics.bus_gaps += 1;
+            self.metrics.bus_missed += missed;
+            log::warn!(
+                "bus: {missed} events of {origin} on {:?} were lost",
+                event.topic
+            );
+            self.bus_gap_notice(&event.topic, Some(missed));
+        }
+        self.deliver_local(Arc::new(event), None, None);
+    }
+
+    /// Tells the subscribers of `topic` that events were lost.
+    fn bus_gap_notice(&mut self, topic: &str, missed: Option<u64>) {
+        let name: Arc<str> = topic.into();
+        for &sub in self.bus.subscribers(topic) {
+            let reply = DoneReply::Gap {
+                topic: name.clone(),
+                missed,
+            };
+            self.outbound.done.push(Done::new(sub, reply));
+        }
+    }
+
+    /// Counts a message the bus dropped, and logs the malformed ones
+    /// (the 1st, 2nd, 4th … time).
+    fn bus_dropped(&mut self, why: Dropped, channel: &[u8]) {
+        self.metrics.count("bus_messages", why.outcome());
+        let Some(remote) = &mut self.bus.remote else {
+            return;
+        };
+        if let Dropped::Malformed(_) | Dropped::WrongChannel | Dropped::NotDurable = why {
+            remote.malformed += 1;
+            if remote.malformed.is_power_of_two() {
+                log::warn!(
+                    "bus: dropped a message on {}: {why:?} ({} so far)",
+                    String::from_utf8_lossy(channel),
+                    remote.malformed
+                );
+            }
         }
     }
 }

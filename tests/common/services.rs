@@ -25,6 +25,26 @@ impl RedisServer {
     }
 
     pub fn start_on(port: u16, password: Option<&str>) -> Self {
+        RedisServer::start_with(port, password, &[])
+    }
+
+    /// A Redis that keeps everything on disk in `dir` (append-only file,
+    /// fsync on every write): killed and restarted on the same port and
+    /// dir, it comes back with every acknowledged write.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("a UTF-8 temp dir");
+        let args = [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            dir,
+        ];
+        RedisServer::start_with(port, None, &args)
+    }
+
+    fn start_with(port: u16, password: Option<&str>, extra: &[&str]) -> Self {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -33,6 +53,8 @@ impl RedisServer {
         if let Some(pw) = password {
             cmd.args(["--requirepass", pw]);
         }
+        // Later arguments win: `extra` may turn persistence on.
+        cmd.args(extra);
         let child = match cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == ErrorKind::NotFound => panic!(

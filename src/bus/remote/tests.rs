@@ -266,3 +266,243 @@ fn run_ids_tell_a_restarted_redis() {
     assert_eq!(b.info(b"# Server\r\n"), RunId::Missing);
     assert_eq!(b.info(&[0xff, 0xfe]), RunId::Missing);
 }
+
+fn durable_bus() -> RemoteBus {
+    let settings = Settings {
+        durable: vec!["d:".into()],
+        ..Settings::default()
+    };
+    let mut b = RemoteBus::new(settings, ME);
+    b.interest("d:seats", true, Instant::now());
+    b.take_interest();
+    b
+}
+
+/// A durable channel message from OTHER: `epoch id envelope`.
+fn durable_msg(epoch: &str, id: StreamId, seq: u64) -> Vec<u8> {
+    let mut m = format!("{epoch} {id} ").into_bytes();
+    m.extend(envelope(OTHER, "d:seats", seq, &seq.to_string()));
+    m
+}
+
+fn entry(epoch: &str, id: StreamId, seq: u64) -> Entry {
+    Entry {
+        id,
+        epoch: epoch.into(),
+        envelope: envelope(OTHER, "d:seats", seq, &seq.to_string()),
+    }
+}
+
+/// What the outputs delivered (payloads) and the gaps among them.
+fn outputs(b: &mut RemoteBus) -> (Vec<String>, u64, usize) {
+    let (mut got, mut missed, mut lost) = (Vec::new(), 0, 0);
+    while let Some(o) = b.poll_output() {
+        match o {
+            Output::Deliver {
+                event, missed: m, ..
+            } => {
+                got.push(event.data);
+                missed += m;
+            }
+            Output::Lost { .. } => lost += 1,
+            Output::Dropped(_) => {}
+        }
+    }
+    (got, missed, lost)
+}
+
+const CH: &[u8] = b"sprocket:topic:d:seats";
+
+#[test]
+fn durable_publishes_go_to_the_stream_with_a_fresh_epoch_name_each() {
+    let mut b = durable_bus();
+    let e = Event::new("d:seats", &serde_json::json!(1));
+    b.publish(&e, || unreachable!()).unwrap();
+    b.publish(&e, || unreachable!()).unwrap();
+    let epochs: Vec<String> = commands(&mut b)
+        .into_iter()
+        .map(|c| match c {
+            Command::PublishDurable {
+                stream,
+                channel,
+                maxlen,
+                epoch,
+                payload,
+            } => {
+                assert_eq!(stream, b"sprocket:stream:d:seats");
+                assert_eq!(channel, CH);
+                assert_eq!(maxlen, 10_000);
+                assert!(Envelope::decode(&payload).is_ok());
+                epoch
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_ne!(epochs[0], epochs[1]);
+    assert!(b.is_durable("d:x") && !b.is_durable("x"));
+    // Durable topics need no outage notice: they repair themselves.
+    b.interest("plain", true, Instant::now());
+    assert_eq!(b.wanted().collect::<Vec<_>>(), ["plain"]);
+}
+
+#[test]
+fn a_gap_in_a_durable_topic_is_repaired_from_the_stream_in_order() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    let id = |n| StreamId(1000, n);
+    assert_eq!(
+        b.receive(CH, &durable_msg("E", id(1), 1), now),
+        Received::Durable
+    );
+    assert_eq!(
+        b.receive(CH, &durable_msg("E", id(2), 2), now),
+        Received::Durable
+    );
+    assert_eq!(outputs(&mut b), (vec!["1".into(), "2".into()], 0, 0));
+    // 3 and 4 never came live; 5 does: ask the stream, hold 5 and 6.
+    b.receive(CH, &durable_msg("E", id(5), 5), now);
+    match commands(&mut b).as_slice() {
+        [
+            Command::Repair {
+                topic,
+                stream,
+                after,
+                count,
+            },
+        ] => {
+            assert_eq!((topic.as_str(), after), ("d:seats", &Some(id(2))));
+            assert_eq!(stream, b"sprocket:stream:d:seats");
+            assert_eq!(*count, durable::REPAIR_BATCH);
+        }
+        other => panic!("{other:?}"),
+    }
+    b.receive(CH, &durable_msg("E", id(6), 6), now);
+    assert_eq!(outputs(&mut b), (vec![], 0, 0), "held while repairing");
+    // The stream has 3, 4, 5 (6 came after the XRANGE ran).
+    b.repaired(
+        "d:seats",
+        Some(vec![
+            entry("E", id(3), 3),
+            entry("E", id(4), 4),
+            entry("E", id(5), 5),
+        ]),
+    );
+    let want: Vec<String> = (3..=6).map(|n| n.to_string()).collect();
+    assert_eq!(outputs(&mut b), (want, 0, 0), "no gap, each once, in order");
+    // Repeats of anything taken are dropped.
+    b.receive(CH, &durable_msg("E", id(6), 6), now);
+    assert_eq!(outputs(&mut b).0, Vec::<String>::new());
+    // A stream that lost entries too (trimmed): the gap is for good.
+    b.receive(CH, &durable_msg("E", id(9), 9), now);
+    commands(&mut b);
+    b.repaired(
+        "d:seats",
+        Some(vec![entry("E", id(8), 8), entry("E", id(9), 9)]),
+    );
+    assert_eq!(outputs(&mut b), (vec!["8".into(), "9".into()], 1, 0));
+}
+
+#[test]
+fn after_an_outage_durable_topics_read_back_what_they_missed() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    b.subscriber_up(now);
+    let id = |n| StreamId(7, n);
+    b.receive(CH, &durable_msg("E", id(1), 1), now);
+    outputs(&mut b);
+    b.subscriber_down();
+    assert!(b.subscriber_up(now));
+    assert!(matches!(
+        commands(&mut b).as_slice(),
+        [Command::Repair { after: Some(a), .. }] if *a == id(1)
+    ));
+    // A full batch asks for the next one.
+    let batch: Vec<Entry> = (2..2 + durable::REPAIR_BATCH as u64)
+        .map(|n| entry("E", id(n), n))
+        .collect();
+    b.repaired("d:seats", Some(batch));
+    let last = id(1 + durable::REPAIR_BATCH as u64);
+    assert!(matches!(
+        commands(&mut b).as_slice(),
+        [Command::Repair { after: Some(a), .. }] if *a == last
+    ));
+    b.repaired("d:seats", Some(vec![]));
+    let (got, missed, lost) = outputs(&mut b);
+    assert_eq!((got.len(), missed, lost), (durable::REPAIR_BATCH, 0, 0));
+    // A stream that cannot be read: the loss is announced, what waited
+    // goes on with its gaps counted.
+    b.subscriber_down();
+    b.subscriber_up(now);
+    commands(&mut b);
+    let next = 2 + durable::REPAIR_BATCH as u64;
+    b.receive(CH, &durable_msg("E", id(next + 3), next + 3), now);
+    b.repaired("d:seats", None);
+    assert_eq!(outputs(&mut b), (vec![(next + 3).to_string()], 3, 1));
+}
+
+#[test]
+fn a_new_epoch_means_the_stream_was_lost_and_is_read_from_its_start() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    b.receive(CH, &durable_msg("old", StreamId(5, 0), 1), now);
+    outputs(&mut b);
+    // Redis lost the stream; the publisher goes on (seq 3: 2 was lost
+    // with the old stream), the new stream already has seq 2 at 9-0.
+    b.receive(CH, &durable_msg("new", StreamId(9, 1), 3), now);
+    assert!(matches!(
+        commands(&mut b).as_slice(),
+        [Command::Repair { after: None, .. }]
+    ));
+    b.repaired(
+        "d:seats",
+        Some(vec![
+            entry("new", StreamId(9, 0), 2),
+            entry("new", StreamId(9, 1), 3),
+        ]),
+    );
+    assert_eq!(outputs(&mut b), (vec!["2".into(), "3".into()], 0, 1));
+}
+
+#[test]
+fn durable_messages_are_checked() {
+    assert_eq!(
+        durable::split_message(b"E 1-2 xyz"),
+        Some(("E", StreamId(1, 2), &b"xyz"[..]))
+    );
+    for bad in [
+        &b"E 1-2"[..],
+        b" 1-2 x",
+        b"E 1 x",
+        b"E -2 x",
+        b"E 1-x x",
+        b"E 1-2-3 x",
+    ] {
+        assert_eq!(durable::split_message(bad), None, "{bad:?}");
+    }
+    assert!(StreamId(1, 9) < StreamId(2, 0) && StreamId(2, 0) < StreamId(2, 1));
+    let now = Instant::now();
+    let mut b = durable_bus();
+    assert_eq!(
+        b.receive(CH, b"not durable", now),
+        Received::Dropped(Dropped::NotDurable)
+    );
+    use crate::clients::resp::Reply::{Array, Bulk};
+    let bulk = |s: &[u8]| Bulk(Some(s.to_vec()));
+    let reply = Array(Some(vec![Array(Some(vec![
+        bulk(b"3-4"),
+        Array(Some(vec![bulk(b"p"), bulk(b"E"), bulk(b"e"), bulk(b"env")])),
+    ]))]));
+    assert_eq!(
+        Entry::from_reply(reply),
+        Some(vec![Entry {
+            id: StreamId(3, 4),
+            epoch: "E".into(),
+            envelope: b"env".to_vec()
+        }])
+    );
+    let no_epoch = Array(Some(vec![Array(Some(vec![
+        bulk(b"3-4"),
+        Array(Some(vec![bulk(b"e"), bulk(b"env")])),
+    ]))]));
+    assert_eq!(Entry::from_reply(no_epoch), None);
+}
