@@ -3,7 +3,7 @@
 //! connection, hold them a moment, then close them all cleanly.
 
 use crate::conn::{Driver, Ev, Handler, Target};
-use crate::procstat::{CpuWindow, rss_bytes};
+use crate::procstat::{CpuWindow, rss_sum};
 use crate::report::Json;
 use crate::{Common, Outcome};
 use std::time::{Duration, Instant};
@@ -52,8 +52,8 @@ pub fn run(common: &Common, o: &ConnectOpts) -> Result<Outcome, String> {
         opened: 0,
         messages: 0,
     };
-    let rss0 = common.server_pid.and_then(rss_bytes);
-    let cpu = CpuWindow::start(common.server_pid);
+    let rss0 = rss_sum(&common.server_pids);
+    let cpu = CpuWindow::start(&common.server_pids, &common.aux_pids);
     let t0 = Instant::now();
     while h.opened < o.conns && driver.failures.is_empty() {
         while driver.conns.len() < o.conns && driver.conns.len() - h.opened < o.concurrency {
@@ -69,7 +69,7 @@ pub fn run(common: &Common, o: &ConnectOpts) -> Result<Outcome, String> {
     let opened = h.opened;
     // Hold them (answering pings, if any), then read the server's memory.
     driver.run_until(&mut h, Duration::from_secs_f64(o.hold), |_, _| false)?;
-    let rss1 = common.server_pid.and_then(rss_bytes);
+    let rss1 = rss_sum(&common.server_pids);
     let closing = Instant::now();
     driver.close_all(1000);
     driver.run_until(&mut h, Duration::from_secs(10), |d, _| d.live() == 0)?;
@@ -84,7 +84,7 @@ pub fn run(common: &Common, o: &ConnectOpts) -> Result<Outcome, String> {
         .collect();
     drop(driver);
     std::thread::sleep(Duration::from_millis(300));
-    let rss2 = common.server_pid.and_then(rss_bytes);
+    let rss2 = rss_sum(&common.server_pids);
 
     let hs = opened as f64 / connect_s;
     let per_conn = match (rss0, rss1) {

@@ -188,7 +188,7 @@ pub fn run(common: &Common, o: &EchoOpts) -> Result<Outcome, String> {
     let no_failure = |d: &Driver, _: &Echo| !d.failures.is_empty();
     driver.run_until(&mut h, Duration::from_secs_f64(o.warmup), no_failure)?;
     h.recording = true;
-    let cpu = CpuWindow::start(common.server_pid);
+    let cpu = CpuWindow::start(&common.server_pids, &common.aux_pids);
     let t0 = now_ns();
     driver.run_until(&mut h, Duration::from_secs_f64(o.duration), no_failure)?;
     h.recording = false;

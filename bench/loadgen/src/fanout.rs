@@ -7,6 +7,10 @@
 //! other's messages: those are counted as server deliveries (the server did
 //! the work) but not as subscriber deliveries.
 //!
+//! With several servers (`--addr A,B`), subscriber i connects to server
+//! i mod n and publisher p to server p mod n: the servers must share the
+//! topic (e.g. through a bus) for every subscriber to get every message.
+//!
 //! `--search` looks for the highest rate with no loss and p99 under a bound:
 //! doubling (or halving) from `--rate`, then bisecting.
 
@@ -228,9 +232,14 @@ impl Step {
                 "server_cpu_util",
                 self.cpu.server_s.map(|s| s / self.cpu.wall_s),
             )
-            .num("loadgen_cpu_util", self.cpu.own_s / self.cpu.wall_s)
-            .bool("pass", self.pass)
-            .str("why", &self.why);
+            .num("loadgen_cpu_util", self.cpu.own_s / self.cpu.wall_s);
+        if let Some(a) = self.cpu.aux_s {
+            j.num(
+                "aux_cpu_us_per_delivery",
+                a * 1e6 / self.win_all.max(1) as f64,
+            );
+        }
+        j.bool("pass", self.pass).str("why", &self.why);
         j
     }
 }
@@ -276,7 +285,7 @@ fn step(
             h.hist = Histogram::new();
             pub0 = h.published_total;
             t_rec = now;
-            cpu = Some(CpuWindow::start(common.server_pid));
+            cpu = Some(CpuWindow::start(&common.server_pids, &common.aux_pids));
         }
         // Messages go out in ticks: all those due by the current tick at once.
         let el_tick = (el / tick).floor() * tick;
@@ -388,13 +397,22 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
         return Err("fanout needs 1..65535 publishers and a positive --rate".into());
     }
     let mut driver = Driver::new().map_err(|e| e.to_string())?;
-    let target = Target {
-        addr: common.addr,
-        path: flavour.path().to_owned(),
-        subprotocol: flavour.subprotocol().map(str::to_owned),
-        raw: false,
-        raw_record: 0,
-        read_buf: 16 * 1024,
+    let targets: Vec<Target> = common
+        .addrs
+        .iter()
+        .map(|&addr| Target {
+            addr,
+            path: flavour.path().to_owned(),
+            subprotocol: flavour.subprotocol().map(str::to_owned),
+            raw: false,
+            raw_record: 0,
+            read_buf: 16 * 1024,
+        })
+        .collect();
+    // Subscriber i and publisher p go to server i (p) mod n.
+    let target_of = |idx: usize| {
+        let k = if idx < o.subs { idx } else { idx - o.subs };
+        &targets[k % targets.len()]
     };
     let (mut hello_sub, mut hello_pub) = (Vec::new(), Vec::new());
     flavour.subscribe(&mut hello_sub);
@@ -429,7 +447,7 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
     let connect_t = Instant::now();
     while driver.conns.len() < n {
         while driver.conns.len() < n && driver.conns.len() - h.opened < o.concurrency {
-            driver.connect(&target)?;
+            driver.connect(target_of(driver.conns.len()))?;
         }
         driver.turn(&mut h, Duration::from_millis(5))?;
         if !driver.failures.is_empty() || connect_t.elapsed() > Duration::from_secs(60) {
@@ -506,6 +524,7 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
     let mut j = Json::new();
     j.str("mode", "fanout")
         .str("flavour", h.flavour.name())
+        .int("servers", common.addrs.len() as u64)
         .int("subs", o.subs as u64)
         .int("pubs", o.pubs as u64)
         .int("size", o.size as u64)
@@ -533,7 +552,7 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
         .int("reordered", steps.iter().map(|s| s.reordered).sum());
     let items: Vec<String> = steps.iter().map(|s| s.json().finish()).collect();
     j.put("steps", crate::report::V::Raw(array(&items)));
-    let mut out = Outcome::new(j, s.cpu);
+    let mut out = Outcome::new(j, s.cpu.clone());
     out.per_op("delivery", s.win_all as f64);
     if o.search {
         // Losing messages above the found rate is what the search is for;

@@ -24,7 +24,7 @@ loadgen - load generator for WebSocket servers (one thread, one mio loop)
 USAGE:
     loadgen echo    --addr HOST:PORT [--path /echo] [--conns 100] [--window 16]
                     [--size 32] [--binary] [--raw] [--warmup 1] [--duration 5]
-    loadgen fanout  --addr HOST:PORT [--path /chat] [--subs 1000] [--pubs 1]
+    loadgen fanout  --addr HOST:PORT[,HOST:PORT...] [--path /chat] [--subs 1000] [--pubs 1]
                     [--rate 1000] [--size 32] [--warmup 1] [--duration 3]
                     [--search [--max-p99-ms 50] [--max-steps 10] [--min-rate 10]]
                     [--flavour chat|wamp1] [--topic URI] [--concurrency 100]
@@ -35,7 +35,10 @@ USAGE:
 Every mode: --server-pid PID samples the server's CPU time (utime+stime from
 /proc/PID/stat) over the measured window and reports server CPU per
 operation; connect mode also reads its RSS (/proc/PID/status) before and
-after. --label NAME is copied into the output.
+after. --server-pid PID,PID... sums several server processes (and gives
+each one's share); --aux-pid PID,... samples other processes (e.g. a Redis
+the servers share) over the same window, reported apart as aux_cpu_*.
+--label NAME is copied into the output.
 
 echo      C connections keep W messages of S bytes in flight each; every echo
           is checked (content and order). Reports msgs/s, MB/s, RTT
@@ -47,7 +50,9 @@ fanout    N subscribers and P publishing connections on a chat-style path;
           highest rate with no loss and p99 under --max-p99-ms. The tool
           polls at most every --read-every-ms, so deliveries batch per read
           (latency floor: that interval). Publishers send what is due once
-          per --tick-ms, all at once.
+          per --tick-ms, all at once. Several --addr (comma-separated):
+          subscribers and publishers are spread over the servers round robin
+          (connection i to server i mod n), for servers that share topics.
 connect   Opens C idle connections; handshakes/s, server RSS per connection.
 
 Output: one JSON line on stdout, a human summary on stderr (--quiet: none).
@@ -56,9 +61,29 @@ Exit status: 0 valid run, 1 run with errors (JSON has ok=false), 2 usage.
 
 /// Options every mode has.
 pub struct Common {
+    /// The first (or only) server.
     pub addr: SocketAddr,
-    pub server_pid: Option<u32>,
+    /// Every server given (fanout spreads its connections over them).
+    pub addrs: Vec<SocketAddr>,
+    /// Server processes whose CPU is summed (empty: not sampled).
+    pub server_pids: Vec<u32>,
+    /// Other processes whose CPU is sampled over the same window, apart.
+    pub aux_pids: Vec<u32>,
     pub label: Option<String>,
+}
+
+/// A comma-separated list of `T`, empty when the option is absent.
+fn list<T: std::str::FromStr>(a: &args::Args, name: &str) -> Result<Vec<T>, String> {
+    let Some(v) = a.opt::<String>(name)? else {
+        return Ok(Vec::new());
+    };
+    v.split(',')
+        .map(|item| {
+            item.trim()
+                .parse()
+                .map_err(|_| format!("--{name}: cannot parse {item:?}"))
+        })
+        .collect()
 }
 
 /// What a mode measured, before the common fields are added.
@@ -106,14 +131,24 @@ fn main() -> ExitCode {
 fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, String> {
     let a = args::Args::parse(argv)?;
     let addr_s: String = a.opt("addr")?.ok_or("--addr HOST:PORT is required")?;
-    let addr = addr_s
-        .to_socket_addrs()
-        .map_err(|e| format!("--addr {addr_s}: {e}"))?
-        .next()
-        .ok_or("--addr resolves to nothing")?;
+    let mut addrs = Vec::new();
+    for one in addr_s.split(',') {
+        let one = one.trim();
+        addrs.push(
+            one.to_socket_addrs()
+                .map_err(|e| format!("--addr {one}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("--addr {one} resolves to nothing"))?,
+        );
+    }
+    if addrs.len() > 1 && mode != "fanout" {
+        return Err("several --addr: only fanout mode spreads over servers".into());
+    }
     let common = Common {
-        addr,
-        server_pid: a.opt("server-pid")?,
+        addr: addrs[0],
+        addrs,
+        server_pids: list(&a, "server-pid")?,
+        aux_pids: list(&a, "aux-pid")?,
         label: a.opt("label")?,
     };
     let quiet = a.flag("quiet");
@@ -191,8 +226,20 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
     if let Some(l) = &common.label {
         j.str("label", l);
     }
-    if let Some(pid) = common.server_pid {
-        j.int("server_pid", pid as u64);
+    if let Some(pid) = common.server_pids.first() {
+        j.int("server_pid", *pid as u64);
+    }
+    let nums = |xs: &[String]| report::V::Raw(report::array(xs));
+    if common.server_pids.len() > 1 {
+        let pids: Vec<String> = common.server_pids.iter().map(u32::to_string).collect();
+        j.put("server_pids", nums(&pids));
+        let each: Vec<String> = out
+            .cpu
+            .server_each_s
+            .iter()
+            .map(|s| format!("{}", (s * 1e4).round() / 1e4))
+            .collect();
+        j.put("server_cpu_s_each", nums(&each));
     }
     j.num("window_s", out.cpu.wall_s)
         .opt("server_cpu_s", out.cpu.server_s)
@@ -201,13 +248,18 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
             out.cpu.server_s.map(|s| s / out.cpu.wall_s),
         )
         .num("loadgen_cpu_util", out.cpu.own_s / out.cpu.wall_s.max(1e-9));
+    if !common.aux_pids.is_empty() {
+        let pids: Vec<String> = common.aux_pids.iter().map(u32::to_string).collect();
+        j.put("aux_pids", nums(&pids))
+            .opt("aux_cpu_s", out.cpu.aux_s)
+            .opt("aux_cpu_util", out.cpu.aux_s.map(|s| s / out.cpu.wall_s));
+    }
     for (name, count) in &out.per_ops {
-        let v = out
-            .cpu
-            .server_s
-            .filter(|_| *count > 0.0)
-            .map(|s| s * 1e6 / count);
-        j.opt(&format!("server_cpu_us_per_{name}"), v);
+        let per = |cpu: Option<f64>| cpu.filter(|_| *count > 0.0).map(|s| s * 1e6 / count);
+        j.opt(&format!("server_cpu_us_per_{name}"), per(out.cpu.server_s));
+        if !common.aux_pids.is_empty() {
+            j.opt(&format!("aux_cpu_us_per_{name}"), per(out.cpu.aux_s));
+        }
     }
     let ok = out.problems.is_empty();
     j.bool("ok", ok);
@@ -239,6 +291,9 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
                 per.join(", "),
                 100.0 * out.cpu.own_s / out.cpu.wall_s
             );
+        }
+        if let Some(s) = out.cpu.aux_s {
+            eprintln!("  aux CPU {:.2} s ({:.0} %)", s, 100.0 * s / out.cpu.wall_s);
         }
         for p in &out.problems {
             eprintln!("  PROBLEM: {p}");

@@ -32,41 +32,82 @@ pub fn own_cpu_us() -> u64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// CPU use of the server (if a pid was given) and of this tool over a window.
+/// CPU time of each of several processes; None if any cannot be read.
+fn cpu_each_us(pids: &[u32]) -> Option<Vec<u64>> {
+    pids.iter().map(|&p| cpu_us(p)).collect()
+}
+
+/// Resident set size summed over several processes.
+pub fn rss_sum(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| rss_bytes(p)).sum()
+}
+
+/// CPU use of the server (if pids were given: several servers are summed),
+/// of other processes sampled apart (`aux`, e.g. a Redis the servers use),
+/// and of this tool over a window.
 pub struct CpuWindow {
-    pid: Option<u32>,
     start: Instant,
-    server0: Option<u64>,
+    pids: Vec<u32>,
+    aux: Vec<u32>,
+    server0: Option<Vec<u64>>,
+    aux0: Option<Vec<u64>>,
     own0: u64,
 }
 
 /// What a [`CpuWindow`] measured.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CpuUse {
     pub wall_s: f64,
-    /// Server CPU seconds over the window (None without a pid).
+    /// Server CPU seconds over the window, all server pids together (None
+    /// without a pid, or if one could not be read).
     pub server_s: Option<f64>,
+    /// The same per server pid, in the order given.
+    pub server_each_s: Vec<f64>,
+    /// CPU seconds of the `aux` processes together (None without any).
+    pub aux_s: Option<f64>,
     pub own_s: f64,
 }
 
+/// CPU seconds of each of `pids` since `before` (None: none given, or one
+/// unreadable then or now).
+fn window(pids: &[u32], before: &Option<Vec<u64>>) -> Option<Vec<f64>> {
+    if pids.is_empty() {
+        return None;
+    }
+    let after = cpu_each_us(pids)?;
+    let before = before.as_ref()?;
+    Some(
+        before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| b.saturating_sub(*a) as f64 / 1e6)
+            .collect(),
+    )
+}
+
 impl CpuWindow {
-    pub fn start(pid: Option<u32>) -> Self {
+    pub fn start(pids: &[u32], aux: &[u32]) -> Self {
         CpuWindow {
-            pid,
             start: Instant::now(),
-            server0: pid.and_then(cpu_us),
+            pids: pids.to_vec(),
+            aux: aux.to_vec(),
+            server0: cpu_each_us(pids),
+            aux0: cpu_each_us(aux),
             own0: own_cpu_us(),
         }
     }
 
     pub fn stop(&self) -> CpuUse {
-        let server1 = self.pid.and_then(cpu_us);
+        let each = window(&self.pids, &self.server0);
+        let aux = window(&self.aux, &self.aux0);
         CpuUse {
             wall_s: self.start.elapsed().as_secs_f64(),
-            server_s: match (self.server0, server1) {
-                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
-                _ => None,
-            },
+            server_s: each.as_ref().map(|e| e.iter().sum()),
+            server_each_s: each.unwrap_or_default(),
+            aux_s: aux.map(|a| a.iter().sum()),
             own_s: own_cpu_us().saturating_sub(self.own0) as f64 / 1e6,
         }
     }
@@ -98,5 +139,20 @@ mod tests {
         assert!(cpu_us(pid).is_some());
         assert!(rss_bytes(pid).unwrap() > 100_000);
         assert!(cpu_us(u32::MAX).is_none());
+        // Several pids are summed; one unreadable pid makes the sum unknown.
+        let w = CpuWindow::start(&[pid, pid], &[pid]);
+        let u = w.stop();
+        assert_eq!(u.server_each_s.len(), 2);
+        assert_eq!(u.server_s, Some(u.server_each_s[0] + u.server_each_s[1]));
+        assert!(u.aux_s.is_some());
+        assert!(
+            CpuWindow::start(&[pid, u32::MAX], &[])
+                .stop()
+                .server_s
+                .is_none()
+        );
+        assert!(CpuWindow::start(&[], &[]).stop().server_s.is_none());
+        assert!(rss_sum(&[pid, pid]).unwrap() > 200_000);
+        assert!(rss_sum(&[]).is_none() && rss_sum(&[pid, u32::MAX]).is_none());
     }
 }

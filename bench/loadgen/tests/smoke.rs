@@ -23,19 +23,33 @@ type Members = Arc<Mutex<Vec<(u64, TcpStream)>>>;
 
 /// A WebSocket server on an ephemeral port: `/echo` and `/chat`.
 fn ws_server(faults: Faults) -> String {
+    ws_server_in(faults, Members::default()).0
+}
+
+/// Connection ids, unique over every server of the test process (servers
+/// may share a chat room).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A WebSocket server whose `/chat` is the room `members`, which other
+/// servers may share (as processes sharing topics through a bus do), and
+/// how many connections it accepted.
+fn ws_server_in(faults: Faults, members: Members) -> (String, Arc<AtomicU64>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let members: Members = Arc::default();
     let echoed = Arc::new(AtomicU64::new(0));
     let relayed = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
     thread::spawn(move || {
-        for (id, s) in l.incoming().enumerate() {
+        for s in l.incoming() {
             let Ok(s) = s else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
             let (m, e, r) = (members.clone(), echoed.clone(), relayed.clone());
-            thread::spawn(move || serve_ws(s, id as u64, faults, m, e, r));
+            thread::spawn(move || serve_ws(s, id, faults, m, e, r));
         }
     });
-    addr
+    (addr, accepted)
 }
 
 fn serve_ws(
@@ -199,13 +213,16 @@ impl Run {
     }
 }
 
+/// Runs the tool with `--quiet` and, unless `args` name one, this test
+/// process as the server pid.
 fn loadgen(args: &[&str]) -> Run {
     let pid = std::process::id().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .args(["--server-pid", &pid, "--quiet"])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(args).arg("--quiet");
+    if !args.contains(&"--server-pid") {
+        cmd.args(["--server-pid", &pid]);
+    }
+    let out = cmd.output().unwrap();
     let json = String::from_utf8(out.stdout).unwrap();
     assert_eq!(json.lines().count(), 1, "one JSON line: {json}");
     assert!(json.starts_with('{') && json.trim_end().ends_with('}'));
@@ -347,6 +364,93 @@ fn fanout_detects_loss() {
     );
     assert_eq!(r.code, 1, "{}", r.json);
     assert!(r.num("lost") >= 5.0, "{}", r.json);
+}
+
+#[test]
+fn fanout_spreads_over_servers() {
+    // Two servers sharing one room: every subscriber gets every message,
+    // whichever server it and the publisher are on.
+    let room = Members::default();
+    let (a, on_a) = ws_server_in(Faults::default(), room.clone());
+    let (b, on_b) = ws_server_in(Faults::default(), room);
+    let pid = std::process::id().to_string();
+    let pids = format!("{pid},{pid}");
+    let r = loadgen(
+        &[
+            &[
+                "fanout",
+                "--addr",
+                &format!("{a},{b}"),
+                "--subs",
+                "6",
+                "--pubs",
+                "2",
+                "--rate",
+                "200",
+                "--server-pid",
+                &pids,
+                "--aux-pid",
+                &pid,
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("servers"), 2.0);
+    assert_eq!(r.num("lost"), 0.0);
+    assert_eq!(r.num("reordered"), 0.0);
+    // Round robin: 3 subscribers and 1 publisher on each.
+    assert_eq!(on_a.load(Ordering::SeqCst), 4);
+    assert_eq!(on_b.load(Ordering::SeqCst), 4);
+    let d = r.num("deliveries_per_s");
+    assert!((960.0..1440.0).contains(&d), "{}", r.json);
+    // Two server pids: summed, with each one's share; the aux pid apart.
+    assert!(
+        r.json.contains(&format!("\"server_pids\":[{pids}]")),
+        "{}",
+        r.json
+    );
+    assert!(r.json.contains("\"server_cpu_s_each\":["), "{}", r.json);
+    r.num("aux_cpu_us_per_delivery");
+    r.num("server_cpu_us_per_delivery");
+}
+
+#[test]
+fn fanout_over_separate_servers_shows_loss() {
+    // Two servers that do not share the room: subscribers on one never get
+    // the other's publisher's messages, and the tool must say so.
+    let a = ws_server(Faults::default());
+    let b = ws_server(Faults::default());
+    let r = loadgen(
+        &[
+            &[
+                "fanout",
+                "--addr",
+                &format!("{a},{b}"),
+                "--subs",
+                "4",
+                "--pubs",
+                "2",
+                "--rate",
+                "200",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.num("lost") >= 100.0, "{}", r.json);
+}
+
+#[test]
+fn several_addrs_only_in_fanout() {
+    let a = ws_server(Faults::default());
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["echo", "--addr", &format!("{a},{a}"), "--duration", "0.2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
