@@ -87,7 +87,7 @@ fn family_help(family: &str) -> &'static str {
         "backend_rpc" => "WAMP calls forwarded to the RPC backend, by outcome.",
         "backend_subscribe" => "WAMP subscriptions asked of the backend, by outcome.",
         "bus_publishes" => {
-            "Events sent to the Redis bus: ok, failed (Redis did not take it: other processes miss it), too_large."
+            "Events sent to the Redis bus: ok, retried (lost with its connection, sent again), failed (Redis did not take it: other processes miss it), too_large."
         }
         "bus_messages" => {
             "Messages from the Redis bus: delivered, own, duplicate, not_wanted, malformed, foreign."
@@ -96,6 +96,10 @@ fn family_help(family: &str) -> &'static str {
             "Liveness probes of the Redis bus: ok, timeout (the pub/sub connection was replaced)."
         }
         "bus_redis" => "Redis restarts the bus noticed (a new run_id).",
+        "bus_repairs" => {
+            "Reads of durable topics' streams to repair what this process missed: ok, failed."
+        }
+        "bus_lost" => "Durable topics whose stream was lost (a new epoch) or could not be read.",
         "bus_outages" => {
             "Returns of the bus's Redis subscription after an outage, announced to subscribers."
         }
