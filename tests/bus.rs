@@ -633,3 +633,40 @@ fn a_silent_connection_loses_nothing_on_a_durable_topic() {
     assert_eq!(run.outages, 0);
     assert!(b.metric("sprocket_bus_probes_total{outcome=\"timeout\"}") >= 1);
 }
+
+#[test]
+fn a_quiet_durable_topic_gets_what_an_outage_hid() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("", 0);
+    let durable = ["--durable-topics", "d:"];
+    let a = node(&url, &durable);
+    let b = node(&url, &durable);
+    let mut publisher = Wamp::open(a.addr, &[]);
+    publisher.send(json!([7, "d:seats", "before anyone listened"]));
+    // In the stream (A sends it to Redis after it answered the sync).
+    eventually("the first event in the stream", || {
+        redis.cli(&["XLEN", "sprocket:stream:d:seats"]) == "1"
+    });
+    let mut sub = Wamp::open(b.addr, &[]);
+    sub.subscribe("d:seats");
+    sub.subscribe(META_GAP);
+    eventually("B subscribed on Redis", || {
+        numsub(&redis, "sprocket:topic:d:seats") == 1
+    });
+    // B knows where the stream stood (it asks once subscribed).
+    std::thread::sleep(Duration::from_millis(200));
+    // The only event while B's subscription is down.
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    publisher.send(json!([7, "d:seats", "seat 12 taken"]));
+    publisher.sync();
+    assert_eq!(sub.recv(), json!([8, "d:seats", "seat 12 taken"]));
+    let extra = sub.recv_within(Duration::from_millis(300));
+    assert_eq!(
+        extra,
+        None,
+        "B log: {:?}",
+        b.inner.log.try_iter().collect::<Vec<_>>()
+    );
+    assert_eq!(b.metric("sprocket_bus_repairs_total{outcome=\"ok\"}"), 1);
+    assert_eq!(b.metric("sprocket_bus_missed_total"), 0);
+}

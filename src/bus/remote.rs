@@ -124,6 +124,15 @@ pub enum Command {
         /// Most entries.
         count: usize,
     },
+    /// `XREVRANGE stream + - COUNT 1`: where a durable topic's stream
+    /// stands as this process begins to hear it; the reply goes to
+    /// [`RemoteBus::located`].
+    Locate {
+        /// The durable topic.
+        topic: String,
+        /// Its stream.
+        stream: Vec<u8>,
+    },
     /// `INFO server` (its reply goes to [`RemoteBus::info`]).
     Info,
     /// Drop the subscriber connection and dial a new one (it subscribes to
@@ -275,7 +284,13 @@ pub struct RemoteBus {
     durable_publishes: u64,
     /// Commands to send again, before any other.
     retries: VecDeque<Command>,
+    /// This process's origins before the sequencer rotated.
+    past_origins: Vec<Origin>,
 }
+
+/// Past origins of this process remembered (one rotation per 65,536
+/// topics: echoes in flight are long gone after a few).
+const MAX_PAST_ORIGINS: usize = 4;
 
 impl RemoteBus {
     /// The bus of a process whose origin is `origin` (128 random bits). It
@@ -301,6 +316,7 @@ impl RemoteBus {
             outputs: VecDeque::new(),
             durable_publishes: 0,
             retries: VecDeque::new(),
+            past_origins: Vec::new(),
         }
     }
 
@@ -405,9 +421,17 @@ impl RemoteBus {
         event: &Event,
         fresh: impl FnOnce() -> Origin,
     ) -> Result<(), EnvelopeError> {
+        // Refuse before numbering: a number handed out and never sent
+        // would look like a loss to every receiver.
+        Envelope::from_event(event, self.sequencer.origin(), 1, 0).check()?;
         let seq = match self.sequencer.next(&event.topic) {
             Some(seq) => seq,
             None => {
+                // Echoes of the old origin's publishes may still come.
+                self.past_origins.push(self.sequencer.origin());
+                if self.past_origins.len() > MAX_PAST_ORIGINS {
+                    self.past_origins.remove(0);
+                }
                 self.sequencer.rotate(fresh());
                 self.sequencer.next(&event.topic).unwrap_or(1)
             }
@@ -460,7 +484,7 @@ impl RemoteBus {
         if !self.topics.contains_key(envelope.topic) {
             return Received::Dropped(Dropped::NotWanted);
         }
-        if envelope.origin == self.sequencer.origin() {
+        if self.is_own(envelope.origin) {
             return Received::Dropped(Dropped::Own);
         }
         let missed = match self
@@ -551,7 +575,7 @@ impl RemoteBus {
             return self.ask_repair(topic, after);
         }
         pos.at = Some((epoch.to_owned(), id));
-        if envelope.origin == self.sequencer.origin() {
+        if self.is_own(envelope.origin) {
             return self.outputs.push_back(Output::Dropped(Dropped::Own));
         }
         let missed = match self.tracker.observe(envelope.origin, topic, envelope.seq) {
@@ -585,6 +609,7 @@ impl RemoteBus {
         if pos.repairing.is_none() {
             return;
         }
+        let read = entries.is_some();
         match entries {
             Some(entries) => {
                 let full = entries.len() >= REPAIR_BATCH;
@@ -609,28 +634,97 @@ impl RemoteBus {
             .get_mut(topic)
             .and_then(|p| p.repairing.take())
             .unwrap_or_default();
-        for (epoch, id, bytes) in held {
-            self.take(topic, &epoch, id, &bytes, false);
+        // What waited is live: a gap among it is read back too, unless the
+        // stream could not be read (then the gaps are for good, or this
+        // would ask again and again).
+        let mut held = held.into_iter();
+        while let Some((epoch, id, bytes)) = held.next() {
+            self.take(topic, &epoch, id, &bytes, read);
+            if let Some(again) = self
+                .positions
+                .get_mut(topic)
+                .and_then(|p| p.repairing.as_mut())
+            {
+                again.extend(held);
+                return;
+            }
+        }
+        if let Some(pos) = self.positions.get_mut(topic)
+            && std::mem::take(&mut pos.repeat)
+        {
+            let after = pos.at.as_ref().map(|a| a.1);
+            pos.repairing = Some(Vec::new());
+            self.ask_repair(topic, after);
         }
     }
 
-    /// Starts a repair of every wanted durable topic this process has a
-    /// position in (after its subscription was down).
-    fn repair_all(&mut self) {
-        let topics: Vec<(String, StreamId)> = self
-            .positions
-            .iter()
-            .filter(|(t, p)| {
-                p.repairing.is_none() && self.topics.get(*t) == Some(&Interest::Wanted)
-            })
-            .filter_map(|(t, p)| Some((t.clone(), p.at.as_ref()?.1)))
-            .collect();
-        for (topic, after) in topics {
-            if let Some(p) = self.positions.get_mut(&topic) {
-                p.repairing = Some(Vec::new());
-            }
-            self.ask_repair(&topic, Some(after));
+    /// After the subscription was down, every durable topic reads its
+    /// stream back once its new subscription is confirmed.
+    fn mark_stale(&mut self) {
+        for pos in self.positions.values_mut() {
+            pos.stale = true;
         }
+    }
+
+    /// Redis confirmed the subscription to `channel`. For a durable topic
+    /// heard for the first time, ask where its stream stands: from there
+    /// on, nothing can be missed without being repaired.
+    pub fn subscribed(&mut self, channel: &[u8]) {
+        let Some(topic) = self
+            .topic_of(channel)
+            .and_then(|t| std::str::from_utf8(t).ok())
+        else {
+            return;
+        };
+        if !self.is_durable(topic) || !self.topics.contains_key(topic) {
+            return;
+        }
+        let topic = topic.to_owned();
+        let pos = self.positions.entry(topic.clone()).or_default();
+        if std::mem::take(&mut pos.stale) {
+            if pos.repairing.is_some() {
+                pos.repeat = true;
+                return;
+            }
+            if pos.at.is_some() || pos.located {
+                // From the last entry taken, or from the start of a stream
+                // that was empty when this process began to hear it.
+                let after = pos.at.as_ref().map(|a| a.1);
+                pos.repairing = Some(Vec::new());
+                return self.ask_repair(&topic, after);
+            }
+        }
+        if pos.at.is_some() || pos.located || pos.locating {
+            return;
+        }
+        pos.locating = true;
+        let stream = self.stream(&topic);
+        self.commands.push_back(Command::Locate { topic, stream });
+    }
+
+    /// The reply to [`Command::Locate`]: the stream's last entry (none: it
+    /// is empty), or `None` if it could not be read (then an outage gets
+    /// a notice instead of a repair until a message gives a position).
+    pub fn located(&mut self, topic: &str, last: Option<Vec<Entry>>) {
+        let Some(pos) = self.positions.get_mut(topic) else {
+            return;
+        };
+        pos.locating = false;
+        let Some(last) = last else {
+            return;
+        };
+        pos.located = true;
+        if pos.at.is_none()
+            && let Some(e) = last.into_iter().next()
+        {
+            // Already in the stream when this process began to hear the
+            // topic: not for its subscribers.
+            pos.at = Some((e.epoch, e.id));
+        }
+    }
+    /// Whether `origin` is this process's, now or before a rotation.
+    fn is_own(&self, origin: Origin) -> bool {
+        origin == self.sequencer.origin() || self.past_origins.contains(&origin)
     }
 
     /// The topic part of a topic channel's name.
@@ -654,18 +748,25 @@ impl RemoteBus {
         self.probe = Probe::Quiet { heard: now };
         let again = std::mem::replace(&mut self.was_up, true);
         if again {
-            self.repair_all();
+            self.mark_stale();
         }
         again
     }
 
     /// The topics whose channels local subscribers want (lingering ones
-    /// have none), but the durable ones, which repair what an outage
-    /// loses.
+    /// have none), but the durable ones that can repair what an outage
+    /// loses (their position is known).
     pub fn wanted(&self) -> impl Iterator<Item = &str> {
         self.topics
             .iter()
-            .filter(|(t, i)| **i == Interest::Wanted && !self.is_durable(t))
+            .filter(|(t, i)| {
+                **i == Interest::Wanted
+                    && (!self.is_durable(t)
+                        || self
+                            .positions
+                            .get(*t)
+                            .is_none_or(|p| p.at.is_none() && !p.located))
+            })
             .map(|(t, _)| t.as_str())
     }
 

@@ -48,6 +48,8 @@ pub(crate) enum Pending {
     },
     /// A durable topic's repair.
     Repair(String),
+    /// Where a durable topic's stream stands.
+    Locate(String),
     Info,
 }
 

@@ -129,6 +129,11 @@ impl Server {
                     redis.command(&args, ticket, now);
                     Pending::Repair(topic.clone())
                 }
+                Command::Locate { topic, stream } => {
+                    let args: [&[u8]; 6] = [b"XREVRANGE", stream, b"+", b"-", b"COUNT", b"1"];
+                    redis.command(&args, ticket, now);
+                    Pending::Locate(topic.clone())
+                }
                 Command::Info => {
                     redis.command(&[b"INFO", b"server"], ticket, now);
                     Pending::Info
@@ -270,6 +275,13 @@ impl Server {
                     }
                     remote.bus.repaired(&topic, entries);
                 }
+                Some(Pending::Locate(topic)) => {
+                    let last = reply.ok().and_then(Entry::from_reply);
+                    if last.is_none() {
+                        log::warn!("bus: cannot read the stream of {topic:?}");
+                    }
+                    remote.bus.located(&topic, last);
+                }
                 Some(Pending::Info) => {
                     let Ok(Reply::Bulk(Some(text))) = reply else {
                         return;
@@ -289,6 +301,7 @@ impl Server {
                 }
                 None => {}
             },
+            DoneReply::Subscribed(channel) => remote.bus.subscribed(&channel),
             DoneReply::Message {
                 channel, payload, ..
             } => match remote.bus.receive(&channel, &payload, now) {

@@ -126,6 +126,18 @@ pub(super) struct Position {
     pub at: Option<(String, StreamId)>,
     /// A repair is out: live messages wait here, in order.
     pub repairing: Option<Vec<(String, StreamId, Vec<u8>)>>,
+    /// Where the stream stood when this process began to hear the topic
+    /// is known (`at` was set from it, or the stream was empty then).
+    pub located: bool,
+    /// Asked where the stream stands.
+    pub locating: bool,
+    /// The subscription was down: read the stream back once Redis
+    /// confirms the new one (not before, or what is published in between
+    /// would be in neither the stream read nor the live messages).
+    pub stale: bool,
+    /// Read the stream back again once the repair out now is done (it may
+    /// have run before an outage that followed).
+    pub repeat: bool,
 }
 
 /// Live messages held during one repair, at most (the oldest go first;

@@ -340,9 +340,6 @@ fn durable_publishes_go_to_the_stream_with_a_fresh_epoch_name_each() {
         .collect();
     assert_ne!(epochs[0], epochs[1]);
     assert!(b.is_durable("d:x") && !b.is_durable("x"));
-    // Durable topics need no outage notice: they repair themselves.
-    b.interest("plain", true, Instant::now());
-    assert_eq!(b.wanted().collect::<Vec<_>>(), ["plain"]);
 }
 
 #[test]
@@ -412,6 +409,8 @@ fn after_an_outage_durable_topics_read_back_what_they_missed() {
     outputs(&mut b);
     b.subscriber_down();
     assert!(b.subscriber_up(now));
+    assert!(commands(&mut b).is_empty(), "not before Redis confirms");
+    b.subscribed(CH);
     assert!(matches!(
         commands(&mut b).as_slice(),
         [Command::Repair { after: Some(a), .. }] if *a == id(1)
@@ -433,6 +432,7 @@ fn after_an_outage_durable_topics_read_back_what_they_missed() {
     // goes on with its gaps counted.
     b.subscriber_down();
     b.subscriber_up(now);
+    b.subscribed(CH);
     commands(&mut b);
     let next = 2 + durable::REPAIR_BATCH as u64;
     b.receive(CH, &durable_msg("E", id(next + 3), next + 3), now);
@@ -505,4 +505,119 @@ fn durable_messages_are_checked() {
         Array(Some(vec![bulk(b"e"), bulk(b"env")])),
     ]))]));
     assert_eq!(Entry::from_reply(no_epoch), None);
+}
+
+#[test]
+fn a_quiet_durable_topic_knows_its_place_in_the_stream_from_the_start() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    b.interest("d:empty", true, now);
+    b.subscriber_up(now);
+    // Unlocated yet: an outage could not be repaired, so it is announced.
+    let mut wanted: Vec<&str> = b.wanted().collect();
+    wanted.sort();
+    assert_eq!(wanted, ["d:empty", "d:seats"]);
+    b.subscribed(CH);
+    b.subscribed(CH);
+    b.subscribed(b"sprocket:topic:d:empty");
+    b.subscribed(b"sprocket:topic:plain");
+    let located: Vec<String> = commands(&mut b)
+        .into_iter()
+        .map(|c| match c {
+            Command::Locate { topic, stream } => {
+                assert_eq!(stream, b.stream(&topic));
+                topic
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(located, ["d:seats", "d:empty"], "once each, durable only");
+    b.located("d:seats", Some(vec![entry("E", StreamId(4, 0), 9)]));
+    b.located("d:empty", Some(vec![]));
+    assert_eq!(b.wanted().count(), 0);
+    // An outage: both are read back, from where they stood, once Redis
+    // confirmed each subscription.
+    b.subscriber_down();
+    b.subscriber_up(now);
+    b.subscribed(CH);
+    b.subscribed(b"sprocket:topic:d:empty");
+    let mut after: Vec<(String, Option<StreamId>)> = commands(&mut b)
+        .into_iter()
+        .map(|c| match c {
+            Command::Repair { topic, after, .. } => (topic, after),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    after.sort();
+    assert_eq!(
+        after,
+        [
+            ("d:empty".to_owned(), None),
+            ("d:seats".to_owned(), Some(StreamId(4, 0)))
+        ]
+    );
+    // What was in the stream before is not delivered; what came after is.
+    b.repaired(
+        "d:seats",
+        Some(vec![
+            entry("E", StreamId(4, 0), 9),
+            entry("E", StreamId(5, 0), 10),
+        ]),
+    );
+    assert_eq!(outputs(&mut b), (vec!["10".into()], 0, 0));
+}
+
+#[test]
+fn an_outage_during_a_repair_reads_the_stream_again_after_it() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    b.subscriber_up(now);
+    let id = |n| StreamId(3, n);
+    b.receive(CH, &durable_msg("E", id(1), 1), now);
+    b.receive(CH, &durable_msg("E", id(3), 3), now); // 2 missing: repair
+    assert!(matches!(commands(&mut b)[..], [Command::Repair { .. }]));
+    b.subscriber_down();
+    b.subscriber_up(now);
+    b.subscribed(CH);
+    assert!(commands(&mut b).is_empty(), "one repair at a time");
+    b.repaired(
+        "d:seats",
+        Some(vec![entry("E", id(2), 2), entry("E", id(3), 3)]),
+    );
+    assert!(
+        matches!(commands(&mut b).as_slice(), [Command::Repair { after: Some(a), .. }] if *a == id(3)),
+        "and another for what the outage hid"
+    );
+    // A gap among what waited is read back, not counted.
+    b.receive(CH, &durable_msg("E", id(4), 4), now);
+    b.receive(CH, &durable_msg("E", id(6), 6), now);
+    b.repaired("d:seats", Some(vec![entry("E", id(4), 4)]));
+    assert!(
+        matches!(commands(&mut b).as_slice(), [Command::Repair { after: Some(a), .. }] if *a == id(4))
+    );
+    b.repaired(
+        "d:seats",
+        Some(vec![entry("E", id(5), 5), entry("E", id(6), 6)]),
+    );
+    let want: Vec<String> = (1..=6).map(|n| n.to_string()).collect();
+    assert_eq!(outputs(&mut b), (want, 0, 0));
+}
+
+#[test]
+fn a_refused_publish_uses_no_number() {
+    let mut b = bus();
+    let e = Event::new("t", &serde_json::json!(1));
+    b.publish(&e, || unreachable!()).unwrap();
+    let mut too_long = e.clone();
+    too_long.publisher = Some("s".repeat(1025));
+    assert!(b.publish(&too_long, || unreachable!()).is_err());
+    b.publish(&e, || unreachable!()).unwrap();
+    let seqs: Vec<u64> = commands(&mut b)
+        .into_iter()
+        .map(|c| match c {
+            Command::Publish { payload, .. } => Envelope::decode(&payload).unwrap().seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2], "no gap for the receivers");
 }

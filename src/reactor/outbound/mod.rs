@@ -88,6 +88,8 @@ pub(crate) enum DoneReply {
     },
     /// How many connections a publish reached (filled in at delivery).
     Published(usize),
+    /// Redis confirmed a subscription of the bus's (only the bus gets it).
+    Subscribed(Vec<u8>),
     /// Events of another process on a subscribed topic were lost.
     Gap {
         topic: std::sync::Arc<str>,
@@ -113,6 +115,12 @@ impl DoneReply {
             DoneReply::Inbox(v) => f(Reply::Inbox(v)),
             DoneReply::Bus { event, .. } => f(Reply::Bus(&event)),
             DoneReply::Published(delivered) => f(Reply::Published { delivered }),
+            // Only the bus's own ticket gets these; an app never does.
+            DoneReply::Subscribed(name) => f(Reply::Message {
+                channel: &name,
+                pattern: None,
+                payload: b"",
+            }),
             DoneReply::Gap { topic, missed } => f(Reply::Gap {
                 topic: &topic,
                 missed,

@@ -164,7 +164,13 @@ impl RedisService {
                     channel,
                     payload,
                 } => self.fan_out(&channel, Some(&pattern), &payload, done),
-                Event::Subscribed { .. } | Event::Unsubscribed { .. } => {
+                Event::Subscribed { name, .. } => {
+                    self.link(which).backoff.reset();
+                    if let Some(ticket) = self.catch_all {
+                        done.push(Done::new(ticket, DoneReply::Subscribed(name)));
+                    }
+                }
+                Event::Unsubscribed { .. } => {
                     self.link(which).backoff.reset();
                 }
                 Event::ServerError(text) => {
