@@ -361,9 +361,7 @@ impl Model {
             let next = self.next_seq.entry(event.topic.clone()).or_insert(1);
             let seq = *next;
             *next += 1;
-            if refused.is_none() {
-                self.queue.push_back(Expected::Publish { event, seq });
-            }
+            self.queue.push_back(Expected::Publish { event, seq });
         }
     }
 
