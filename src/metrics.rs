@@ -120,6 +120,8 @@ pub struct Gauges {
     pub bus_topics: usize,
     /// Redis channels the bus subscribes to or lingers on.
     pub bus_channels: usize,
+    /// With the Redis bus: whether its subscription is up.
+    pub bus_up: Option<bool>,
 }
 
 impl Metrics {
@@ -178,6 +180,14 @@ impl Metrics {
             "Topic channels the Redis bus subscribes to (or lingers on after the last subscriber left).",
             gauges.bus_channels as u64,
         );
+        if let Some(up) = gauges.bus_up {
+            one(
+                "bus_up",
+                "gauge",
+                "1 while the Redis bus's subscription is up (other processes' events arrive), else 0.",
+                u64::from(up),
+            );
+        }
         one(
             "connections_accepted_total",
             "counter",
@@ -385,6 +395,7 @@ mod tests {
             timers: 1,
             bus_topics: 4,
             bus_channels: 2,
+            bus_up: Some(false),
         });
         assert!(text.contains(
             "# TYPE sprocket_messages_received_total counter\nsprocket_messages_received_total 7\n"
@@ -394,6 +405,7 @@ mod tests {
         assert!(text.contains("sprocket_websockets_open 2\n"));
         assert!(text.contains("sprocket_bus_topics 4\n"));
         assert!(text.contains("sprocket_bus_channels 2\n"));
+        assert!(text.contains("sprocket_bus_up 0\n"));
         assert!(text.contains(
             "# TYPE sprocket_session_reads_total counter\nsprocket_session_reads_total{outcome=\"ok\"} 2\nsprocket_session_reads_total{outcome=\"timeout\"} 1\n"
         ));

@@ -51,6 +51,14 @@ impl Node {
             .unwrap_or(0)
     }
 
+    fn health(&self) -> String {
+        let raw = http_exchange(self.admin, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(status_of(&raw), 200, "{raw}");
+        raw.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+
     fn publish(&self, body: &str) -> u16 {
         let req = format!(
             "POST /publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n\
@@ -474,13 +482,18 @@ fn redis_killed_and_restarted() {
     let a = node(&url, &[]);
     let b = node(&url, &[]);
     let slot = std::sync::Mutex::new(None);
+    assert_eq!(b.health(), "ok\nbus: up\n");
     let run = publish_through(&a, &b, "crash", || {
         redis.kill();
-        std::thread::sleep(Duration::from_millis(700));
+        // Still serving (200), and saying the bus is down.
+        eventually("B reports the bus down", || b.health() == "ok\nbus: down\n");
+        assert_eq!(b.metric("sprocket_bus_up"), 0);
         *slot.lock().unwrap() = Some(RedisServer::start_on(port, None));
     });
     let holes = every_loss_counted(&b, 0, &run);
     assert_eq!(run.outages, 1, "the subscriber was told of the outage");
+    assert_eq!(b.health(), "ok\nbus: up\n");
+    assert_eq!(b.metric("sprocket_bus_up"), 1);
     eprintln!("lost while Redis was down: {holes} of {}", run.last + 1);
     // Both saw a new Redis (its run_id) and said so.
     for n in [&a, &b] {

@@ -4,9 +4,11 @@
 
 use super::{Application, ConnId, Context, Http, Message, Page, Request};
 
-/// Serves `GET /health` (`200 ok`) and `GET /metrics` (the Prometheus
-/// text format), whatever path it is mounted at: the last path segment
-/// picks the endpoint. It accepts no WebSocket.
+/// Serves `GET /health` (`200 ok`; with the Redis bus, a second line
+/// `bus: up` or `bus: down`, still 200: the process serves, and delivers
+/// locally, either way) and `GET /metrics` (the Prometheus text format),
+/// whatever path it is mounted at: the last path segment picks the
+/// endpoint. It accepts no WebSocket.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Admin;
 
@@ -34,7 +36,11 @@ impl Application for Admin {
             );
         }
         Http::Respond(match endpoint {
-            "health" => Page::text(200, "ok\n"),
+            "health" => match ctx.bus_up() {
+                None => Page::text(200, "ok\n"),
+                Some(true) => Page::text(200, "ok\nbus: up\n"),
+                Some(false) => Page::text(200, "ok\nbus: down\n"),
+            },
             _ => Page::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",

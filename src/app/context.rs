@@ -99,6 +99,10 @@ pub trait Sink {
     fn metrics_text(&self) -> String {
         String::new()
     }
+    /// With the Redis bus: whether its subscription is up.
+    fn bus_up(&self) -> Option<bool> {
+        None
+    }
     /// The session attached to `conn`.
     fn session(&self, conn: ConnId) -> Option<Arc<Session>> {
         let _ = conn;
@@ -348,6 +352,13 @@ impl<'a> Context<'a> {
     /// [`super::Admin`] serves at `/metrics`).
     pub fn metrics_text(&self) -> String {
         self.sink.metrics_text()
+    }
+
+    /// With the Redis bus ([`crate::Server::use_redis_bus`]): whether its
+    /// subscription to Redis is up, so that other processes' events
+    /// arrive. `None` without it.
+    pub fn bus_up(&self) -> Option<bool> {
+        self.sink.bus_up()
     }
 
     /// The PHP session attached to `conn` (by a

@@ -778,6 +778,12 @@ impl RemoteBus {
         }
     }
 
+    /// Whether the subscriber connection is up: other processes' events
+    /// can arrive.
+    pub fn subscriber_is_up(&self) -> bool {
+        self.probe != Probe::Down
+    }
+
     /// The subscriber connection is down.
     pub fn subscriber_down(&mut self) {
         self.probe = Probe::Down;

@@ -276,6 +276,7 @@ impl Core {
                 .remote
                 .as_ref()
                 .map_or(0, |r| r.bus.channel_count()),
+            bus_up: self.bus.remote.as_ref().map(|r| r.bus.subscriber_is_up()),
         }
     }
 

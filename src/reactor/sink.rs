@@ -274,6 +274,10 @@ impl Sink for Core {
         self.metrics.render(self.gauges())
     }
 
+    fn bus_up(&self) -> Option<bool> {
+        self.bus.remote.as_ref().map(|r| r.bus.subscriber_is_up())
+    }
+
     fn session(&self, conn: ConnId) -> Option<Arc<Session>> {
         self.attached.get(&conn)?.session.clone()
     }
