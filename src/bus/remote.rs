@@ -282,8 +282,9 @@ pub struct RemoteBus {
     outputs: VecDeque<Output>,
     /// Publishes on durable topics, to name new streams' epochs uniquely.
     durable_publishes: u64,
-    /// Commands to send again, before any other.
-    retries: VecDeque<Command>,
+    /// Commands to send again, before any other, and how often they were
+    /// sent.
+    retries: VecDeque<(Command, u8)>,
     /// This process's origins before the sequencer rotated.
     past_origins: Vec<Origin>,
 }
@@ -383,17 +384,23 @@ impl RemoteBus {
 
     /// The next command for Redis: those to send again first.
     pub fn poll_command(&mut self) -> Option<Command> {
+        self.poll_command_tried().map(|(c, _)| c)
+    }
+
+    /// [`RemoteBus::poll_command`], with how often it was sent before.
+    pub fn poll_command_tried(&mut self) -> Option<(Command, u8)> {
         self.retries
             .pop_front()
-            .or_else(|| self.commands.pop_front())
+            .or_else(|| self.commands.pop_front().map(|c| (c, 0)))
     }
 
     /// Sends a publish again whose connection failed before Redis answered
     /// (it may or may not have run: a repeat is dropped by every receiver,
-    /// by its number). Call it when the failure is reported, before any
-    /// later publish goes out, so that order holds.
-    pub fn retry(&mut self, command: Command) {
-        self.retries.push_back(command);
+    /// by its number); `tries` is how often it was sent. Call it when the
+    /// failure is reported, before any later publish goes out, so that
+    /// order holds.
+    pub fn retry(&mut self, command: Command, tries: u8) {
+        self.retries.push_back((command, tries));
     }
 
     /// The next output of durable topics' messages and repairs.

@@ -45,6 +45,8 @@ pub(crate) enum Pending {
     Publish {
         purpose: Purpose,
         command: Command,
+        /// Times it was sent before.
+        tries: u8,
     },
     /// A durable topic's repair.
     Repair(String),

@@ -18,6 +18,9 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
+/// Times a publish is sent again after its connection failed.
+const MAX_TRIES: u8 = 3;
+
 impl Server {
     /// Makes topics span processes: every bus publish (WAMP publishes,
     /// pushes from every ingress) also goes to the Redis server at `url`,
@@ -71,7 +74,7 @@ impl Server {
             sub.wake(now);
         }
         let mut reconnect = None;
-        while let Some(command) = remote.bus.poll_command() {
+        while let Some((command, tries)) = remote.bus.poll_command_tried() {
             let ticket = self.core.outbound.ticket(Route::BUS);
             let redis = &mut self.core.outbound.redis[i];
             let pending = match &command {
@@ -84,6 +87,7 @@ impl Server {
                     Pending::Publish {
                         purpose: *purpose,
                         command,
+                        tries,
                     }
                 }
                 Command::PublishDurable {
@@ -108,6 +112,7 @@ impl Server {
                     Pending::Publish {
                         purpose: Purpose::Event,
                         command,
+                        tries,
                     }
                 }
                 Command::Repair {
@@ -223,19 +228,25 @@ impl Server {
         let metrics = &mut core.metrics;
         match done.reply {
             DoneReply::Redis(reply) => match remote.pending.remove(&done.ticket.id()) {
-                Some(Pending::Publish { purpose, command }) => {
+                Some(Pending::Publish {
+                    purpose,
+                    command,
+                    tries,
+                }) => {
                     let failed = match reply {
                         Ok(Reply::Integer(_) | Reply::Bulk(Some(_))) => None,
                         Ok(Reply::Error(e)) => Some(e),
                         Ok(other) => Some(format!("unexpected reply {other:?}")),
                         // Lost with its connection: it may or may not have
                         // run, and a repeat is dropped by its number, so
-                        // send it again (now, before any later publish).
+                        // send it again (now, before any later publish), a
+                        // few times: one that always breaks the connection
+                        // must not loop.
                         Err(ReplyError::Disconnected | ReplyError::Unusable)
-                            if purpose == Purpose::Event =>
+                            if purpose == Purpose::Event && tries < MAX_TRIES =>
                         {
                             metrics.count("bus_publishes", "retried");
-                            return remote.bus.retry(command);
+                            return remote.bus.retry(command, tries + 1);
                         }
                         Err(e) => Some(e.to_string()),
                     };

@@ -621,3 +621,22 @@ fn a_refused_publish_uses_no_number() {
         .collect();
     assert_eq!(seqs, [1, 2], "no gap for the receivers");
 }
+
+#[test]
+fn publishes_sent_again_go_before_later_ones() {
+    let mut b = bus();
+    let e = |n: i32| Event::new("t", &serde_json::json!(n));
+    b.publish(&e(1), || unreachable!()).unwrap();
+    let first = b.poll_command_tried().unwrap();
+    assert_eq!(first.1, 0);
+    b.publish(&e(2), || unreachable!()).unwrap();
+    // The first one's connection failed: it goes out again, first.
+    b.retry(first.0, 1);
+    let order: Vec<(u64, u8)> = std::iter::from_fn(|| b.poll_command_tried())
+        .map(|(c, tries)| match c {
+            Command::Publish { payload, .. } => (Envelope::decode(&payload).unwrap().seq, tries),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(order, [(1, 1), (2, 0)]);
+}
