@@ -122,6 +122,8 @@ pub struct Gauges {
     pub bus_channels: usize,
     /// With the Redis bus: whether its subscription is up.
     pub bus_up: Option<bool>,
+    /// (origin, topic) pairs the bus's tracker forgot to make room.
+    pub bus_evicted: u64,
 }
 
 impl Metrics {
@@ -179,6 +181,12 @@ impl Metrics {
             "gauge",
             "Topic channels the Redis bus subscribes to (or lingers on after the last subscriber left).",
             gauges.bus_channels as u64,
+        );
+        one(
+            "bus_tracker_evicted_total",
+            "counter",
+            "Publisher/topic pairs the Redis bus stopped tracking to stay within its bound (their next gap goes unseen).",
+            gauges.bus_evicted,
         );
         if let Some(up) = gauges.bus_up {
             one(
@@ -396,6 +404,7 @@ mod tests {
             bus_topics: 4,
             bus_channels: 2,
             bus_up: Some(false),
+            bus_evicted: 0,
         });
         assert!(text.contains(
             "# TYPE sprocket_messages_received_total counter\nsprocket_messages_received_total 7\n"

@@ -277,6 +277,7 @@ impl Core {
                 .as_ref()
                 .map_or(0, |r| r.bus.channel_count()),
             bus_up: self.bus.remote.as_ref().map(|r| r.bus.subscriber_is_up()),
+            bus_evicted: self.bus.remote.as_ref().map_or(0, |r| r.bus.evicted()),
         }
     }
 
