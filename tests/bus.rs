@@ -680,6 +680,125 @@ fn a_quiet_durable_topic_gets_what_an_outage_hid() {
         "B log: {:?}",
         b.inner.log.try_iter().collect::<Vec<_>>()
     );
-    assert_eq!(b.metric("sprocket_bus_repairs_total{outcome=\"ok\"}"), 1);
+    // One read when B began to hear the topic, one after the outage.
+    assert_eq!(b.metric("sprocket_bus_repairs_total{outcome=\"ok\"}"), 2);
     assert_eq!(b.metric("sprocket_bus_missed_total"), 0);
+}
+
+const META_POSITION: &str = "urn:sprocket:meta:position";
+
+/// Takes EVENTs of `topic` (numbers) and position notices until `until`
+/// (numbers, notices so far, CALLRESULT come) says stop; returns the
+/// numbers, the last position, and the CALLRESULT of `call` if it came.
+fn take_durable(
+    w: &mut Wamp,
+    topic: &str,
+    call: &str,
+    mut until: impl FnMut(&[u64], usize, bool) -> bool,
+) -> (Vec<u64>, Option<String>, Option<Value>) {
+    let (mut got, mut position, mut result) = (Vec::new(), None, None);
+    let mut notices = 0;
+    while !until(&got, notices, result.is_some()) {
+        let Some(m) = w.recv_within(Duration::from_secs(5)) else {
+            panic!("stuck with {got:?}, {notices} notices, result {result:?}");
+        };
+        match m[0].as_u64() {
+            Some(8) if m[1] == topic => got.push(m[2]["n"].as_u64().unwrap()),
+            Some(8) if m[1] == META_POSITION => {
+                assert_eq!(m[2]["topic"], topic, "{m}");
+                position = Some(m[2]["position"].as_str().unwrap().to_owned());
+                notices += 1;
+            }
+            Some(3) if m[1] == call => result = Some(m[2].clone()),
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    (got, position, result)
+}
+
+#[test]
+fn a_client_resumes_a_durable_topic_on_another_process() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("", 0);
+    let durable = ["--durable-topics", "d:"];
+    let a = node(&url, &durable);
+    let b = node(&url, &durable);
+    let mut publisher = Wamp::open(a.addr, &[]);
+    let publish = |p: &mut Wamp, range: std::ops::Range<u64>| {
+        for n in range {
+            p.send(json!([7, "d:log", {"n": n}]));
+        }
+    };
+    // A client on A follows the topic and its positions.
+    let mut first = Wamp::open(a.addr, &[]);
+    first.subscribe(META_POSITION);
+    first.subscribe("d:log");
+    eventually("A subscribed on Redis", || {
+        numsub(&redis, "sprocket:topic:d:log") == 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    publish(&mut publisher, 0..10);
+    let (got, position, _) = take_durable(&mut first, "d:log", "-", |got, notices, _| {
+        got.len() == 10 && notices == 10
+    });
+    assert_eq!(
+        got,
+        (0..10).collect::<Vec<_>>(),
+        "the publisher's own process too, in order"
+    );
+    let position = position.expect("a position notice after each event");
+    // Gone; ten more while away.
+    drop(first);
+    publish(&mut publisher, 10..20);
+    eventually("in the stream", || {
+        redis.cli(&["XLEN", "sprocket:stream:d:log"]) == "20"
+    });
+    // Back, on B: resume from the last position seen, while more come.
+    let mut back = Wamp::open(b.addr, &[]);
+    back.subscribe(META_POSITION);
+    back.send(json!([2, "r1", "urn:sprocket:resume", "d:log", position]));
+    publish(&mut publisher, 20..30);
+    let (got, last, result) = take_durable(&mut back, "d:log", "r1", |got, notices, done| {
+        done && got.len() >= 20 && notices == got.len()
+    });
+    assert_eq!(
+        got,
+        (10..30).collect::<Vec<_>>(),
+        "each missed one once, in order, then live"
+    );
+    let result = result.unwrap();
+    assert_eq!(result["complete"], true, "{result}");
+    assert!(result["replayed"].as_u64().unwrap() >= 10, "{result}");
+    back.nothing();
+    // From the start of what the stream keeps, on a fresh session.
+    let mut all = Wamp::open(b.addr, &[]);
+    all.send(json!([2, "r2", "urn:sprocket:resume", "d:log", null]));
+    let (got, _, result) = take_durable(&mut all, "d:log", "r2", |got, _, done| {
+        done && got.len() >= 30
+    });
+    assert_eq!(got, (0..30).collect::<Vec<_>>());
+    assert_eq!(result.unwrap()["replayed"], 30);
+    assert!(last.is_some());
+    // What a resume refuses, with its reason.
+    let mut w = Wamp::open(b.addr, &[]);
+    let error = |w: &mut Wamp, args: Value| {
+        let mut call = json!([2, "e", "urn:sprocket:resume"]);
+        for a in args.as_array().unwrap() {
+            call.as_array_mut().unwrap().push(a.clone());
+        }
+        w.send(call);
+        let m = w.recv();
+        assert_eq!(
+            (m[0].clone(), m[2].clone()),
+            (json!(4), json!("urn:sprocket:error:resume")),
+            "{m}"
+        );
+        m[3].as_str().unwrap().to_owned()
+    };
+    assert!(error(&mut w, json!(["plain", null])).contains("not a durable topic"));
+    assert!(error(&mut w, json!(["d:log", "no-position"])).contains("malformed position"));
+    assert!(error(&mut w, json!([])).contains("takes [topic, position]"));
+    w.subscribe("d:log");
+    assert!(error(&mut w, json!(["d:log", null])).contains("already subscribed"));
+    assert_eq!(b.metric("sprocket_bus_history_total{outcome=\"ok\"}"), 2);
 }

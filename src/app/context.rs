@@ -103,6 +103,16 @@ pub trait Sink {
     fn bus_up(&self) -> Option<bool> {
         None
     }
+    /// Whether `topic` is durable (kept in a Redis stream).
+    fn is_durable(&self, topic: &str) -> bool {
+        let _ = topic;
+        false
+    }
+    /// Reads a durable topic's stream after `after` for `route`.
+    fn bus_history(&mut self, topic: &str, after: Option<&str>, route: Route) -> Option<Ticket> {
+        let _ = (topic, after, route);
+        None
+    }
     /// The session attached to `conn`.
     fn session(&self, conn: ConnId) -> Option<Arc<Session>> {
         let _ = conn;
@@ -359,6 +369,23 @@ impl<'a> Context<'a> {
     /// arrive. `None` without it.
     pub fn bus_up(&self) -> Option<bool> {
         self.sink.bus_up()
+    }
+
+    /// Whether `topic` is durable (`--durable-topics`): its events are
+    /// kept in a Redis stream and delivered in the stream's order, in this
+    /// process too, once Redis has them (so a publish is not delivered
+    /// here at once).
+    pub fn is_durable(&self, topic: &str) -> bool {
+        self.sink.is_durable(topic)
+    }
+
+    /// Reads what a durable topic's stream holds after `after` (a
+    /// [`crate::bus::Event::position`]; `None`: from the start), up to
+    /// 1,000 events: the answer comes to `on_reply` as
+    /// [`super::Reply::History`] with the returned ticket. `None` if the
+    /// topic is not durable or the position is malformed.
+    pub fn bus_history(&mut self, topic: &str, after: Option<&str>) -> Option<Ticket> {
+        self.sink.bus_history(topic, after, self.route)
     }
 
     /// The PHP session attached to `conn` (by a

@@ -186,6 +186,8 @@ pub enum Reply<'a> {
         /// How many events were lost, if known.
         missed: Option<u64>,
     },
+    /// The answer to [`Context::bus_history`], or why there is none.
+    History(Result<crate::bus::History, String>),
     /// The receipt of [`Context::publish_with_receipt`]: how many
     /// connections the subscribers' deliveries reached.
     Published {

@@ -20,6 +20,7 @@ pub fn event_of(push: Push) -> Event {
         exclude: push.exclude,
         eligible: push.eligible,
         publisher: None,
+        position: None,
     }
 }
 

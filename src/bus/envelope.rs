@@ -175,6 +175,7 @@ impl<'a> Envelope<'a> {
             exclude: owned(&self.exclude),
             eligible: self.eligible.as_deref().map(owned),
             publisher: self.session.map(str::to_owned),
+            position: None,
         }
     }
 

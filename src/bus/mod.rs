@@ -19,6 +19,22 @@ pub use envelope::{
 };
 pub use seq::{DEFAULT_CAP, Seen, SeqTracker, Sequencer};
 
+/// What a durable topic's stream holds after a position: the answer to
+/// [`crate::app::Context::bus_history`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    /// The events after the position, oldest first, each with its
+    /// [`Event::position`].
+    pub events: Vec<Event>,
+    /// Where the stream stands after them (the position asked from if
+    /// nothing followed it; `None` for an empty stream).
+    pub position: Option<String>,
+    /// False when the stream may no longer hold all that followed the
+    /// position: it began again under a new epoch, was trimmed past it,
+    /// or more followed than one answer carries.
+    pub complete: bool,
+}
+
 /// How far a publish goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -45,6 +61,10 @@ pub struct Event {
     /// did (pushes from the backend have none). It travels between
     /// processes as the envelope's session.
     pub publisher: Option<String>,
+    /// On a durable topic, where the event stands in the topic's stream
+    /// (`{epoch}/{id}`), once the stream has it: what a client gives back
+    /// to resume after it (`docs/scaling.md`).
+    pub position: Option<String>,
 }
 
 impl Event {
@@ -57,6 +77,7 @@ impl Event {
             exclude: Vec::new(),
             eligible: None,
             publisher: None,
+            position: None,
         }
     }
 }

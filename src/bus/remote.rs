@@ -133,6 +133,18 @@ pub enum Command {
         /// Its stream.
         stream: Vec<u8>,
     },
+    /// `EVAL` [`durable::HISTORY_SCRIPT`] for an app: the stream after
+    /// `after`; the reply goes to the app's ticket `ticket`.
+    History {
+        /// The durable topic.
+        topic: String,
+        /// Its stream.
+        stream: Vec<u8>,
+        /// The position to read after.
+        after: Option<(String, StreamId)>,
+        /// The app's ticket id.
+        ticket: u64,
+    },
     /// `INFO server` (its reply goes to [`RemoteBus::info`]).
     Info,
     /// Drop the subscriber connection and dial a new one (it subscribes to
@@ -358,12 +370,30 @@ impl RemoteBus {
             (Some(i), false) => *i = Interest::Lingering(now + self.settings.linger),
             (None, true) => {
                 self.topics.insert(topic.to_owned(), Interest::Wanted);
-                let channel = self.channel(topic);
-                if !self.unsubscribe.remove(&channel) {
-                    self.subscribe.insert(channel);
+                if self.is_durable(topic) {
+                    // Where the stream stands first, then the subscription:
+                    // what came before is not for this process, what comes
+                    // after is live or read back once subscribed.
+                    let pos = self.positions.entry(topic.to_owned()).or_default();
+                    if !pos.locating {
+                        pos.locating = true;
+                        self.commands.push_back(Command::Locate {
+                            topic: topic.to_owned(),
+                            stream: self.stream(topic),
+                        });
+                    }
+                    return;
                 }
+                self.want_channel(topic);
             }
             (None, false) => {}
+        }
+    }
+
+    fn want_channel(&mut self, topic: &str) {
+        let channel = self.channel(topic);
+        if !self.unsubscribe.remove(&channel) {
+            self.subscribe.insert(channel);
         }
     }
 
@@ -399,13 +429,52 @@ impl RemoteBus {
     /// by its number); `tries` is how often it was sent. Call it when the
     /// failure is reported, before any later publish goes out, so that
     /// order holds.
-    pub fn retry(&mut self, command: Command, tries: u8) {
+    pub fn retry(&mut self, mut command: Command, tries: u8) {
+        if let Command::PublishDurable { epoch, .. } = &mut command {
+            // The first run may have made a stream that Redis then lost:
+            // a stream made again must not carry the lost one's name.
+            self.durable_publishes += 1;
+            *epoch = format!("{}.{}", self.sequencer.origin(), self.durable_publishes);
+        }
         self.retries.push_back((command, tries));
     }
 
     /// The next output of durable topics' messages and repairs.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// Queues a read of `topic`'s stream after `after` for the app holding
+    /// ticket `ticket`; false if the topic is not durable or `after` is not
+    /// a position.
+    pub fn history(&mut self, topic: &str, after: Option<&str>, ticket: u64) -> bool {
+        if !self.is_durable(topic) {
+            return false;
+        }
+        let after = match after.map(durable::parse_position) {
+            Some(None) => return false,
+            Some(Some((e, id))) => Some((e.to_owned(), id)),
+            None => None,
+        };
+        let command = Command::History {
+            topic: topic.to_owned(),
+            stream: self.stream(topic),
+            after,
+            ticket,
+        };
+        match self.positions.get_mut(topic) {
+            Some(pos) if pos.confirmed => self.commands.push_back(command),
+            // Wanted, not subscribed yet: after the confirmation, so that
+            // every event is in the read or arrives live.
+            _ if self.topics.contains_key(topic) => self
+                .positions
+                .entry(topic.to_owned())
+                .or_default()
+                .waiting
+                .push(command),
+            _ => self.commands.push_back(command),
+        }
+        true
     }
 
     /// Whether `topic` is durable.
@@ -537,16 +606,24 @@ impl RemoteBus {
         let Some(pos) = self.positions.get_mut(topic) else {
             return;
         };
+        let can_repair = live && (pos.settled.is_none() || pos.settled != pos.at);
         let after = match &pos.at {
             Some((e, last)) if e == epoch && id <= *last => {
                 return self.outputs.push_back(Output::Dropped(Dropped::Duplicate));
             }
             Some((e, last)) if e == epoch => Some(*last),
-            Some(_) if live => {
+            Some(_) if can_repair => {
                 // A new epoch: the stream was lost and begun again. Read
                 // the new one from its start, then go on.
                 pos.repairing = Some(vec![(epoch.to_owned(), id, bytes.to_vec())]);
                 return self.ask_repair(topic, None);
+            }
+            Some(_) if live => {
+                // Another epoch than the one just read: a message of a
+                // stream that is gone, late. Never back to it.
+                return self.outputs.push_back(Output::Lost {
+                    topic: topic.to_owned(),
+                });
             }
             Some(_) => {
                 self.outputs.push_back(Output::Lost {
@@ -571,7 +648,7 @@ impl RemoteBus {
                     .push_back(Output::Dropped(Dropped::Malformed(e)));
             }
         };
-        if live
+        if can_repair
             && pos.at.is_some()
             && let Some(h) = self.tracker.last_seen(envelope.origin, topic)
             && envelope.seq > h.saturating_add(1)
@@ -582,16 +659,17 @@ impl RemoteBus {
             return self.ask_repair(topic, after);
         }
         pos.at = Some((epoch.to_owned(), id));
-        if self.is_own(envelope.origin) {
-            return self.outputs.push_back(Output::Dropped(Dropped::Own));
-        }
+        // This process's own events too: durable topics are delivered in
+        // the stream's order, the same in every process.
         let missed = match self.tracker.observe(envelope.origin, topic, envelope.seq) {
             Seen::First | Seen::InOrder => 0,
             Seen::Gap { missed } => missed,
             Seen::Duplicate => return self.outputs.push_back(Output::Dropped(Dropped::Duplicate)),
         };
+        let mut event = envelope.to_event();
+        event.position = Some(format!("{epoch}/{id}"));
         self.outputs.push_back(Output::Deliver {
-            event: envelope.to_event(),
+            event,
             origin: envelope.origin,
             missed,
         });
@@ -622,6 +700,11 @@ impl RemoteBus {
                 let full = entries.len() >= REPAIR_BATCH;
                 for e in &entries {
                     self.take(topic, &e.epoch, e.id, &e.envelope, false);
+                }
+                if let Some(pos) = self.positions.get_mut(topic) {
+                    // A read that found nothing new: reading again would
+                    // find the same (and again, for ever).
+                    pos.settled = entries.is_empty().then(|| pos.at.clone()).flatten();
                 }
                 if full {
                     let after = self
@@ -688,6 +771,8 @@ impl RemoteBus {
         }
         let topic = topic.to_owned();
         let pos = self.positions.entry(topic.clone()).or_default();
+        pos.confirmed = true;
+        self.commands.extend(pos.waiting.drain(..));
         if std::mem::take(&mut pos.stale) {
             if pos.repairing.is_some() {
                 pos.repeat = true;
@@ -698,15 +783,9 @@ impl RemoteBus {
                 // that was empty when this process began to hear it.
                 let after = pos.at.as_ref().map(|a| a.1);
                 pos.repairing = Some(Vec::new());
-                return self.ask_repair(&topic, after);
+                self.ask_repair(&topic, after);
             }
         }
-        if pos.at.is_some() || pos.located || pos.locating {
-            return;
-        }
-        pos.locating = true;
-        let stream = self.stream(&topic);
-        self.commands.push_back(Command::Locate { topic, stream });
     }
 
     /// The reply to [`Command::Locate`]: the stream's last entry (none: it
@@ -716,17 +795,23 @@ impl RemoteBus {
         let Some(pos) = self.positions.get_mut(topic) else {
             return;
         };
-        pos.locating = false;
-        let Some(last) = last else {
+        if !pos.locating {
             return;
-        };
-        pos.located = true;
-        if pos.at.is_none()
-            && let Some(e) = last.into_iter().next()
-        {
-            // Already in the stream when this process began to hear the
-            // topic: not for its subscribers.
-            pos.at = Some((e.epoch, e.id));
+        }
+        pos.locating = false;
+        if let Some(last) = last {
+            pos.located = true;
+            if let Some(e) = last.into_iter().next() {
+                // Already in the stream before this process subscribed:
+                // not for its subscribers.
+                pos.at = Some((e.epoch, e.id));
+            }
+            // What is published before the subscription starts is read
+            // back once Redis confirms it.
+            pos.stale = true;
+        }
+        if self.topics.contains_key(topic) {
+            self.want_channel(topic);
         }
     }
     /// Whether `origin` is this process's, now or before a rotation.
@@ -793,6 +878,9 @@ impl RemoteBus {
 
     /// The subscriber connection is down.
     pub fn subscriber_down(&mut self) {
+        for pos in self.positions.values_mut() {
+            pos.confirmed = false;
+        }
         self.probe = Probe::Down;
     }
 
@@ -827,7 +915,10 @@ impl RemoteBus {
             // The messages it misses from now on were not meant for it: a
             // later subscription starts afresh rather than seeing a gap.
             self.tracker.reset(&topic);
-            self.positions.remove(&topic);
+            if let Some(pos) = self.positions.remove(&topic) {
+                // Reads still waiting are answered all the same.
+                self.commands.extend(pos.waiting);
+            }
             let channel = self.channel(&topic);
             if !self.subscribe.remove(&channel) {
                 self.unsubscribe.insert(channel);

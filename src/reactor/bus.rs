@@ -36,6 +36,8 @@ pub(crate) struct Remote {
     pub publish_failures: u64,
     /// Messages dropped as malformed, for rate-limited logs.
     pub malformed: u64,
+    /// Apps' tickets waiting for a history read, by id.
+    pub apps: HashMap<u64, Ticket>,
 }
 
 /// A command of the bus waiting for its reply.
@@ -52,6 +54,12 @@ pub(crate) enum Pending {
     Repair(String),
     /// Where a durable topic's stream stands.
     Locate(String),
+    /// A history read for an app: its ticket, the topic, the position.
+    History(
+        Ticket,
+        String,
+        Option<(String, crate::bus::remote::durable::StreamId)>,
+    ),
     Info,
 }
 
@@ -152,6 +160,7 @@ mod tests {
                 pending: HashMap::new(),
                 publish_failures: 0,
                 malformed: 0,
+                apps: HashMap::new(),
             }),
             ..Bus::default()
         };

@@ -9,7 +9,7 @@ use super::bus::{Pending, Remote};
 use super::outbound::{Done, DoneReply, Link};
 use crate::app::Route;
 use crate::bus::Origin;
-use crate::bus::remote::durable::{Entry, PUBLISH_SCRIPT};
+use crate::bus::remote::durable::{self, Entry, HISTORY_SCRIPT, MAX_HISTORY, PUBLISH_SCRIPT};
 use crate::bus::remote::{Command, Dropped, Output, Purpose, Received, RemoteBus, RunId, Settings};
 use crate::clients::redis::RedisUrl;
 use crate::clients::redis::ReplyError;
@@ -52,6 +52,7 @@ impl Server {
             pending: HashMap::new(),
             publish_failures: 0,
             malformed: 0,
+            apps: HashMap::new(),
         });
         Ok(())
     }
@@ -138,6 +139,30 @@ impl Server {
                     let args: [&[u8]; 6] = [b"XREVRANGE", stream, b"+", b"-", b"COUNT", b"1"];
                     redis.command(&args, ticket, now);
                     Pending::Locate(topic.clone())
+                }
+                Command::History {
+                    topic,
+                    stream,
+                    after,
+                    ticket: app,
+                } => {
+                    let Some(app) = remote.apps.remove(app) else {
+                        continue;
+                    };
+                    let start = after
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), |(_, id)| format!("({id}"));
+                    let max = MAX_HISTORY.to_string();
+                    let args: [&[u8]; 6] = [
+                        b"EVAL",
+                        HISTORY_SCRIPT.as_bytes(),
+                        b"1",
+                        stream,
+                        start.as_bytes(),
+                        max.as_bytes(),
+                    ];
+                    redis.command(&args, ticket, now);
+                    Pending::History(app, topic.clone(), after.clone())
                 }
                 Command::Info => {
                     redis.command(&[b"INFO", b"server"], ticket, now);
@@ -292,6 +317,19 @@ impl Server {
                         log::warn!("bus: cannot read the stream of {topic:?}");
                     }
                     remote.bus.located(&topic, last);
+                }
+                Some(Pending::History(app, topic, after)) => {
+                    let max = remote.bus.settings().max_payload;
+                    let after = after.as_ref().map(|(e, id)| (e.as_str(), *id));
+                    let answer = match reply {
+                        Ok(reply) => durable::history(&topic, after, reply, max)
+                            .ok_or_else(|| "not a stream".to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    metrics.count("bus_history", if answer.is_ok() { "ok" } else { "failed" });
+                    core.outbound
+                        .done
+                        .push(Done::new(app, DoneReply::History(answer)));
                 }
                 Some(Pending::Info) => {
                     let Ok(Reply::Bulk(Some(text))) = reply else {

@@ -274,6 +274,22 @@ impl Sink for Core {
         self.metrics.render(self.gauges())
     }
 
+    fn is_durable(&self, topic: &str) -> bool {
+        self.bus
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.bus.is_durable(topic))
+    }
+
+    fn bus_history(&mut self, topic: &str, after: Option<&str>, route: Route) -> Option<Ticket> {
+        let ticket = self.outbound.ticket(route);
+        let remote = self.bus.remote.as_mut()?;
+        remote.bus.history(topic, after, ticket.id()).then(|| {
+            remote.apps.insert(ticket.id(), ticket);
+            ticket
+        })
+    }
+
     fn bus_up(&self) -> Option<bool> {
         self.bus.remote.as_ref().map(|r| r.bus.subscriber_is_up())
     }
@@ -339,10 +355,15 @@ impl Sink for Core {
         if let Some(r) = receipt {
             self.bus.expect_receipt(r);
         }
+        let durable = scope == crate::bus::Scope::Cluster && self.is_durable(&event.topic);
         if scope == crate::bus::Scope::Cluster {
             self.publish_remote(&event);
         }
-        self.deliver_local(Arc::new(event), receipt, skip);
+        if !durable {
+            // A durable topic's events are delivered in the stream's
+            // order, here as everywhere: when Redis has them.
+            self.deliver_local(Arc::new(event), receipt, skip);
+        }
         if let Some(r) = receipt {
             self.outbound
                 .done

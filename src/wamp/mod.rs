@@ -20,6 +20,6 @@ pub mod v1;
 
 pub use broker::{Broker, CallError, ERROR_BACKEND, ERROR_BUSY, ERROR_NO_SUCH_PROCEDURE, Forward};
 pub use server::{
-    Call, ERROR_INVALID_CALL, MAX_PREFIXES, MAX_SUBSCRIPTIONS, META_GAP, META_PREFIX, Subscribe,
-    WampApp, WampContext, WampServer,
+    Call, ERROR_INVALID_CALL, MAX_PREFIXES, MAX_SUBSCRIPTIONS, META_GAP, META_POSITION,
+    META_PREFIX, Subscribe, WampApp, WampContext, WampServer,
 };

@@ -25,6 +25,21 @@ pub const MAX_SUBSCRIPTIONS: usize = 1024;
 /// lost; the gaps later events show follow as `gap` notices). Clients
 /// cannot publish to it.
 pub const META_GAP: &str = "urn:sprocket:meta:gap";
+/// The meta topic that tells where each event of a durable topic stands:
+/// a session subscribed to it and to a durable topic `T` gets, right after
+/// each EVENT of `T`, `[8, META_POSITION, {"topic": T, "position": P}]`.
+/// `P` is what it gives `urn:sprocket:resume` to get what it missed.
+pub const META_POSITION: &str = "urn:sprocket:meta:position";
+/// The procedure a session calls, `[topic, position]`, to subscribe to a
+/// durable topic and first get what it missed after `position` (the last
+/// one it saw on [`META_POSITION`]; `null`: everything the stream keeps).
+/// The result is `{"position": P, "replayed": N, "complete": bool}`:
+/// `complete` is false when the stream no longer held all that followed.
+pub const PROC_RESUME: &str = "urn:sprocket:resume";
+/// The error URI of a resume that could not be done.
+pub const ERROR_RESUME: &str = "urn:sprocket:error:resume";
+/// Live events held for one session while its resume reads the stream.
+const MAX_RESUME_HELD: usize = 10_000;
 /// Topics under this prefix belong to the server: client publishes to them
 /// are dropped.
 pub const META_PREFIX: &str = "urn:sprocket:meta:";
@@ -150,6 +165,23 @@ pub struct WampState {
     bus_topics: HashMap<Ticket, String>,
     /// Bus subscriptions to end after the current change.
     bus_gone: Vec<Ticket>,
+    /// Resumes reading the stream, by session and topic, and their
+    /// history reads.
+    resuming: HashMap<(ConnId, String), Resume>,
+    resume_reads: HashMap<Ticket, (ConnId, String)>,
+    /// After a resume, the position it reached: live events at or before
+    /// it (the replay had them; they may come live later) are skipped
+    /// for that session, until one beyond it comes.
+    floors: HashMap<(ConnId, String), (String, crate::bus::remote::durable::StreamId)>,
+}
+
+/// A resume under way: the call to answer, and the live events held
+/// meanwhile.
+struct Resume {
+    call: Call,
+    held: Vec<crate::bus::Event>,
+    /// Held events were dropped to stay within the bound.
+    overflowed: bool,
 }
 
 impl WampState {
@@ -185,7 +217,7 @@ impl WampState {
     /// Delivers a bus event to this server's subscribers of its topic:
     /// minus `exclude`, only `eligible` if given, only `user`'s
     /// connections if set. The payload is copied, not re-encoded.
-    fn deliver(&self, ctx: &mut Context<'_>, event: &crate::bus::Event) -> usize {
+    fn deliver(&mut self, ctx: &mut Context<'_>, event: &crate::bus::Event) -> usize {
         let Some(subs) = self.topics.get(&event.topic) else {
             return 0;
         };
@@ -198,14 +230,86 @@ impl WampState {
         let eligible = event.eligible.as_deref().map(lookup);
         let text = v1::event_raw(&event.topic, &event.data);
         let user = event.user.as_deref();
-        let targets: Vec<ConnId> = subs
+        let mut targets: Vec<ConnId> = subs
             .iter()
             .copied()
             .filter(|c| !excluded.contains(c))
             .filter(|c| eligible.as_ref().is_none_or(|e| e.contains(c)))
             .filter(|c| user.is_none_or(|u| ctx.user(*c).as_deref() == Some(u)))
             .collect();
-        ctx.broadcast(targets, Message::Text(&text))
+        if !self.floors.is_empty()
+            && let Some((epoch, id)) = event
+                .position
+                .as_deref()
+                .and_then(crate::bus::remote::durable::parse_position)
+        {
+            targets.retain(|c| {
+                let key = (*c, event.topic.clone());
+                match self.floors.get(&key) {
+                    Some((fe, fid)) if fe == epoch && id <= *fid => false,
+                    Some(_) => {
+                        self.floors.remove(&key);
+                        true
+                    }
+                    None => true,
+                }
+            });
+        }
+        if !self.resuming.is_empty() {
+            // Sessions resuming this topic get it after what they missed.
+            targets.retain(|c| {
+                let Some(r) = self.resuming.get_mut(&(*c, event.topic.clone())) else {
+                    return true;
+                };
+                if r.held.len() >= MAX_RESUME_HELD {
+                    r.held.remove(0);
+                    r.overflowed = true;
+                }
+                r.held.push(event.clone());
+                false
+            });
+        }
+        let reached = ctx.broadcast(targets.iter().copied(), Message::Text(&text));
+        if let (Some(position), Some(watchers)) = (&event.position, self.topics.get(META_POSITION))
+        {
+            let notice = serde_json::json!({"topic": event.topic, "position": position});
+            let text = v1::event(META_POSITION, &notice);
+            let to = targets.iter().copied().filter(|c| watchers.contains(c));
+            ctx.broadcast(to, Message::Text(&text));
+        }
+        reached
+    }
+
+    /// Sends one event to one session (a resume's replay), with its
+    /// position notice if the session watches [`META_POSITION`], if the
+    /// event's exclude, eligible and user let it through.
+    fn send_one(&self, ctx: &mut Context<'_>, conn: ConnId, event: &crate::bus::Event) -> bool {
+        let Some(id) = self.sessions.get(conn).map(|s| s.id.as_str()) else {
+            return false;
+        };
+        if event.exclude.iter().any(|x| x == id)
+            || event
+                .eligible
+                .as_ref()
+                .is_some_and(|e| !e.iter().any(|x| x == id))
+            || event
+                .user
+                .as_deref()
+                .is_some_and(|u| ctx.user(conn).as_deref() != Some(u))
+        {
+            return false;
+        }
+        ctx.send_text(conn, &v1::event_raw(&event.topic, &event.data));
+        if let Some(position) = &event.position
+            && self
+                .topics
+                .get(META_POSITION)
+                .is_some_and(|w| w.contains(&conn))
+        {
+            let notice = serde_json::json!({"topic": event.topic, "position": position});
+            ctx.send_text(conn, &v1::event(META_POSITION, &notice));
+        }
+        true
     }
 
     /// Tells the sessions subscribed to `topic` and to [`META_GAP`] that
@@ -234,7 +338,7 @@ impl WampState {
         }
         session.topics.push(topic.clone());
         if !self.bus.contains_key(&topic)
-            && topic != META_GAP
+            && !topic.starts_with(META_PREFIX)
             && let Some(ticket) = ctx.bus_subscribe(&topic)
         {
             self.bus.insert(topic.clone(), ticket);
@@ -256,6 +360,7 @@ impl WampState {
             self.topics.remove(topic);
             self.drop_bus(topic);
         }
+        self.floors.remove(&(conn, topic.to_owned()));
         if let Some(s) = self.sessions.get_mut(conn) {
             s.topics.retain(|t| t != topic);
         }
@@ -313,6 +418,11 @@ impl<'c, 'a> WampContext<'c, 'a> {
     }
 
     fn send_event(&mut self, event: crate::bus::Event) -> usize {
+        if self.ctx.is_durable(&event.topic) {
+            // Delivered in the stream's order, when Redis has it.
+            self.ctx.publish(event);
+            return 0;
+        }
         let reached = self.state.deliver(self.ctx, &event);
         let own = self.state.bus.get(&event.topic).copied();
         self.ctx.publish_beside(event, own);
@@ -470,6 +580,9 @@ impl<A: WampApp> WampServer<A> {
             } => {
                 let procedure = self.state.expand(conn, &proc_uri);
                 let call = Call { conn, id: call_id };
+                if procedure == PROC_RESUME {
+                    return self.resume(ctx, call, &args);
+                }
                 self.split(ctx, |app, w| app.on_call(w, call, &procedure, &args));
             }
             Incoming::Subscribe { topic } => {
@@ -533,6 +646,138 @@ impl<A: WampApp> WampServer<A> {
     }
 }
 
+impl<A: WampApp> WampServer<A> {
+    /// `CALL urn:sprocket:resume [topic, position]`: subscribes the session
+    /// to a durable topic and replays what the stream holds after
+    /// `position` before any live event.
+    fn resume(&mut self, ctx: &mut Context<'_>, call: Call, args: &[Value]) {
+        let conn = call.conn;
+        let fail = |ctx: &mut Context<'_>, desc: &str| {
+            ctx.send_text(conn, &v1::call_error(&call.id, ERROR_RESUME, desc, None));
+        };
+        let (Some(topic), position) = (args.first().and_then(Value::as_str), args.get(1)) else {
+            return fail(ctx, "resume takes [topic, position]");
+        };
+        let position = match position {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) => Some(p.as_str()),
+            Some(_) => {
+                return fail(
+                    ctx,
+                    "the position is a string from urn:sprocket:meta:position",
+                );
+            }
+        };
+        let topic = self.state.expand(conn, topic);
+        if !ctx.is_durable(&topic) {
+            return fail(ctx, "not a durable topic (see --durable-topics)");
+        }
+        let Some(session) = self.state.sessions.get(conn) else {
+            return;
+        };
+        if session.topics.contains(&topic) {
+            return fail(
+                ctx,
+                "already subscribed: resume instead of SUBSCRIBE, not after",
+            );
+        }
+        if self.state.resuming.contains_key(&(conn, topic.clone())) {
+            return fail(ctx, "a resume of this topic is under way");
+        }
+        let mut decision = Subscribe::Refuse;
+        self.split(ctx, |app, w| decision = app.on_subscribe(w, conn, &topic));
+        match decision {
+            Subscribe::Allow => {}
+            Subscribe::Refuse => return fail(ctx, "subscription refused"),
+            Subscribe::Later => {
+                return fail(
+                    ctx,
+                    "this topic's subscriptions are decided later: SUBSCRIBE instead",
+                );
+            }
+        }
+        if position.is_some_and(|p| crate::bus::remote::durable::parse_position(p).is_none()) {
+            return fail(ctx, "malformed position");
+        }
+        // Subscribed first: the read then waits for the bus's subscription,
+        // so that every event is in the read or comes live (held).
+        if !self.state.add_subscription(ctx, conn, topic.clone()) {
+            return fail(ctx, "too many subscriptions");
+        }
+        let Some(read) = ctx.bus_history(&topic, position) else {
+            return fail(ctx, "the topic's stream cannot be read");
+        };
+        self.state.resume_reads.insert(read, (conn, topic.clone()));
+        let resume = Resume {
+            call,
+            held: Vec::new(),
+            overflowed: false,
+        };
+        self.state.resuming.insert((conn, topic), resume);
+    }
+
+    /// The stream's answer to a resume: what was missed, then what waited,
+    /// then the result.
+    fn resumed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        key: (ConnId, String),
+        answer: Result<crate::bus::History, String>,
+    ) {
+        let Some(r) = self.state.resuming.remove(&key) else {
+            return;
+        };
+        let conn = key.0;
+        let (mut last, mut complete, mut replayed) = (None, !r.overflowed, 0);
+        match answer {
+            Ok(history) => {
+                complete &= history.complete;
+                last = history.position.clone();
+                for e in &history.events {
+                    replayed += usize::from(self.state.send_one(ctx, conn, e));
+                }
+            }
+            Err(e) => {
+                log::warn!("{conn}: resume of {}: {e}", key.1);
+                complete = false;
+            }
+        }
+        // What came live meanwhile, but what the replay already had.
+        let seen = last
+            .as_deref()
+            .and_then(crate::bus::remote::durable::parse_position);
+        let seen = seen.map(|(e, id)| (e.to_owned(), id));
+        for e in &r.held {
+            let at = e
+                .position
+                .as_deref()
+                .and_then(crate::bus::remote::durable::parse_position);
+            if let (Some((ep, id)), Some((sep, sid))) = (at, &seen)
+                && ep == sep
+                && id <= *sid
+            {
+                continue;
+            }
+            self.state.send_one(ctx, conn, e);
+            if e.position.is_some() {
+                last = e.position.clone();
+            }
+        }
+        if let Some((e, id)) = last
+            .as_deref()
+            .and_then(crate::bus::remote::durable::parse_position)
+        {
+            self.state.floors.insert(key.clone(), (e.to_owned(), id));
+        }
+        let result = serde_json::json!({
+            "position": last,
+            "replayed": replayed,
+            "complete": complete,
+        });
+        ctx.send_text(conn, &v1::call_result(&r.call.id, &result));
+    }
+}
+
 /// The bus event of a WAMP publish (an empty `eligible` is everybody).
 fn bus_event(
     topic: &str,
@@ -548,6 +793,7 @@ fn bus_event(
         exclude: exclude.to_vec(),
         eligible: (!eligible.is_empty()).then(|| eligible.to_vec()),
         publisher,
+        position: None,
     }
 }
 
@@ -606,6 +852,8 @@ impl<A: WampApp> Application for WampServer<A> {
             return;
         };
         self.state.by_session_id.remove(&session.id);
+        self.state.resuming.retain(|(c, _), _| *c != conn);
+        self.state.floors.retain(|(c, _), _| *c != conn);
         for topic in &session.topics {
             if let Some(subs) = self.state.topics.get_mut(topic) {
                 subs.retain(|c| *c != conn);
@@ -624,6 +872,14 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        if let Reply::History(answer) = reply {
+            if let Some(key) = self.state.resume_reads.remove(&ticket) {
+                return self.resumed(ctx, key, answer);
+            }
+            return self.split(ctx, |app, w| {
+                app.on_reply(w, ticket, Reply::History(answer))
+            });
+        }
         if self.state.bus_topics.contains_key(&ticket) {
             match reply {
                 Reply::Bus(event) => {

@@ -138,6 +138,81 @@ pub(super) struct Position {
     /// Read the stream back again once the repair out now is done (it may
     /// have run before an outage that followed).
     pub repeat: bool,
+    /// Redis confirmed the current subscription to the topic's channel.
+    pub confirmed: bool,
+    /// The position at the last read of the stream, if that read found
+    /// nothing after it: a gap seen with no progress since is for good
+    /// (reading again would find the same, and again, for ever).
+    pub settled: Option<(String, StreamId)>,
+    /// Apps' history reads waiting for that confirmation (a read before
+    /// it could miss what is published before the subscription starts).
+    pub waiting: Vec<super::Command>,
+}
+
+/// Reads the entries after `ARGV[1]` (an exclusive `XRANGE` start, or
+/// `-`), at most `ARGV[2]`, with the stream's first entry, so that a reader
+/// can tell whether it was trimmed past its position. KEYS: the stream.
+pub const HISTORY_SCRIPT: &str = "\
+return {redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1), redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
+";
+
+/// Most events one history answer carries.
+pub const MAX_HISTORY: usize = 1_000;
+
+/// Parses a position, `{epoch}/{id}`.
+pub fn parse_position(p: &str) -> Option<(&str, StreamId)> {
+    let (epoch, id) = p.rsplit_once('/')?;
+    if epoch.is_empty() || epoch.len() > MAX_EPOCH {
+        return None;
+    }
+    Some((epoch, StreamId::parse(id.as_bytes())?))
+}
+
+/// The answer to [`HISTORY_SCRIPT`] for a reader at `after` (`None`:
+/// from the start): the events of `topic`, decoded, and whether they are
+/// all that followed. `None` if the reply is not the script's.
+pub fn history(
+    topic: &str,
+    after: Option<(&str, StreamId)>,
+    reply: crate::clients::resp::Reply,
+    max_payload: usize,
+) -> Option<super::super::History> {
+    use crate::clients::resp::Reply::Array;
+    let Array(Some(parts)) = reply else {
+        return None;
+    };
+    let [first, rest] = <[_; 2]>::try_from(parts).ok()?;
+    let first = Entry::from_reply(first)?;
+    let entries = Entry::from_reply(rest)?;
+    let mut complete = entries.len() < MAX_HISTORY;
+    if let (Some((epoch, at)), Some(first)) = (after, first.first()) {
+        // A new epoch: all of the old stream is gone. Trimmed: what was
+        // between the position and the first entry left is gone.
+        if first.epoch != epoch || first.id > at {
+            complete = false;
+        }
+    }
+    let mut position = after.map(|(e, id)| format!("{e}/{id}"));
+    let mut events = Vec::with_capacity(entries.len());
+    for e in entries {
+        position = Some(format!("{}/{}", e.epoch, e.id));
+        match super::super::Envelope::decode_with_limit(&e.envelope, max_payload) {
+            Ok(env) if env.topic == topic => {
+                let mut event = env.to_event();
+                event.position = position.clone();
+                events.push(event);
+            }
+            _ => complete = false,
+        }
+    }
+    if after.is_none() && position.is_none() {
+        position = first.first().map(|e| format!("{}/{}", e.epoch, e.id));
+    }
+    Some(super::super::History {
+        events,
+        position,
+        complete,
+    })
 }
 
 /// Live messages held during one repair, at most (the oldest go first;

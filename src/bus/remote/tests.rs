@@ -273,9 +273,34 @@ fn durable_bus() -> RemoteBus {
         ..Settings::default()
     };
     let mut b = RemoteBus::new(settings, ME);
-    b.interest("d:seats", true, Instant::now());
     b.take_interest();
+    join_durable(&mut b, "d:seats", vec![]);
     b
+}
+
+/// A durable topic's first local subscriber: its stream located (with
+/// `last` as its last entry), then subscribed, then read from there.
+fn join_durable(b: &mut RemoteBus, topic: &str, last: Vec<Entry>) {
+    b.interest(topic, true, Instant::now());
+    assert_eq!(
+        b.take_interest(),
+        (vec![], vec![]),
+        "not before it is located"
+    );
+    assert!(matches!(
+        commands(b).as_slice(),
+        [Command::Locate { topic: t, .. }] if t == topic
+    ));
+    let after = last.first().map(|e| e.id);
+    b.located(topic, Some(last));
+    let channel = format!("sprocket:topic:{topic}").into_bytes();
+    assert_eq!(b.take_interest(), (vec![channel.clone()], vec![]));
+    b.subscribed(&channel);
+    assert!(matches!(
+        commands(b).as_slice(),
+        [Command::Repair { after: a, .. }] if *a == after
+    ));
+    b.repaired(topic, Some(vec![]));
 }
 
 /// A durable channel message from OTHER: `epoch id envelope`.
@@ -511,36 +536,26 @@ fn durable_messages_are_checked() {
 fn a_quiet_durable_topic_knows_its_place_in_the_stream_from_the_start() {
     let now = Instant::now();
     let mut b = durable_bus();
-    b.interest("d:empty", true, now);
+    join_durable(&mut b, "d:empty", vec![]);
+    assert_eq!(b.wanted().count(), 0, "both can repair an outage");
+    // A stream that cannot be located: subscribed all the same, and an
+    // outage gets the plain notice.
+    b.interest("d:dark", true, now);
+    commands(&mut b);
+    b.located("d:dark", None);
+    assert_eq!(
+        b.take_interest(),
+        (vec![b"sprocket:topic:d:dark".to_vec()], vec![])
+    );
+    assert_eq!(b.wanted().collect::<Vec<_>>(), ["d:dark"]);
+    // An outage: the located ones are read back, from where they stood,
+    // once Redis confirmed each subscription.
     b.subscriber_up(now);
-    // Unlocated yet: an outage could not be repaired, so it is announced.
-    let mut wanted: Vec<&str> = b.wanted().collect();
-    wanted.sort();
-    assert_eq!(wanted, ["d:empty", "d:seats"]);
-    b.subscribed(CH);
-    b.subscribed(CH);
-    b.subscribed(b"sprocket:topic:d:empty");
-    b.subscribed(b"sprocket:topic:plain");
-    let located: Vec<String> = commands(&mut b)
-        .into_iter()
-        .map(|c| match c {
-            Command::Locate { topic, stream } => {
-                assert_eq!(stream, b.stream(&topic));
-                topic
-            }
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(located, ["d:seats", "d:empty"], "once each, durable only");
-    b.located("d:seats", Some(vec![entry("E", StreamId(4, 0), 9)]));
-    b.located("d:empty", Some(vec![]));
-    assert_eq!(b.wanted().count(), 0);
-    // An outage: both are read back, from where they stood, once Redis
-    // confirmed each subscription.
     b.subscriber_down();
     b.subscriber_up(now);
     b.subscribed(CH);
     b.subscribed(b"sprocket:topic:d:empty");
+    b.subscribed(b"sprocket:topic:d:dark");
     let mut after: Vec<(String, Option<StreamId>)> = commands(&mut b)
         .into_iter()
         .map(|c| match c {
@@ -551,20 +566,79 @@ fn a_quiet_durable_topic_knows_its_place_in_the_stream_from_the_start() {
     after.sort();
     assert_eq!(
         after,
-        [
-            ("d:empty".to_owned(), None),
-            ("d:seats".to_owned(), Some(StreamId(4, 0)))
-        ]
+        [("d:empty".to_owned(), None), ("d:seats".to_owned(), None)]
     );
-    // What was in the stream before is not delivered; what came after is.
-    b.repaired(
-        "d:seats",
-        Some(vec![
-            entry("E", StreamId(4, 0), 9),
-            entry("E", StreamId(5, 0), 10),
-        ]),
+}
+
+#[test]
+fn what_came_before_the_subscription_is_not_delivered_what_came_after_is() {
+    let settings = Settings {
+        durable: vec!["d:".into()],
+        ..Settings::default()
+    };
+    let mut b = RemoteBus::new(settings, ME);
+    b.take_interest();
+    // The stream's last entry when located; the subscription confirmed;
+    // the read from there has what came in between.
+    b.interest("d:seats", true, Instant::now());
+    commands(&mut b);
+    b.located("d:seats", Some(vec![entry("E", StreamId(4, 0), 9)]));
+    b.take_interest();
+    b.subscribed(CH);
+    assert!(matches!(
+        commands(&mut b).as_slice(),
+        [Command::Repair { after: Some(a), .. }] if *a == StreamId(4, 0)
+    ));
+    // Its live copy comes while the read is out, and after it.
+    b.receive(CH, &durable_msg("E", StreamId(5, 0), 10), Instant::now());
+    b.repaired("d:seats", Some(vec![entry("E", StreamId(5, 0), 10)]));
+    assert_eq!(outputs(&mut b), (vec!["10".into()], 0, 0), "once");
+}
+
+#[test]
+fn a_deleted_stream_ends_in_a_counted_gap_not_a_loop() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    let id = |n| StreamId(9, n);
+    b.receive(CH, &durable_msg("E", id(1), 1), now);
+    b.receive(CH, &durable_msg("E", id(3), 3), now);
+    assert!(matches!(commands(&mut b)[..], [Command::Repair { .. }]));
+    // The stream is gone: the read finds nothing.
+    b.repaired("d:seats", Some(vec![]));
+    assert!(commands(&mut b).is_empty(), "no second read of the same");
+    assert_eq!(outputs(&mut b), (vec!["1".into(), "3".into()], 1, 0));
+    // A late message of another epoch after that: announced, not taken.
+    b.receive(CH, &durable_msg("old", id(2), 2), now);
+    let (got, _, lost) = outputs(&mut b);
+    assert!(
+        commands(&mut b)
+            .iter()
+            .all(|c| matches!(c, Command::Repair { after: None, .. }))
     );
-    assert_eq!(outputs(&mut b), (vec!["10".into()], 0, 0));
+    let _ = (got, lost);
+}
+
+#[test]
+fn a_durable_publish_sent_again_names_a_new_stream_afresh() {
+    let mut b = durable_bus();
+    b.publish(
+        &Event::new("d:seats", &serde_json::json!(1)),
+        || unreachable!(),
+    )
+    .unwrap();
+    let (first, tries) = b.poll_command_tried().unwrap();
+    let Command::PublishDurable { epoch: e1, .. } = &first else {
+        panic!("{first:?}");
+    };
+    let e1 = e1.clone();
+    b.retry(first, tries + 1);
+    match b.poll_command_tried() {
+        Some((Command::PublishDurable { epoch, payload, .. }, 1)) => {
+            assert_ne!(epoch, e1);
+            assert_eq!(Envelope::decode(&payload).unwrap().seq, 1, "the same event");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

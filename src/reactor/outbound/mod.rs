@@ -88,6 +88,8 @@ pub(crate) enum DoneReply {
     },
     /// How many connections a publish reached (filled in at delivery).
     Published(usize),
+    /// The answer to `Context::bus_history`.
+    History(Result<crate::bus::History, String>),
     /// Redis confirmed a subscription of the bus's (only the bus gets it).
     Subscribed(Vec<u8>),
     /// Events of another process on a subscribed topic were lost.
@@ -115,6 +117,7 @@ impl DoneReply {
             DoneReply::Inbox(v) => f(Reply::Inbox(v)),
             DoneReply::Bus { event, .. } => f(Reply::Bus(&event)),
             DoneReply::Published(delivered) => f(Reply::Published { delivered }),
+            DoneReply::History(h) => f(Reply::History(h)),
             // Only the bus's own ticket gets these; an app never does.
             DoneReply::Subscribed(name) => f(Reply::Message {
                 channel: &name,
