@@ -191,6 +191,7 @@ fn publish_event(topic: String, f: u8, text: &[u8]) -> Event {
             1 => Some(name(0)),
             _ => None,
         },
+        position: None,
     }
 }
 
