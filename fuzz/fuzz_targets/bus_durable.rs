@@ -756,6 +756,12 @@ impl Model {
                     assert!(self.lost_ok, "Lost, but no stream was lost or unreadable");
                 }
                 Output::Dropped(Dropped::Duplicate) => {}
+                Output::Dropped(Dropped::Gone) => {
+                    assert!(
+                        self.lost_ok,
+                        "a message of a gone stream, but none was lost"
+                    );
+                }
                 Output::Dropped(other) => panic!("dropped as {other:?}"),
             }
         }

@@ -174,6 +174,9 @@ pub enum Dropped {
     Foreign,
     /// On a durable topic's channel, but not `"{epoch} {id} {envelope}"`.
     NotDurable,
+    /// Of a durable topic's stream that is gone (its loss was announced
+    /// when the position moved to the new one).
+    Gone,
 }
 
 impl Dropped {
@@ -181,6 +184,7 @@ impl Dropped {
     pub fn outcome(self) -> &'static str {
         match self {
             Dropped::Own => "own",
+            Dropped::Gone => "gone",
             Dropped::Duplicate => "duplicate",
             Dropped::NotWanted => "not_wanted",
             Dropped::Malformed(_) | Dropped::WrongChannel | Dropped::NotDurable => "malformed",
@@ -612,20 +616,24 @@ impl RemoteBus {
                 return self.outputs.push_back(Output::Dropped(Dropped::Duplicate));
             }
             Some((e, last)) if e == epoch => Some(*last),
+            Some(_) if pos.left.iter().any(|e| e == epoch) => {
+                // A late message of a stream that is gone: never back to
+                // it (its loss was announced when the position moved).
+                return self.outputs.push_back(Output::Dropped(Dropped::Gone));
+            }
             Some(_) if can_repair => {
                 // A new epoch: the stream was lost and begun again. Read
                 // the new one from its start, then go on.
                 pos.repairing = Some(vec![(epoch.to_owned(), id, bytes.to_vec())]);
                 return self.ask_repair(topic, None);
             }
-            Some(_) if live => {
-                // Another epoch than the one just read: a message of a
-                // stream that is gone, late. Never back to it.
-                return self.outputs.push_back(Output::Lost {
-                    topic: topic.to_owned(),
-                });
-            }
-            Some(_) => {
+            Some((old, _)) => {
+                // Moving to the new stream: the rest of the old one is gone.
+                let old = old.clone();
+                if pos.left.len() >= 8 {
+                    pos.left.remove(0);
+                }
+                pos.left.push(old);
                 self.outputs.push_back(Output::Lost {
                     topic: topic.to_owned(),
                 });
@@ -695,6 +703,7 @@ impl RemoteBus {
             return;
         }
         let read = entries.is_some();
+        let before = pos.at.clone();
         match entries {
             Some(entries) => {
                 let full = entries.len() >= REPAIR_BATCH;
@@ -702,9 +711,9 @@ impl RemoteBus {
                     self.take(topic, &e.epoch, e.id, &e.envelope, false);
                 }
                 if let Some(pos) = self.positions.get_mut(topic) {
-                    // A read that found nothing new: reading again would
-                    // find the same (and again, for ever).
-                    pos.settled = entries.is_empty().then(|| pos.at.clone()).flatten();
+                    // A read that did not move the position: reading again
+                    // would find the same (and again, for ever).
+                    pos.settled = (pos.at == before).then(|| pos.at.clone()).flatten();
                 }
                 if full {
                     let after = self

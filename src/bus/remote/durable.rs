@@ -140,6 +140,9 @@ pub(super) struct Position {
     pub repeat: bool,
     /// Redis confirmed the current subscription to the topic's channel.
     pub confirmed: bool,
+    /// Epochs this position moved away from (streams that are gone): a
+    /// late message of one is announced, never taken.
+    pub left: Vec<String>,
     /// The position at the last read of the stream, if that read found
     /// nothing after it: a gap seen with no progress since is for good
     /// (reading again would find the same, and again, for ever).

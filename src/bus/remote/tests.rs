@@ -714,3 +714,23 @@ fn publishes_sent_again_go_before_later_ones() {
         .collect();
     assert_eq!(order, [(1, 1), (2, 0)]);
 }
+
+#[test]
+fn after_a_read_that_found_nothing_a_new_stream_is_taken_up() {
+    let settings = Settings {
+        durable: vec!["d:".into()],
+        ..Settings::default()
+    };
+    let mut b = RemoteBus::new(settings, ME);
+    b.take_interest();
+    // Located in stream "old", which is deleted before the read back.
+    join_durable(&mut b, "d:seats", vec![entry("old", StreamId(4, 0), 1)]);
+    let now = Instant::now();
+    b.receive(CH, &durable_msg("new", StreamId(1, 0), 2), now);
+    b.receive(CH, &durable_msg("new", StreamId(1, 1), 3), now);
+    assert_eq!(outputs(&mut b), (vec!["2".into(), "3".into()], 0, 1));
+    // A late message of the old stream: not taken, not announced again.
+    b.receive(CH, &durable_msg("old", StreamId(5, 0), 9), now);
+    assert_eq!(outputs(&mut b), (vec![], 0, 0));
+    assert!(commands(&mut b).is_empty(), "and no read for it");
+}
