@@ -714,6 +714,21 @@ impl RemoteBus {
                     // A read that did not move the position: reading again
                     // would find the same (and again, for ever).
                     pos.settled = (pos.at == before).then(|| pos.at.clone()).flatten();
+                    // The read shows the stream's epoch as it stands: held
+                    // messages of any other are late ones of a stream that
+                    // is gone (a newer one would come after, and be read).
+                    if let Some(current) = entries.last().map(|e| e.epoch.as_str())
+                        && let Some(held) = &pos.repairing
+                    {
+                        for (epoch, _, _) in held {
+                            if epoch != current && !pos.left.contains(epoch) {
+                                if pos.left.len() >= 8 {
+                                    pos.left.remove(0);
+                                }
+                                pos.left.push(epoch.clone());
+                            }
+                        }
+                    }
                 }
                 if full {
                     let after = self

@@ -734,3 +734,25 @@ fn after_a_read_that_found_nothing_a_new_stream_is_taken_up() {
     assert_eq!(outputs(&mut b), (vec![], 0, 0));
     assert!(commands(&mut b).is_empty(), "and no read for it");
 }
+
+#[test]
+fn a_read_tells_which_stream_stands_and_late_ones_of_the_old_are_dropped() {
+    let now = Instant::now();
+    let mut b = durable_bus();
+    // Gap in a stream "one" (2 missing): read back, and meanwhile the
+    // stream was deleted and begun again as "two".
+    b.receive(CH, &durable_msg("one", StreamId(1, 0), 1), now);
+    b.receive(CH, &durable_msg("one", StreamId(1, 2), 3), now);
+    commands(&mut b);
+    b.receive(CH, &durable_msg("two", StreamId(2, 0), 4), now);
+    b.repaired("d:seats", Some(vec![entry("two", StreamId(2, 0), 4)]));
+    let (got, _, lost) = outputs(&mut b);
+    assert_eq!(
+        (got, lost),
+        (vec!["1".into(), "4".into()], 1),
+        "3 is gone, announced"
+    );
+    assert!(commands(&mut b).is_empty(), "no read for the late one");
+    b.receive(CH, &durable_msg("two", StreamId(2, 1), 5), now);
+    assert_eq!(outputs(&mut b).0, vec!["5".to_owned()]);
+}
