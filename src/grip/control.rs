@@ -96,7 +96,7 @@ pub fn parse(json: &[u8]) -> Result<Control, ControlError> {
         return err("no string \"type\"");
     };
     let channel = || match obj.get("channel").and_then(Value::as_str) {
-        Some(c) if c.is_empty() => err("empty \"channel\""),
+        Some("") => err("empty \"channel\""),
         Some(c) if c.len() > MAX_CHANNEL_LEN => {
             err(format!("\"channel\" longer than {MAX_CHANNEL_LEN} bytes"))
         }

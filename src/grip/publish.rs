@@ -176,6 +176,19 @@ fn parse_item(item: &Value) -> Result<Item, String> {
 }
 
 fn ws_message(ws: &Map<String, Value>) -> Result<WsMessage, String> {
+    let binary = match ws.get("type") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(t)) if t == "text" => false,
+        Some(Value::String(t)) if t == "binary" => true,
+        Some(other) => return Err(format!("\"ws-message\" has an unknown \"type\" {other}")),
+    };
+    Ok(match ws_content(ws)? {
+        WsMessage::Text(t) if binary => WsMessage::Binary(t.into_bytes()),
+        m => m,
+    })
+}
+
+fn ws_content(ws: &Map<String, Value>) -> Result<WsMessage, String> {
     match (ws.get("content-bin"), ws.get("content")) {
         (Some(Value::String(b64)), _) => base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -197,7 +210,8 @@ mod tests {
         let body = br#"{"items":[
             {"channel":"posts","id":"2","prev-id":"1","formats":{"ws-message":{"content":"hi"}}},
             {"channel":"bin","ws-message":{"content-bin":"AAH/"}},
-            {"channel":"web","formats":{"http-stream":{"content":"x"}}}
+            {"channel":"web","formats":{"http-stream":{"content":"x"}}},
+            {"channel":"typed","ws-message":{"content":"t2","type":"binary"}}
         ]}"#;
         let items = parse(body).unwrap();
         assert_eq!(
@@ -211,6 +225,7 @@ mod tests {
         );
         assert_eq!(items[1].message, Some(WsMessage::Binary(vec![0, 1, 255])));
         assert_eq!(items[2].message, None);
+        assert_eq!(items[3].message, Some(WsMessage::Binary(b"t2".to_vec())));
     }
 
     #[test]
@@ -243,6 +258,10 @@ mod tests {
             (
                 br#"{"items":[{"channel":"a","ws-message":{"content-bin":"%%"}}]}"#,
                 "base64",
+            ),
+            (
+                br#"{"items":[{"channel":"a","ws-message":{"content":"x","type":"ping"}}]}"#,
+                "unknown \"type\"",
             ),
             (
                 br#"{"items":[{"channel":"a","ws-message":{"content":"x"}},{"channel":"b"}]}"#,
