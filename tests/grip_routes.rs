@@ -361,3 +361,49 @@ fn grip_channels_span_processes_through_the_redis_bus() {
         assert_eq!(on_b.read_text(), format!("m{i}"));
     }
 }
+
+#[test]
+fn publish_ids_drop_repeats_and_prev_ids_keep_the_publishers_order() {
+    let s = Setup::start(&[]);
+    let (mut c, _) = s.open("?channel=ordered", &[]);
+    let item = |id: &str, prev: Option<&str>| {
+        let prev = prev.map_or(String::new(), |p| format!(r#","prev-id":"{p}""#));
+        format!(
+            r#"{{"items":[{{"channel":"ordered","id":"{id}"{prev},"formats":{{"ws-message":{{"content":"m{id}"}}}}}}]}}"#
+        )
+    };
+    assert_eq!(status_of(&grip_publish(s.admin(), &item("1", None))), 200);
+    assert_eq!(c.read_text(), "m1");
+    // A repeat is dropped; 3 waits for 2, which releases it.
+    assert_eq!(status_of(&grip_publish(s.admin(), &item("1", None))), 200);
+    assert_eq!(
+        status_of(&grip_publish(s.admin(), &item("3", Some("2")))),
+        200
+    );
+    assert_eq!(c.read_timeout(Duration::from_millis(300)), Read_::Timeout);
+    assert_eq!(
+        status_of(&grip_publish(s.admin(), &item("2", Some("1")))),
+        200
+    );
+    assert_eq!(c.read_text(), "m2");
+    assert_eq!(c.read_text(), "m3");
+    // An item whose predecessor never comes goes out after its wait.
+    let started = Instant::now();
+    grip_publish(s.admin(), &item("9", Some("8")));
+    let f = c.read_timeout(Duration::from_secs(8));
+    assert!(matches!(&f, Read_::Frame(f) if f.payload == b"m9"), "{f:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = s.metrics();
+    assert!(
+        m.contains(r#"sprocket_grip_publish_items_total{outcome="repeat"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sprocket_grip_publish_items_total{outcome="unordered"} 1"#),
+        "{m}"
+    );
+}

@@ -868,14 +868,58 @@ impl Application for GripRoute {
 /// connections of every process subscribed to it get the message, and
 /// WAMP subscribers of the topic get the event. Answers `200 Published`,
 /// or 400 with the reason, 405, 413.
+///
+/// Items with an `id` seen on their channel in the last minute are
+/// dropped as repeats; an item whose `prev-id` is not the channel's last
+/// id waits up to 5 s for that one ([`crate::grip::publish::Sequencer`]).
 pub struct GripPublish {
     max_size: usize,
+    sequencer: publish::Sequencer,
+    /// The sequencer's timer and when it fires.
+    timer: Option<(TimerId, Instant)>,
 }
 
 impl GripPublish {
     /// An endpoint taking bodies up to `max_size` bytes.
     pub fn new(max_size: usize) -> Self {
-        GripPublish { max_size }
+        GripPublish {
+            max_size,
+            sequencer: publish::Sequencer::new(),
+            timer: None,
+        }
+    }
+
+    fn deliver(ctx: &mut Context<'_>, items: Vec<publish::Item>) {
+        for item in items {
+            let Some(message) = item.message else {
+                continue;
+            };
+            ctx.publish(Event {
+                topic: item.channel,
+                data: message.to_data(),
+                user: None,
+                exclude: Vec::new(),
+                eligible: None,
+                publisher: None,
+                position: None,
+            });
+        }
+    }
+
+    /// Keeps a timer set for the sequencer's next deadline (moved
+    /// earlier when a held item's comes before it).
+    fn arm(&mut self, ctx: &mut Context<'_>) {
+        let Some(deadline) = self.sequencer.next_deadline() else {
+            return;
+        };
+        if let Some((timer, at)) = self.timer {
+            if at <= deadline {
+                return;
+            }
+            ctx.cancel_timer(timer);
+        }
+        let delay = deadline.saturating_duration_since(ctx.now());
+        self.timer = Some((ctx.add_timer(delay), deadline));
     }
 }
 
@@ -903,21 +947,36 @@ impl Application for GripPublish {
             }
         };
         ctx.count("grip_publish", "ok");
+        let now = ctx.now();
         for item in items {
-            let Some(message) = item.message else {
-                continue;
-            };
-            ctx.publish(Event {
-                topic: item.channel,
-                data: message.to_data(),
-                user: None,
-                exclude: Vec::new(),
-                eligible: None,
-                publisher: None,
-                position: None,
-            });
+            match self.sequencer.offer(item, now) {
+                publish::Offered::Deliver(items) => Self::deliver(ctx, items),
+                publish::Offered::Held => ctx.count("grip_publish_items", "held"),
+                publish::Offered::Repeat => ctx.count("grip_publish_items", "repeat"),
+            }
         }
+        self.arm(ctx);
         Http::Respond(Page::text(200, "Published\n"))
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if self.timer.map(|(t, _)| t) != Some(timer) {
+            return;
+        }
+        self.timer = None;
+        let late = self.sequencer.expire(ctx.now());
+        if !late.is_empty() {
+            log::warn!(
+                "GRIP publish: {} items waited {:?} for the item their prev-id names; sent anyway",
+                late.len(),
+                publish::HOLD
+            );
+            for _ in &late {
+                ctx.count("grip_publish_items", "unordered");
+            }
+            Self::deliver(ctx, late);
+        }
+        self.arm(ctx);
     }
 
     fn on_open(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _req: &Request) {}
