@@ -27,6 +27,14 @@ pub enum WsMessage {
     Text(String),
     /// A binary message.
     Binary(Vec<u8>),
+    /// Close the connection (`"action": "close"`), with this code (1000
+    /// if none) and reason.
+    Close {
+        /// The close code.
+        code: Option<u16>,
+        /// The reason.
+        reason: String,
+    },
 }
 
 impl WsMessage {
@@ -39,16 +47,37 @@ impl WsMessage {
                 "content-bin": base64::engine::general_purpose::STANDARD.encode(b)
             })
             .to_string(),
+            WsMessage::Close { code, reason } => {
+                let mut obj = Map::new();
+                obj.insert("action".into(), "close".into());
+                if let Some(code) = code {
+                    obj.insert("code".into(), (*code).into());
+                }
+                obj.insert("reason".into(), reason.as_str().into());
+                Value::Object(obj).to_string()
+            }
         }
     }
 
     /// What a GRIP connection sends for bus event `data` (JSON text), from
     /// whichever ingress it came: a JSON string is sent as that text, an
-    /// object holding only a base64 `"content-bin"` as those bytes, and
-    /// anything else as its JSON text.
+    /// object holding only a base64 `"content-bin"` as those bytes, one
+    /// holding only `"action": "close"` and a `"code"` and `"reason"`
+    /// closes, and anything else goes as its JSON text.
     pub fn from_data(data: &str) -> WsMessage {
         match serde_json::from_str::<Value>(data) {
             Ok(Value::String(s)) => WsMessage::Text(s),
+            Ok(Value::Object(obj))
+                if obj.get("action").and_then(Value::as_str) == Some("close")
+                    && obj
+                        .keys()
+                        .all(|k| ["action", "code", "reason"].contains(&k.as_str())) =>
+            {
+                match close_of(&obj) {
+                    Ok(m) => m,
+                    Err(_) => WsMessage::Text(data.to_owned()),
+                }
+            }
             Ok(Value::Object(obj)) if obj.len() == 1 => match obj.get("content-bin") {
                 Some(Value::String(b64)) => {
                     match base64::engine::general_purpose::STANDARD.decode(b64) {
@@ -177,7 +206,31 @@ fn parse_item(item: &Value) -> Result<Item, String> {
     })
 }
 
+/// `{"action": "close", "code"?: N, "reason"?: TEXT}`.
+fn close_of(ws: &Map<String, Value>) -> Result<WsMessage, String> {
+    let code = match ws.get("code") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(c @ 1000..=4999) => Some(c as u16),
+            _ => return Err("\"code\" is not a close code (1000-4999)".into()),
+        },
+    };
+    let reason = match ws.get("reason") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(r)) if r.len() <= 123 => r.clone(),
+        Some(Value::String(_)) => return Err("\"reason\" is longer than 123 bytes".into()),
+        Some(_) => return Err("\"reason\" is not a string".into()),
+    };
+    Ok(WsMessage::Close { code, reason })
+}
+
 fn ws_message(ws: &Map<String, Value>) -> Result<WsMessage, String> {
+    match ws.get("action") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(a)) if a == "send" => {}
+        Some(Value::String(a)) if a == "close" => return close_of(ws),
+        Some(other) => return Err(format!("\"ws-message\" has an unknown \"action\" {other}")),
+    }
     let binary = match ws.get("type") {
         None | Some(Value::Null) => false,
         Some(Value::String(t)) if t == "text" => false,
@@ -350,7 +403,8 @@ mod tests {
             {"channel":"posts","id":"2","prev-id":"1","formats":{"ws-message":{"content":"hi"}}},
             {"channel":"bin","ws-message":{"content-bin":"AAH/"}},
             {"channel":"web","formats":{"http-stream":{"content":"x"}}},
-            {"channel":"typed","ws-message":{"content":"t2","type":"binary"}}
+            {"channel":"typed","ws-message":{"content":"t2","type":"binary"}},
+            {"channel":"kick","ws-message":{"action":"close","code":4005,"reason":"kicked"}}
         ]}"#;
         let items = parse(body).unwrap();
         assert_eq!(
@@ -365,6 +419,13 @@ mod tests {
         assert_eq!(items[1].message, Some(WsMessage::Binary(vec![0, 1, 255])));
         assert_eq!(items[2].message, None);
         assert_eq!(items[3].message, Some(WsMessage::Binary(b"t2".to_vec())));
+        assert_eq!(
+            items[4].message,
+            Some(WsMessage::Close {
+                code: Some(4005),
+                reason: "kicked".into()
+            })
+        );
     }
 
     #[test]
@@ -423,6 +484,14 @@ mod tests {
             WsMessage::Text("plain".into()),
             WsMessage::Text("{\"looks\":\"json\"}".into()),
             WsMessage::Binary((0..=255).collect()),
+            WsMessage::Close {
+                code: Some(4005),
+                reason: "kicked".into(),
+            },
+            WsMessage::Close {
+                code: None,
+                reason: String::new(),
+            },
         ] {
             assert_eq!(WsMessage::from_data(&m.to_data()), m);
         }
