@@ -51,6 +51,9 @@ pub struct Options {
     pub bus: BusOptions,
     /// Listen with SO_REUSEPORT.
     pub reuse_port: bool,
+    /// `--grip-route PATH=URL`: WebSocket routes driven by a backend over
+    /// WebSocket-over-HTTP, in the order given.
+    pub grip_routes: Vec<(String, Url)>,
 }
 
 /// `--bus` and friends: topics shared with other processes through Redis.
@@ -95,6 +98,21 @@ impl Default for BackendOptions {
     }
 }
 
+/// `PATH=URL` of `--grip-route`.
+fn parse_grip_route(v: &str) -> Result<(String, Url), CliError> {
+    let Some((path, url)) = v.split_once('=') else {
+        return Err(CliError(format!(
+            "--grip-route: expected PATH=URL (e.g. /api=http://127.0.0.1:8000/ws), not {v:?}"
+        )));
+    };
+    if !path.starts_with('/') || path.contains(['?', ' ', '#']) {
+        return Err(CliError(format!(
+            "--grip-route: {path:?} is not a path like /api"
+        )));
+    }
+    Ok((path.to_owned(), parse_backend_url("--grip-route", url)?))
+}
+
 fn parse_backend_url(name: &str, v: &str) -> Result<Url, CliError> {
     Url::parse(v).map_err(|e| CliError(format!("{name} {v}: {e}")))
 }
@@ -137,6 +155,7 @@ impl Default for Options {
             allowed_origins: Vec::new(),
             blocked: Vec::new(),
             wamp_path: "/wamp".to_owned(),
+            grip_routes: Vec::new(),
             admin_listen: None,
             sessions: SessionSettings::default(),
             push: PushOptions::default(),
@@ -242,6 +261,12 @@ DECISIONS IN THE BACKEND (JSON over HTTP POST; see docs/php.md):
                                     Longest wait for a backend's response [default: 5s]
         --max-calls-in-flight <N>   Forwarded calls per connection; more get
                                     urn:sprocket:error:busy [default: 64]
+
+WEBSOCKET APPS IN THE BACKEND (Pushpin's WebSocket-over-HTTP and GRIP; see docs/grip.md):
+        --grip-route <PATH=URL>     WebSocket connections to PATH are run by the backend at URL:
+                                    their events are POSTed to it as application/websocket-events
+                                    and its answers applied (repeatable). GRIP publishes go to
+                                    POST /publish/ on --admin-listen
     -h, --help                      Print this help
     -V, --version                   Print the version
 
@@ -552,6 +577,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 }
             }
             "--reuse-port" => opts.reuse_port = true,
+            "--grip-route" => {
+                let v = value()?;
+                let route = parse_grip_route(&v)?;
+                if opts.grip_routes.iter().any(|(p, _)| *p == route.0) {
+                    return Err(CliError(format!(
+                        "--grip-route: {} is given twice",
+                        route.0
+                    )));
+                }
+                opts.grip_routes.push(route);
+            }
             "--wamp-path" => {
                 opts.wamp_path = value()?;
                 if !opts.wamp_path.starts_with('/') || opts.wamp_path.contains(['?', ' ']) {
@@ -581,6 +617,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     opts.sessions.validate().map_err(CliError)?;
     if opts.bus.url.is_none() && opts.bus.settings != sprocket::bus::remote::Settings::default() {
         return Err(CliError("--bus-prefix and --bus-probe-* need --bus".into()));
+    }
+    for (path, _) in &opts.grip_routes {
+        if ["/", "/echo", "/chat", "/health", "/metrics", "/publish"].contains(&path.as_str())
+            || *path == opts.wamp_path
+        {
+            return Err(CliError(format!(
+                "--grip-route {path} is taken by a built-in route"
+            )));
+        }
     }
     if opts.backends.rpc_prefix.is_some() && opts.backends.rpc.is_none() {
         return Err(CliError("--rpc-prefix needs --rpc-backend".into()));

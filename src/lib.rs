@@ -6,6 +6,7 @@ pub mod app;
 pub mod bus;
 pub mod clients;
 pub mod config;
+pub mod grip;
 pub mod http;
 pub mod metrics;
 pub mod reactor;

@@ -6,8 +6,8 @@ mod probe;
 use cli::{Command, Options};
 use sprocket::Server;
 use sprocket::app::{
-    Admin, Application, AuthBackend, Backend, Chat, Echo, IpBlocklist, OriginCheck, Page,
-    PushEndpoint, RedisPush, Router, SessionProvider, SessionStore, ZmqPush,
+    Admin, Application, AuthBackend, Backend, Chat, Echo, GripPublish, GripRoute, IpBlocklist,
+    OriginCheck, Page, PushEndpoint, RedisPush, Router, SessionProvider, SessionStore, ZmqPush,
 };
 use sprocket::wamp::{Broker, Forward, WampServer, push};
 use std::borrow::Cow;
@@ -133,6 +133,10 @@ fn serve(mut opts: Options) -> Result<(), String> {
         .route("/echo", Echo)
         .route("/chat", Chat::default())
         .route(opts.wamp_path.clone(), WampServer::new(broker));
+    for (path, url) in &opts.grip_routes {
+        log::info!("GRIP route: WebSocket connections to {path} are run by {url}");
+        router = router.route(path.clone(), GripRoute::new(url.clone()));
+    }
     let mut publish = secret
         .as_ref()
         .map(|s| PushEndpoint::new(s.as_bytes(), opts.push.max_size, format.clone()));
@@ -143,6 +147,12 @@ fn serve(mut opts: Options) -> Result<(), String> {
         }
     }
     let blocked = opts.blocked.clone();
+    let max_grip_publish = opts.config.max_http_body;
+    if !opts.grip_routes.is_empty() && opts.admin_listen.is_none() {
+        log::warn!(
+            "GRIP publishing (POST /publish/) is served on --admin-listen only, and none is given"
+        );
+    }
     let mut server =
         Server::new(opts.config).map_err(|e| format!("cannot start the reactor: {e}"))?;
     let sessions = SessionStore::from_settings(&opts.sessions, &mut server)?;
@@ -151,7 +161,8 @@ fn serve(mut opts: Options) -> Result<(), String> {
         &opts.backends.rpc,
         &opts.backends.subscribe,
     ];
-    for url in backend_urls.into_iter().flatten() {
+    let grip_urls = opts.grip_routes.iter().map(|(_, url)| url);
+    for url in backend_urls.into_iter().flatten().chain(grip_urls) {
         let addr = server
             .resolve_http(url)
             .map_err(|e| format!("cannot resolve the host of {url}: {e}"))?;
@@ -210,6 +221,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
             if let Some(endpoint) = publish.take() {
                 admin = admin.route("/publish", endpoint);
             }
+            if !opts.grip_routes.is_empty() {
+                admin = admin.route("/publish/", GripPublish::new(max_grip_publish));
+            }
             let bound = server
                 .listen(addr, IpBlocklist::new(admin, blocked))
                 .map_err(|e| format!("cannot listen on {addr} (--admin-listen): {e}"))?;
@@ -242,6 +256,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
     }
     if secret.is_some() {
         log::info!("pushes over HTTP: POST /publish (bearer secret)");
+    }
+    if !opts.grip_routes.is_empty() && opts.admin_listen.is_some() {
+        log::info!("GRIP publishing: POST /publish/ on the admin listener");
     }
     server
         .handle_signals()
