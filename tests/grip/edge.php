@@ -12,7 +12,7 @@
 //   count            answer "count=N": N counts this connection's requests,
 //                    kept in the connection meta (Set-Meta-Count/Meta-Count)
 // Binary messages are echoed byte for byte. Pings are answered with pongs,
-// a client's close with the same close.
+// a client's close with a close of the same code, reason "ack:REASON".
 
 declare(strict_types=1);
 
@@ -50,7 +50,10 @@ foreach ($events as [$type, $content]) {
             $out[] = wsoh_event('PONG', $content);
             break;
         case 'CLOSE':
-            $out[] = wsoh_event('CLOSE', $content);
+            // Agree, with the client's code and a reason of our own (so a
+            // test sees whose close the client got).
+            [$code, $reason] = wsoh_close_code($content);
+            $out[] = wsoh_event('CLOSE', wsoh_close_payload($code ?? 1000, "ack:$reason"));
             break;
         case 'TEXT':
             $text = (string) $content;
