@@ -255,10 +255,26 @@ impl Session {
 
     /// Opens a client; records the handshake's status.
     fn open(&mut self) -> usize {
-        let c = Client::try_connect(self.ws, &self.path, &[]);
+        self.open_with("", &[])
+    }
+
+    /// Opens a client with `query` after the path and `extra` headers;
+    /// records the status and the headers of the 101 that are not the
+    /// handshake's own.
+    fn open_with(&mut self, query: &str, extra: &[(&str, &str)]) -> usize {
+        let c = Client::try_connect(self.ws, &format!("{}{query}", self.path), extra);
         let n = self.clients.len();
         let status = status_of(&c.response);
         self.note(format!("c{n} open: {status}"));
+        for name in [
+            "X-Backend",
+            "Sec-WebSocket-Protocol",
+            "Sec-WebSocket-Extensions",
+        ] {
+            if let Some(v) = c.header(name) {
+                self.note(format!("c{n} open: {name}: {v}"));
+            }
+        }
         self.clients.push(c);
         self.closed.push(false);
         n
@@ -807,4 +823,87 @@ fn edge_keep_alive_matches_pushpin() {
         "c0 < text after (keep-alives skipped)",
     ];
     against_both(EDGE, "/edge", keep_alive, &key);
+}
+
+fn publish_ids(s: &mut Session) {
+    let c = s.open();
+    s.text(c, "sub:ids");
+    s.recv(c);
+    s.await_subscribed(c, "ids", &[]);
+    let item = |id: &str, prev: Option<&str>, text: &str| {
+        let prev = prev.map_or(String::new(), |p| format!(r#","prev-id":"{p}""#));
+        format!(
+            r#"{{"items":[{{"channel":"ids","id":"{id}"{prev},"formats":{{"ws-message":{{"content":"{text}"}}}}}}]}}"#
+        )
+    };
+    s.publish(&item("1", None, "one"));
+    s.recv(c);
+    // The same id again is dropped: the next message is "two".
+    s.publish(&item("1", None, "one again"));
+    s.publish(&item("2", Some("1"), "two"));
+    s.recv(c);
+    // "four" follows "three", which is not there yet: held until it is.
+    s.publish(&item("4", Some("3"), "four"));
+    s.publish(&item("3", Some("2"), "three"));
+    s.recv(c);
+    s.recv(c);
+}
+
+#[test]
+fn edge_publish_ids_match_pushpin() {
+    let key = [
+        "c0 < text one",
+        "c0 < text two",
+        "c0 < text three",
+        "c0 < text four",
+    ];
+    against_both(EDGE, "/edge", publish_ids, &key);
+}
+
+fn unanswered_close(s: &mut Session) {
+    let c = s.open();
+    s.text(c, "quiet");
+    s.recv(c);
+    s.close(c, 1000, "");
+    s.recv_end(c, Duration::ZERO..Duration::from_secs(2));
+}
+
+#[test]
+fn edge_unanswered_client_close_matches_pushpin() {
+    // The backend does not answer the client's CLOSE: Pushpin gives up on
+    // the connection (no keep-alive, so no second chance) and the client
+    // gets no close frame.
+    let key = [
+        "c0 open: 101",
+        "c0 < text quiet",
+        "c0 > close 1000 \"\"",
+        "c0 < EOF (within 0ns..2s)",
+    ];
+    against_both(EDGE, "/edge", unanswered_close, &key);
+}
+
+fn handshake_headers(s: &mut Session) {
+    let c = s.open_with(
+        "?headers",
+        &[
+            ("Sec-WebSocket-Protocol", "chat, superchat"),
+            ("Sec-WebSocket-Extensions", "permessage-deflate"),
+        ],
+    );
+    s.text(c, "hi");
+    s.recv(c);
+}
+
+#[test]
+fn edge_handshake_headers_match_pushpin() {
+    // The backend's answer to OPEN picks the subprotocol and adds a header
+    // of its own; Pushpin passes both to the client in the 101, and offers
+    // no extension (permessage-deflate is not forwarded or negotiated).
+    let key = [
+        "c0 open: 101",
+        "c0 open: X-Backend: edge.php",
+        "c0 open: Sec-WebSocket-Protocol: chat",
+        "c0 < text hi",
+    ];
+    against_both(EDGE, "/edge", handshake_headers, &key);
 }

@@ -11,6 +11,11 @@
 //   keepalive:TEXT:SECONDS  ask the proxy to send TEXT when idle
 //   count            answer "count=N": N counts this connection's requests,
 //                    kept in the connection meta (Set-Meta-Count/Meta-Count)
+//   quiet            from now on, answer a client's close with nothing
+//                    (kept in the meta too: Set-Meta-Quiet)
+// With ?headers in the URL, the OPEN answer carries X-Backend: edge.php
+// and Sec-WebSocket-Protocol: the client's first offer (does the 101 show
+// them?).
 // Binary messages are echoed byte for byte. Pings are answered with pongs,
 // a client's close with a close of the same code, reason "ack:REASON".
 
@@ -41,6 +46,13 @@ foreach ($events as [$type, $content]) {
     switch ($type) {
         case 'OPEN':
             $headers['Sec-WebSocket-Extensions'] = 'grip';
+            if (isset($_GET['headers'])) {
+                $headers['X-Backend'] = 'edge.php';
+                $offer = $_SERVER['HTTP_SEC_WEBSOCKET_PROTOCOL'] ?? '';
+                if ($offer !== '') {
+                    $headers['Sec-WebSocket-Protocol'] = trim(explode(',', $offer)[0]);
+                }
+            }
             $out[] = wsoh_event('OPEN');
             break;
         case 'BINARY':
@@ -50,6 +62,9 @@ foreach ($events as [$type, $content]) {
             $out[] = wsoh_event('PONG', $content);
             break;
         case 'CLOSE':
+            if (wsoh_meta('Quiet') === 'yes') {
+                break;
+            }
             // Agree, with the client's code and a reason of our own (so a
             // test sees whose close the client got).
             [$code, $reason] = wsoh_close_code($content);
@@ -88,6 +103,10 @@ foreach ($events as [$type, $content]) {
                         'timeout' => (int) ($parts[2] ?? 1),
                     ]));
                     $out[] = wsoh_event('TEXT', grip_message('keepalive set'));
+                    break;
+                case 'quiet':
+                    $headers['Set-Meta-Quiet'] = 'yes';
+                    $out[] = wsoh_event('TEXT', grip_message('quiet'));
                     break;
                 case 'count':
                     $out[] = wsoh_event('TEXT', grip_message("count=$count"));
