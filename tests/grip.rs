@@ -280,6 +280,22 @@ impl Session {
         n
     }
 
+    /// A handshake the backend should refuse: records the status, the
+    /// backend's `X-Backend` header and the body the client got.
+    fn refused(&mut self, query: &str) {
+        let req = common::upgrade_request(&format!("{}{query}", self.path), &[]);
+        let resp = http_exchange(self.ws, req.as_bytes());
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let backend = head
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Backend: "))
+            .unwrap_or("-");
+        self.note(format!(
+            "refused: {} X-Backend: {backend} body {body:?}",
+            status_of(&resp)
+        ));
+    }
+
     fn text(&mut self, c: usize, text: &str) {
         self.clients[c].send_text(text);
         let shown = Msg::Text(text.to_owned());
@@ -906,4 +922,24 @@ fn edge_handshake_headers_match_pushpin() {
         "c0 < text hi",
     ];
     against_both(EDGE, "/edge", handshake_headers, &key);
+}
+
+fn refusal(s: &mut Session) {
+    s.refused("?refuse");
+    // And the route still works.
+    let c = s.open();
+    s.text(c, "after a refusal");
+    s.recv(c);
+}
+
+#[test]
+fn edge_refused_open_matches_pushpin() {
+    // Pushpin hands the backend's refusal to the client as it is: status,
+    // headers, body.
+    let key = [
+        "refused: 403 X-Backend: edge.php body \"no entry without a ticket\\n\"",
+        "c0 open: 101",
+        "c0 < text after a refusal",
+    ];
+    against_both(EDGE, "/edge", refusal, &key);
 }

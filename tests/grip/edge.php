@@ -13,6 +13,7 @@
 //                    kept in the connection meta (Set-Meta-Count/Meta-Count)
 //   quiet            from now on, answer a client's close with nothing
 //                    (kept in the meta too: Set-Meta-Quiet)
+// With ?refuse in the URL, OPEN is answered 403 with a body of its own.
 // With ?headers in the URL, the OPEN answer carries X-Backend: edge.php
 // and Sec-WebSocket-Protocol: the client's first offer (does the 101 show
 // them?).
@@ -45,6 +46,13 @@ $out = [];
 foreach ($events as [$type, $content]) {
     switch ($type) {
         case 'OPEN':
+            if (isset($_GET['refuse'])) {
+                http_response_code(403);
+                header('Content-Type: text/plain');
+                header('X-Backend: edge.php');
+                echo "no entry without a ticket\n";
+                return;
+            }
             $headers['Sec-WebSocket-Extensions'] = 'grip';
             if (isset($_GET['headers'])) {
                 $headers['X-Backend'] = 'edge.php';
