@@ -21,8 +21,9 @@ const INSTALL: &str = "Pushpin is not installed: the GRIP tests compare sprocket
                        Pushpin (apt-get install -y pushpin; it brings condure and zurl)";
 
 /// How long zurl (Pushpin's HTTP client) waits for a backend answer, in
-/// seconds; past it the WebSocket is dropped. Debian's default is 600.
-pub const BACKEND_TIMEOUT_SECS: u64 = 2;
+/// seconds; past it the WebSocket is dropped. Debian's default is 600;
+/// 3 is short for a test and long enough for a loaded 2-core machine.
+pub const BACKEND_TIMEOUT_SECS: u64 = 3;
 
 /// A running Pushpin and its zurl, killed on drop.
 pub struct Pushpin {
@@ -132,6 +133,21 @@ impl Pushpin {
 
 impl Drop for Pushpin {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What Pushpin logged, for the failure at hand.
+            let keep = std::env::temp_dir().join(format!("spp-failed-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&keep);
+            let name = self.dir.file_name().unwrap();
+            let _ = std::fs::copy(
+                self.dir.join("pushpin.out"),
+                keep.join(name).with_extension("pushpin.log"),
+            );
+            let _ = std::fs::copy(
+                self.dir.join("zurl.out"),
+                keep.join(name).with_extension("zurl.log"),
+            );
+            eprintln!("--- pushpin logs kept in {}", keep.display());
+        }
         // The runner starts condure, pushpin-proxy and pushpin-handler in
         // process groups of their own, so killing its group misses them:
         // kill each by the pid it wrote in the run dir. (The groups and
