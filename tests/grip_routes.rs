@@ -214,15 +214,21 @@ fn the_backend_closes_and_hears_every_close() {
     let f = c2.read_frame();
     assert_eq!(f.close_code(), Some(4321));
 
+    let (mut c4, meta4) = s.open("", &[]);
+    let cid4 = meta4["cid"].as_str().unwrap().to_owned();
+    c4.send_frame(0x88, b""); // a close without a code
+    let _ = c4.read_frame();
+
     let (c3, meta3) = s.open("", &[]);
     let cid3 = meta3["cid"].as_str().unwrap().to_owned();
     drop(c3); // no close handshake
 
-    wait_until("the backend heard all three closes", || {
+    wait_until("the backend heard every close", || {
         let log = s.backend_log();
         log.contains(&format!("{cid} CLOSE 4000"))
             && log.contains(&format!("{cid2} CLOSE 4321"))
             && log.contains(&format!("{cid3} DISCONNECT -"))
+            && log.contains(&format!("{cid4} CLOSE -"))
     });
 }
 
@@ -318,13 +324,30 @@ fn a_detached_connection_still_gets_publishes() {
         r#"{"items":[{"channel":"news","ws-message":{"content":"still subscribed"}}]}"#,
     );
     assert_eq!(c.read_text(), "still subscribed");
-    c.send_close(1000, "");
+    // The backend heard a CLOSE without a code when it detached, and
+    // nothing of the client's own close.
+    wait_until("the CLOSE of the detach", || {
+        s.backend_log().contains(&format!("{cid} CLOSE -"))
+    });
+    c.send_close(4444, "");
     let _ = c.read_frame();
     std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !s.backend_log().contains(&cid),
-        "a detached connection's close went to the backend"
+    let log = s.backend_log();
+    assert_eq!(log.matches(&cid).count(), 1, "{log}");
+
+    // A publish can close subscribers, as Pushpin's "action": "close".
+    let (mut a, _) = s.open("?channel=kick", &[]);
+    let (mut b, _) = s.open("?channel=kick", &[]);
+    let r = grip_publish(
+        s.admin(),
+        r#"{"items":[{"channel":"kick","formats":{"ws-message":{"action":"close","code":4005,"reason":"kicked"}}}]}"#,
     );
+    assert_eq!(status_of(&r), 200, "{r}");
+    for c in [&mut a, &mut b] {
+        let f = c.read_frame();
+        assert_eq!(f.close_code(), Some(4005), "{f:?}");
+        assert_eq!(&f.payload[2..], b"kicked");
+    }
 }
 
 #[test]
@@ -360,4 +383,50 @@ fn grip_channels_span_processes_through_the_redis_bus() {
     for i in 0..20 {
         assert_eq!(on_b.read_text(), format!("m{i}"));
     }
+}
+
+#[test]
+fn publish_ids_drop_repeats_and_prev_ids_keep_the_publishers_order() {
+    let s = Setup::start(&[]);
+    let (mut c, _) = s.open("?channel=ordered", &[]);
+    let item = |id: &str, prev: Option<&str>| {
+        let prev = prev.map_or(String::new(), |p| format!(r#","prev-id":"{p}""#));
+        format!(
+            r#"{{"items":[{{"channel":"ordered","id":"{id}"{prev},"formats":{{"ws-message":{{"content":"m{id}"}}}}}}]}}"#
+        )
+    };
+    assert_eq!(status_of(&grip_publish(s.admin(), &item("1", None))), 200);
+    assert_eq!(c.read_text(), "m1");
+    // A repeat is dropped; 3 waits for 2, which releases it.
+    assert_eq!(status_of(&grip_publish(s.admin(), &item("1", None))), 200);
+    assert_eq!(
+        status_of(&grip_publish(s.admin(), &item("3", Some("2")))),
+        200
+    );
+    assert_eq!(c.read_timeout(Duration::from_millis(300)), Read_::Timeout);
+    assert_eq!(
+        status_of(&grip_publish(s.admin(), &item("2", Some("1")))),
+        200
+    );
+    assert_eq!(c.read_text(), "m2");
+    assert_eq!(c.read_text(), "m3");
+    // An item whose predecessor never comes goes out after its wait.
+    let started = Instant::now();
+    grip_publish(s.admin(), &item("9", Some("8")));
+    let f = c.read_timeout(Duration::from_secs(8));
+    assert!(matches!(&f, Read_::Frame(f) if f.payload == b"m9"), "{f:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = s.metrics();
+    assert!(
+        m.contains(r#"sprocket_grip_publish_items_total{outcome="repeat"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sprocket_grip_publish_items_total{outcome="unordered"} 1"#),
+        "{m}"
+    );
 }
