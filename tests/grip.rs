@@ -97,6 +97,31 @@ impl Php {
     }
 }
 
+/// Pushpin says it started before its parts are all connected to each
+/// other (ZeroMQ connects in the background): a first handshake could get
+/// no answer. Opens (and drops) WebSockets on `path` until one gets its
+/// 101, each given 1 s.
+fn wait_for_handshake(addr: SocketAddr, path: &str) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the proxy");
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        s.write_all(common::upgrade_request(path, &[]).as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if last.starts_with("HTTP/1.1 101 ") {
+            // Goodbye, as a client says it.
+            let _ = s.write_all(&common::masked_frame(0x88, &1000u16.to_be_bytes()));
+            return;
+        }
+    }
+    panic!("no WebSocket handshake through the proxy on {path} within 10 s: {last:?}");
+}
+
 enum Proxy {
     Pushpin(Pushpin),
     Sprocket(binary::Running),
@@ -110,10 +135,11 @@ struct Stack {
 }
 
 impl Stack {
-    fn pushpin(script: &str) -> Stack {
+    fn pushpin(script: &str, path: &str) -> Stack {
         let port = free_port();
         let pp = Pushpin::start(port);
         let php = Php::start(script, port, &pp.publish_url());
+        wait_for_handshake(pp.ws_addr(), path);
         Stack {
             proxy: Proxy::Pushpin(pp),
             _php: php,
@@ -527,9 +553,56 @@ fn show_diff(a: &[String], b: &[String]) -> String {
     out
 }
 
+/// A difference between Pushpin and sprocket that docs/grip.md ("Where
+/// sprocket differs from Pushpin") documents as intended: where Pushpin's
+/// transcript has the lines `pushpin`, sprocket's must have `sprocket`.
+struct Documented {
+    why: &'static str,
+    pushpin: &'static [&'static str],
+    sprocket: &'static [&'static str],
+}
+
+/// Pushpin's transcript with the documented differences applied, in
+/// order: what sprocket's must be. Each difference must still be there.
+fn expected_of_sprocket(reference: &[String], documented: &[Documented]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut at = 0;
+    for d in documented {
+        let found = (at..=reference.len().saturating_sub(d.pushpin.len())).find(|&i| {
+            reference[i..i + d.pushpin.len()]
+                .iter()
+                .zip(d.pushpin)
+                .all(|(a, b)| a == b)
+        });
+        let Some(i) = found else {
+            panic!(
+                "the documented difference \"{}\" no longer shows in Pushpin's transcript \
+                 (expected {:?}); update the test and docs/grip.md",
+                d.why, d.pushpin
+            );
+        };
+        out.extend_from_slice(&reference[at..i]);
+        out.extend(d.sprocket.iter().map(|l| l.to_string()));
+        at = i + d.pushpin.len();
+    }
+    out.extend_from_slice(&reference[at..]);
+    out
+}
+
 /// The scenario behind Pushpin, its key lines checked, then behind
 /// sprocket: the transcripts must be the same.
 fn against_both(script: &str, path: &str, scenario: fn(&mut Session), key: &[&str]) {
+    against_both_except(script, path, scenario, key, &[]);
+}
+
+/// The same, but where `documented` differences are expected.
+fn against_both_except(
+    script: &str,
+    path: &str,
+    scenario: fn(&mut Session),
+    key: &[&str],
+    documented: &[Documented],
+) {
     // One scenario at a time: Pushpin is four processes and PHP five, on a
     // 2-core machine; run side by side, a backend's first answer could
     // miss the backend timeout, and the timed lines would be about the load.
@@ -537,12 +610,13 @@ fn against_both(script: &str, path: &str, scenario: fn(&mut Session), key: &[&st
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     println!("--- running behind Pushpin");
     let reference = {
-        let stack = Stack::pushpin(script);
+        let stack = Stack::pushpin(script, path);
         transcript(stack.ws_addr(), path, &stack.publish_url(), scenario)
     };
     // Shown when the test fails.
     println!("--- behind Pushpin:\n{}", reference.join("\n"));
     assert_in_order(&reference, key, "Pushpin");
+    let expected = expected_of_sprocket(&reference, documented);
     println!("--- running behind sprocket");
     let ours = {
         let stack = Stack::sprocket(script, path);
@@ -550,11 +624,15 @@ fn against_both(script: &str, path: &str, scenario: fn(&mut Session), key: &[&st
     };
     println!("--- behind sprocket:\n{}", ours.join("\n"));
     assert!(
-        reference == ours,
-        "sprocket and Pushpin differ (Pushpin left, sprocket right):\n{}",
-        show_diff(&reference, &ours)
+        expected == ours,
+        "sprocket differs from Pushpin{} (expected left, sprocket right):\n{}",
+        if documented.is_empty() {
+            ""
+        } else {
+            " beyond the documented differences"
+        },
+        show_diff(&expected, &ours)
     );
-    assert_in_order(&ours, key, "sprocket");
 }
 
 // ---------------------------------------------------------------------
@@ -702,7 +780,21 @@ fn edge_backend_500_matches_pushpin() {
         "c0 > text fail",
         "c0 < EOF (within 0ns..1s)",
     ];
-    against_both(EDGE, "/edge", backend_fails, &key);
+    against_both_except(
+        EDGE,
+        "/edge",
+        backend_fails,
+        &key,
+        &[Documented {
+            why: "a backend failure after the handshake: close 1011",
+            pushpin: &["c0 < EOF (within 0ns..1s)"],
+            sprocket: &[
+                "c0 < close 1011 \"backend error\" (within 0ns..1s)",
+                "c0 > close 1011 \"\" (the answer)",
+                "c0 < EOF (within 0ns..1s)",
+            ],
+        }],
+    );
 }
 
 fn backend_slow(s: &mut Session) {
@@ -720,7 +812,21 @@ fn edge_slow_backend_matches_pushpin() {
         "c0 > text sleep:6",
         "c0 < EOF (within 2s..4.5s)",
     ];
-    against_both(EDGE, "/edge", backend_slow, &key);
+    against_both_except(
+        EDGE,
+        "/edge",
+        backend_slow,
+        &key,
+        &[Documented {
+            why: "a backend failure after the handshake (a timeout): close 1011",
+            pushpin: &["c0 < EOF (within 2s..4.5s)"],
+            sprocket: &[
+                "c0 < close 1011 \"backend error\" (within 2s..4.5s)",
+                "c0 > close 1011 \"\" (the answer)",
+                "c0 < EOF (within 2s..4.5s)",
+            ],
+        }],
+    );
 }
 
 fn backend_closes(s: &mut Session) {
@@ -827,7 +933,24 @@ fn edge_set_meta_counter_matches_pushpin() {
         "c0 < close 4001 \"ack:bye\" (within 0ns..2s)",
         "c0 < EOF (within 0ns..2s)",
     ];
-    against_both(EDGE, "/edge", meta_and_control, &key);
+    against_both_except(
+        EDGE,
+        "/edge",
+        meta_and_control,
+        &key,
+        &[
+            Documented {
+                why: "client pings are answered by sprocket, not posted (one request fewer)",
+                pushpin: &["c0 < text count=6"],
+                sprocket: &["c0 < text count=5"],
+            },
+            Documented {
+                why: "the client's close is answered at once with its own code",
+                pushpin: &["c0 < close 4001 \"ack:bye\" (within 0ns..2s)"],
+                sprocket: &["c0 < close 4001 \"\" (within 0ns..2s)"],
+            },
+        ],
+    );
 }
 
 fn keep_alive(s: &mut Session) {
@@ -914,7 +1037,20 @@ fn edge_unanswered_client_close_matches_pushpin() {
         "c0 > close 1000 \"\"",
         "c0 < EOF (within 0ns..2s)",
     ];
-    against_both(EDGE, "/edge", unanswered_close, &key);
+    against_both_except(
+        EDGE,
+        "/edge",
+        unanswered_close,
+        &key,
+        &[Documented {
+            why: "the client's close is answered at once with its own code",
+            pushpin: &["c0 < EOF (within 0ns..2s)"],
+            sprocket: &[
+                "c0 < close 1000 \"\" (within 0ns..2s)",
+                "c0 < EOF (within 0ns..2s)",
+            ],
+        }],
+    );
 }
 
 fn handshake_headers(s: &mut Session) {
@@ -940,7 +1076,25 @@ fn edge_handshake_headers_match_pushpin() {
         "c0 open: Sec-WebSocket-Protocol: chat",
         "c0 < text hi",
     ];
-    against_both(EDGE, "/edge", handshake_headers, &key);
+    against_both_except(
+        EDGE,
+        "/edge",
+        handshake_headers,
+        &key,
+        &[Documented {
+            why: "headers of the answer to OPEN: only Sec-WebSocket-Protocol; \
+                  permessage-deflate offered (on by default)",
+            pushpin: &[
+                "c0 open: X-Backend: edge.php",
+                "c0 open: Sec-WebSocket-Protocol: chat",
+            ],
+            sprocket: &[
+                "c0 open: Sec-WebSocket-Protocol: chat",
+                "c0 open: Sec-WebSocket-Extensions: permessage-deflate; \
+                 server_no_context_takeover; client_no_context_takeover",
+            ],
+        }],
+    );
 }
 
 fn refusal(s: &mut Session) {
@@ -960,5 +1114,15 @@ fn edge_refused_open_matches_pushpin() {
         "c0 open: 101",
         "c0 < text after a refusal",
     ];
-    against_both(EDGE, "/edge", refusal, &key);
+    against_both_except(
+        EDGE,
+        "/edge",
+        refusal,
+        &key,
+        &[Documented {
+            why: "refusal at OPEN: the backend's status and body, not its headers",
+            pushpin: &["refused: 403 X-Backend: edge.php body \"no entry without a ticket\\n\""],
+            sprocket: &["refused: 403 X-Backend: - body \"no entry without a ticket\\n\""],
+        }],
+    );
 }
