@@ -428,7 +428,10 @@ def cell(m, digits=2):
 
 def metric(r, key):
     sc = r["scenario"]
-    if not r.get("ok", False) and key not in ("lost", "ok"):
+    # A fan-out run that failed its p99 bound still measured what was
+    # delivered (an overloaded server); other failed runs measured nothing.
+    overloaded = sc.startswith("fanout") and r.get("steps")
+    if not r.get("ok", False) and not overloaded and key not in ("lost", "ok"):
         return None
     if sc == "echo":
         return {"rate": r.get("msgs_per_s"), "cpu": r.get("server_cpu_us_per_msg"),
@@ -489,7 +492,7 @@ def render(runs, meta):
             continue
         rate = s.split("@")[1]
         out += [f"#### Fan-out: GRIP publishes at {rate}/s to 1,000 subscribers", "",
-                "| server | deliveries/s | publishes/s done | lost | proxy CPU µs/delivery | p50 ms | p99 ms | proxy CPU busy | valid runs |",
+                "| server | deliveries/s | publishes/s done | lost | proxy CPU µs/delivery | p50 ms | p99 ms | proxy CPU busy | runs with p99 < 1 s, no loss |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for sv in SERVERS:
             lost = [metric(r, "lost") for r in runs if r["scenario"] == s and r["server"] == sv]
