@@ -2,8 +2,10 @@
 //! counter with a periodic heartbeat, mounted beside the stock echo app,
 //! with a logger running alongside through an `Aggregate`.
 //!
-//! Run: `cargo run --example live_counter` and open a WebSocket to
-//! `ws://127.0.0.1:8090/counter` (e.g. `websocat`, or the browser console:
+//! Run: `cargo run --example live_counter [ADDR:PORT]` (127.0.0.1:8090 by
+//! default; port 0 picks a free one, and the log says which) and open a
+//! WebSocket to `ws://127.0.0.1:8090/counter` (e.g. `websocat`, or the
+//! browser console:
 //! `new WebSocket("ws://127.0.0.1:8090/counter").onmessage = e => console.log(e.data)`).
 //! Send `reset` to set the click counter back to zero; anything else counts a click.
 
@@ -87,8 +89,17 @@ fn main() -> std::io::Result<()> {
             Aggregate::new().with(Logger).with(Counter::default()),
         )
         .route("/echo", Echo);
+    let listen = match std::env::args().nth(1) {
+        Some(addr) => addr.parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{addr:?} is not an ADDR:PORT: {e}"),
+            )
+        })?,
+        None => "127.0.0.1:8090".parse().unwrap(),
+    };
     let config = Config {
-        listen: "127.0.0.1:8090".parse().unwrap(),
+        listen,
         ..Config::default()
     };
     let mut server = Server::bind(config, app)?;

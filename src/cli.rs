@@ -51,6 +51,8 @@ pub struct Options {
     pub bus: BusOptions,
     /// Listen with SO_REUSEPORT.
     pub reuse_port: bool,
+    /// `--log-format json`: one JSON object a log line.
+    pub log_json: bool,
     /// `--grip-route PATH=URL`: WebSocket routes driven by a backend over
     /// WebSocket-over-HTTP, in the order given.
     pub grip_routes: Vec<(String, Url)>,
@@ -156,6 +158,7 @@ impl Default for Options {
             blocked: Vec::new(),
             wamp_path: "/wamp".to_owned(),
             grip_routes: Vec::new(),
+            log_json: false,
             admin_listen: None,
             sessions: SessionSettings::default(),
             push: PushOptions::default(),
@@ -208,6 +211,8 @@ OPTIONS:
         --admin-listen <ADDR:PORT>  Serve /health and /metrics on this address instead of
                                     the public one (keep it private) [default: off]
         --pid-file <PATH>           Write the process id here; removed on clean exit
+        --log-format <text|json>    Log lines as text, or as one JSON object each (ts, level,
+                                    target, msg); levels from RUST_LOG [default: text]
         --allowed-origin <ORIGIN>   Allow browser pages from ORIGIN (a full origin such as
                                     https://app.example.com, or a host name); repeatable or
                                     comma-separated. When set, other origins, and requests
@@ -577,6 +582,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 }
             }
             "--reuse-port" => opts.reuse_port = true,
+            "--log-format" => {
+                opts.log_json = match value()?.as_str() {
+                    "text" => false,
+                    "json" => true,
+                    other => {
+                        return Err(CliError(format!(
+                            "--log-format: expected text or json, not {other:?}"
+                        )));
+                    }
+                }
+            }
             "--grip-route" => {
                 let v = value()?;
                 let route = parse_grip_route(&v)?;

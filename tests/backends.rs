@@ -5,52 +5,20 @@
 
 mod common;
 use common::binary;
-use common::services::{Group, free_port, wait_for_port, write_php_session};
+use common::services::{PhpServer, free_port, write_php_session};
 use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
 const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/backend.php");
 
-/// `php -S` serving tests/php/backend.php with a few workers (a slow
-/// request must not hold the others up), killed on drop.
-struct PhpServer {
-    _group: Group,
-    port: u16,
-}
-
-impl PhpServer {
-    fn start(session_dir: Option<&std::path::Path>) -> PhpServer {
-        let port = free_port();
-        let mut cmd = Command::new("php");
-        cmd.args([
-            "-d",
-            "display_errors=stderr",
-            "-S",
-            &format!("127.0.0.1:{port}"),
-            BACKEND,
-        ])
-        .env("PHP_CLI_SERVER_WORKERS", "4")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(dir) = session_dir {
-            cmd.env("SESSION_DIR", dir);
-        }
-        let group = Group::spawn(&mut cmd)
-            .expect("php (apt-get install -y php-cli): the backend tests need it");
-        let server = PhpServer {
-            _group: group,
-            port,
-        };
-        wait_for_port(port, "php -S");
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+/// `php -S` serving tests/php/backend.php, with `SESSION_DIR` when given.
+fn php_backend(session_dir: Option<&std::path::Path>) -> PhpServer {
+    match session_dir {
+        Some(dir) => PhpServer::start(BACKEND, &[("SESSION_DIR", dir.as_os_str())]),
+        None => PhpServer::start(BACKEND, &[]),
     }
 }
 
@@ -71,7 +39,7 @@ fn echo_time(c: &mut Client) -> Duration {
 
 #[test]
 fn connect_authorisation_in_php() {
-    let php = PhpServer::start(None);
+    let php = php_backend(None);
     let auth = php.url("/auth");
     let srv = binary::spawn(
         BIN.as_ref(),
@@ -189,7 +157,7 @@ impl Wamp {
 
 #[test]
 fn rpc_in_php_results_errors_failures_and_a_slow_call() {
-    let php = PhpServer::start(None);
+    let php = php_backend(None);
     let srv = binary::spawn(
         BIN.as_ref(),
         &[
@@ -261,7 +229,7 @@ fn rpc_in_php_results_errors_failures_and_a_slow_call() {
 
 #[test]
 fn subscriptions_decided_in_php() {
-    let php = PhpServer::start(None);
+    let php = php_backend(None);
     let srv = binary::spawn(
         BIN.as_ref(),
         &[
@@ -321,7 +289,7 @@ fn forwarded_cookies_let_the_backend_use_its_own_session() {
         id,
         "$_SESSION['user_id'] = 99; $_SESSION['visits'] = 3;",
     );
-    let php = PhpServer::start(Some(&dir));
+    let php = php_backend(Some(&dir));
     let store = format!("files:{}", dir.display());
     let srv = binary::spawn(
         BIN.as_ref(),

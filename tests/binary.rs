@@ -41,6 +41,8 @@ fn help_lists_every_option() {
         "--handshake-timeout",
         "--close-timeout",
         "--max-connections",
+        "--log-format",
+        "--grip-route",
         "RUST_LOG",
     ] {
         assert!(help.contains(opt), "--help lacks {opt}");
@@ -54,6 +56,11 @@ fn bad_options_give_one_line_and_exit_2() {
         &["--port", "http"],
         &["--max-frame-size", "-1"],
         &["--block", "1.2.3.4/99"],
+        &["--log-format", "yaml"],
+        &["--grip-route", "/api"],
+        &["--grip-route", "api=http://127.0.0.1:1/"],
+        &["--grip-route", "/echo=http://127.0.0.1:1/"],
+        &["--grip-route", "/api=ftp://127.0.0.1:1/"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -410,4 +417,40 @@ fn admin_listener_serves_health_and_metrics_and_the_public_port_does_not() {
     assert_eq!(status_of(&resp), 404, "{resp}");
     let resp = http_exchange(srv.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status_of(&resp), 404, "{resp}");
+}
+
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let srv = spawn(&["--log-format", "json"]);
+    let pid = srv.child.id();
+    // A refused handshake logs a line of its own.
+    let raw = http_exchange(srv.addr, upgrade_request("/nowhere", &[]).as_bytes());
+    assert_eq!(status_of(&raw), 404, "{raw}");
+    signal(pid, "TERM");
+    let mut lines = srv.startup.clone();
+    while let Ok(line) = srv.log.recv_timeout(Duration::from_secs(5)) {
+        lines.push(line);
+    }
+    assert!(lines.len() >= 3, "{lines:?}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), 4, "{line}");
+        for key in ["ts", "level", "target", "msg"] {
+            assert!(obj[key].is_string(), "{key} in {line}");
+        }
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&obj["level"].as_str().unwrap()),
+            "{line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("listening on ws://")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
 }

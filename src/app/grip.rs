@@ -105,8 +105,9 @@ struct Conn {
     in_flight: Option<Ticket>,
     /// Encoded events for the next request.
     pending: Vec<u8>,
-    /// Whether the backend accepted the `grip` extension.
-    grip: bool,
+    /// With the `grip` extension accepted: the prefix of messages meant
+    /// for the client.
+    grip: Option<String>,
     /// `Keep-Alive-Interval`: an empty request after this long idle.
     keep_alive_interval: Option<Duration>,
     keep_alive_timer: Option<TimerId>,
@@ -316,6 +317,11 @@ impl GripRoute {
             return;
         };
         c.in_flight = None;
+        if c.phase == Phase::Detached {
+            // The answer to the CLOSE that told the backend it detached:
+            // nothing in it concerns the connection any more.
+            return;
+        }
         let gone = c.phase == Phase::Gone;
         let resp = match result {
             Ok(resp) => resp,
@@ -389,13 +395,9 @@ impl GripRoute {
                 log::warn!("{conn}: GRIP backend's answer to OPEN does not begin with OPEN");
                 return self.fail(ctx, conn, "no OPEN in the answer");
             }
-            c.grip = resp.header("sec-websocket-extensions").is_some_and(|v| {
-                v.split(',').any(|ext| {
-                    ext.split(';')
-                        .next()
-                        .is_some_and(|n| n.trim() == crate::grip::EXTENSION)
-                })
-            });
+            c.grip = resp
+                .header("sec-websocket-extensions")
+                .and_then(control::accepted_grip);
             let protocol = resp
                 .header("sec-websocket-protocol")
                 .map(|p| p.trim().to_owned());
@@ -472,13 +474,11 @@ impl GripRoute {
             Kind::Open => {}
             Kind::Text | Kind::Binary => {
                 let bytes = event.bytes();
-                let payload = if c.grip {
-                    if let Some(m) = bytes.strip_prefix(control::MESSAGE_PREFIX.as_bytes()) {
-                        m
-                    } else if let Some(json) =
-                        bytes.strip_prefix(control::CONTROL_PREFIX.as_bytes())
-                    {
+                let payload = if let Some(prefix) = &c.grip {
+                    if let Some(json) = bytes.strip_prefix(control::CONTROL_PREFIX.as_bytes()) {
                         return self.control(ctx, conn, json);
+                    } else if let Some(m) = bytes.strip_prefix(prefix.as_bytes()) {
+                        m
                     } else {
                         ctx.count("grip_messages", "unprefixed");
                         log::debug!("{conn}: GRIP message without m: or c: prefix dropped");
@@ -559,12 +559,16 @@ impl GripRoute {
             }
             Control::Detach => {
                 if let Some(c) = self.conns.get_mut(conn) {
+                    // As Pushpin does, the backend hears a CLOSE without a
+                    // code at once: for it, the connection has ended.
                     c.phase = Phase::Detached;
                     c.pending.clear();
+                    events::encode(&WsEvent::bare(Kind::Close), &mut c.pending);
                     if let Some(t) = c.keep_alive_timer.take() {
                         ctx.cancel_timer(t);
                         self.timers.remove(&t);
                     }
+                    self.flush(ctx, conn, false);
                 }
             }
             Control::KeepAlive(ka) => {
@@ -727,7 +731,7 @@ impl Application for GripRoute {
                 phase: Phase::Opening,
                 in_flight: None,
                 pending,
-                grip: false,
+                grip: None,
                 keep_alive_interval: None,
                 keep_alive_timer: None,
                 client_keep_alive: None,
@@ -770,7 +774,7 @@ impl Application for GripRoute {
         self.push_event(ctx, conn, &event);
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, _reason: &str) {
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, code: u16, reason: &str) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
@@ -782,11 +786,15 @@ impl Application for GripRoute {
             }
             return;
         }
-        if code == 1006 {
-            events::encode(&WsEvent::bare(Kind::Disconnect), &mut c.pending);
-        } else {
-            let code = if code == 1005 { 1000 } else { code };
-            events::encode_close(code, &mut c.pending);
+        match code {
+            1006 => events::encode(&WsEvent::bare(Kind::Disconnect), &mut c.pending),
+            // The client's close frame had no code.
+            1005 => events::encode(&WsEvent::bare(Kind::Close), &mut c.pending),
+            _ => {
+                let mut content = code.to_be_bytes().to_vec();
+                content.extend_from_slice(reason.as_bytes());
+                events::encode(&WsEvent::with(Kind::Close, &content), &mut c.pending);
+            }
         }
         c.close_sent = true;
         // Publishes stop now; the last request may still be out.
@@ -857,6 +865,12 @@ impl Application for GripRoute {
         let sent = match &message {
             WsMessage::Text(t) => ctx.broadcast(members, Message::Text(t)),
             WsMessage::Binary(b) => ctx.broadcast(members, Message::Binary(b)),
+            WsMessage::Close { code, reason } => {
+                for &m in &members {
+                    ctx.close(m, code.unwrap_or(1000), reason);
+                }
+                members.len()
+            }
         };
         log::trace!("GRIP channel {channel:?}: publish reached {sent} connections");
     }
@@ -868,14 +882,58 @@ impl Application for GripRoute {
 /// connections of every process subscribed to it get the message, and
 /// WAMP subscribers of the topic get the event. Answers `200 Published`,
 /// or 400 with the reason, 405, 413.
+///
+/// Items with an `id` seen on their channel in the last minute are
+/// dropped as repeats; an item whose `prev-id` is not the channel's last
+/// id waits up to 5 s for that one ([`crate::grip::publish::Sequencer`]).
 pub struct GripPublish {
     max_size: usize,
+    sequencer: publish::Sequencer,
+    /// The sequencer's timer and when it fires.
+    timer: Option<(TimerId, Instant)>,
 }
 
 impl GripPublish {
     /// An endpoint taking bodies up to `max_size` bytes.
     pub fn new(max_size: usize) -> Self {
-        GripPublish { max_size }
+        GripPublish {
+            max_size,
+            sequencer: publish::Sequencer::new(),
+            timer: None,
+        }
+    }
+
+    fn deliver(ctx: &mut Context<'_>, items: Vec<publish::Item>) {
+        for item in items {
+            let Some(message) = item.message else {
+                continue;
+            };
+            ctx.publish(Event {
+                topic: item.channel,
+                data: message.to_data(),
+                user: None,
+                exclude: Vec::new(),
+                eligible: None,
+                publisher: None,
+                position: None,
+            });
+        }
+    }
+
+    /// Keeps a timer set for the sequencer's next deadline (moved
+    /// earlier when a held item's comes before it).
+    fn arm(&mut self, ctx: &mut Context<'_>) {
+        let Some(deadline) = self.sequencer.next_deadline() else {
+            return;
+        };
+        if let Some((timer, at)) = self.timer {
+            if at <= deadline {
+                return;
+            }
+            ctx.cancel_timer(timer);
+        }
+        let delay = deadline.saturating_duration_since(ctx.now());
+        self.timer = Some((ctx.add_timer(delay), deadline));
     }
 }
 
@@ -903,21 +961,36 @@ impl Application for GripPublish {
             }
         };
         ctx.count("grip_publish", "ok");
+        let now = ctx.now();
         for item in items {
-            let Some(message) = item.message else {
-                continue;
-            };
-            ctx.publish(Event {
-                topic: item.channel,
-                data: message.to_data(),
-                user: None,
-                exclude: Vec::new(),
-                eligible: None,
-                publisher: None,
-                position: None,
-            });
+            match self.sequencer.offer(item, now) {
+                publish::Offered::Deliver(items) => Self::deliver(ctx, items),
+                publish::Offered::Held => ctx.count("grip_publish_items", "held"),
+                publish::Offered::Repeat => ctx.count("grip_publish_items", "repeat"),
+            }
         }
+        self.arm(ctx);
         Http::Respond(Page::text(200, "Published\n"))
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if self.timer.map(|(t, _)| t) != Some(timer) {
+            return;
+        }
+        self.timer = None;
+        let late = self.sequencer.expire(ctx.now());
+        if !late.is_empty() {
+            log::warn!(
+                "GRIP publish: {} items waited {:?} for the item their prev-id names; sent anyway",
+                late.len(),
+                publish::HOLD
+            );
+            for _ in &late {
+                ctx.count("grip_publish_items", "unordered");
+            }
+            Self::deliver(ctx, late);
+        }
+        self.arm(ctx);
     }
 
     fn on_open(&mut self, _ctx: &mut Context<'_>, _conn: ConnId, _req: &Request) {}

@@ -68,6 +68,18 @@ pub struct Event {
 }
 
 impl Event {
+    /// Whether the event goes to the WAMP session `session` of `user`:
+    /// not in `exclude`, in `eligible` if given, and of the event's user
+    /// if it has one.
+    pub fn admits(&self, session: &str, user: Option<&str>) -> bool {
+        !self.exclude.iter().any(|x| x == session)
+            && self
+                .eligible
+                .as_ref()
+                .is_none_or(|e| e.iter().any(|x| x == session))
+            && self.user.as_deref().is_none_or(|u| user == Some(u))
+    }
+
     /// An event for every subscriber of `topic`.
     pub fn new(topic: impl Into<String>, data: &serde_json::Value) -> Event {
         Event {
@@ -79,5 +91,23 @@ impl Event {
             publisher: None,
             position: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn admits_by_exclude_eligible_and_user() {
+        let mut e = Event::new("t", &serde_json::json!(1));
+        assert!(e.admits("a", None));
+        e.exclude = vec!["a".into()];
+        assert!(!e.admits("a", None) && e.admits("b", None));
+        e.eligible = Some(vec!["b".into()]);
+        assert!(e.admits("b", None) && !e.admits("c", None));
+        e.user = Some("7".into());
+        assert!(e.admits("b", Some("7")));
+        assert!(!e.admits("b", Some("8")) && !e.admits("b", None));
     }
 }

@@ -156,6 +156,34 @@ fn keep_alive(obj: &serde_json::Map<String, Value>) -> Result<Option<KeepAlive>,
     }))
 }
 
+/// Reads the `Sec-WebSocket-Extensions` of a backend's answer to OPEN:
+/// `Some(message prefix)` when it accepts `grip` (`m:` unless it names
+/// another with `message-prefix`, which may be quoted and may be empty),
+/// `None` when it does not.
+pub fn accepted_grip(header: &str) -> Option<String> {
+    header.split(',').find_map(|ext| {
+        let mut parts = ext.split(';');
+        if parts.next()?.trim() != super::EXTENSION {
+            return None;
+        }
+        let mut prefix = MESSAGE_PREFIX.to_owned();
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            if name.trim() == "message-prefix" {
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                prefix = value.to_owned();
+            }
+        }
+        Some(prefix)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +263,20 @@ mod tests {
         }
         let long = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "c".repeat(1025));
         assert!(parse(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_grip_extension_and_its_prefix() {
+        assert_eq!(accepted_grip("grip"), Some("m:".into()));
+        assert_eq!(
+            accepted_grip(" grip ; message-prefix=\"\""),
+            Some(String::new())
+        );
+        assert_eq!(
+            accepted_grip("permessage-deflate, grip; message-prefix=msg:"),
+            Some("msg:".into())
+        );
+        assert_eq!(accepted_grip("gripper"), None);
+        assert_eq!(accepted_grip(""), None);
     }
 }

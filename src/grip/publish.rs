@@ -11,7 +11,9 @@
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 /// The most items one request may hold.
 pub const MAX_ITEMS: usize = 10_000;
@@ -25,6 +27,14 @@ pub enum WsMessage {
     Text(String),
     /// A binary message.
     Binary(Vec<u8>),
+    /// Close the connection (`"action": "close"`), with this code (1000
+    /// if none) and reason.
+    Close {
+        /// The close code.
+        code: Option<u16>,
+        /// The reason.
+        reason: String,
+    },
 }
 
 impl WsMessage {
@@ -37,16 +47,37 @@ impl WsMessage {
                 "content-bin": base64::engine::general_purpose::STANDARD.encode(b)
             })
             .to_string(),
+            WsMessage::Close { code, reason } => {
+                let mut obj = Map::new();
+                obj.insert("action".into(), "close".into());
+                if let Some(code) = code {
+                    obj.insert("code".into(), (*code).into());
+                }
+                obj.insert("reason".into(), reason.as_str().into());
+                Value::Object(obj).to_string()
+            }
         }
     }
 
     /// What a GRIP connection sends for bus event `data` (JSON text), from
     /// whichever ingress it came: a JSON string is sent as that text, an
-    /// object holding only a base64 `"content-bin"` as those bytes, and
-    /// anything else as its JSON text.
+    /// object holding only a base64 `"content-bin"` as those bytes, one
+    /// holding only `"action": "close"` and a `"code"` and `"reason"`
+    /// closes, and anything else goes as its JSON text.
     pub fn from_data(data: &str) -> WsMessage {
         match serde_json::from_str::<Value>(data) {
             Ok(Value::String(s)) => WsMessage::Text(s),
+            Ok(Value::Object(obj))
+                if obj.get("action").and_then(Value::as_str) == Some("close")
+                    && obj
+                        .keys()
+                        .all(|k| ["action", "code", "reason"].contains(&k.as_str())) =>
+            {
+                match close_of(&obj) {
+                    Ok(m) => m,
+                    Err(_) => WsMessage::Text(data.to_owned()),
+                }
+            }
             Ok(Value::Object(obj)) if obj.len() == 1 => match obj.get("content-bin") {
                 Some(Value::String(b64)) => {
                     match base64::engine::general_purpose::STANDARD.decode(b64) {
@@ -175,7 +206,31 @@ fn parse_item(item: &Value) -> Result<Item, String> {
     })
 }
 
+/// `{"action": "close", "code"?: N, "reason"?: TEXT}`.
+fn close_of(ws: &Map<String, Value>) -> Result<WsMessage, String> {
+    let code = match ws.get("code") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(c @ 1000..=4999) => Some(c as u16),
+            _ => return Err("\"code\" is not a close code (1000-4999)".into()),
+        },
+    };
+    let reason = match ws.get("reason") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(r)) if r.len() <= 123 => r.clone(),
+        Some(Value::String(_)) => return Err("\"reason\" is longer than 123 bytes".into()),
+        Some(_) => return Err("\"reason\" is not a string".into()),
+    };
+    Ok(WsMessage::Close { code, reason })
+}
+
 fn ws_message(ws: &Map<String, Value>) -> Result<WsMessage, String> {
+    match ws.get("action") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(a)) if a == "send" => {}
+        Some(Value::String(a)) if a == "close" => return close_of(ws),
+        Some(other) => return Err(format!("\"ws-message\" has an unknown \"action\" {other}")),
+    }
     let binary = match ws.get("type") {
         None | Some(Value::Null) => false,
         Some(Value::String(t)) if t == "text" => false,
@@ -201,6 +256,143 @@ fn ws_content(ws: &Map<String, Value>) -> Result<WsMessage, String> {
     }
 }
 
+/// How long a seen item id is remembered, to drop a repeat of it.
+pub const ID_TTL: Duration = Duration::from_secs(60);
+/// How long an item waits for the one its `prev-id` names.
+pub const HOLD: Duration = Duration::from_secs(5);
+/// Most ids remembered, and items held, per channel.
+pub const MAX_PER_CHANNEL: usize = 1000;
+
+/// Pushpin's use of `id` and `prev-id`, per channel, sans-IO: an item
+/// whose `id` was seen on its channel within [`ID_TTL`] is a repeat and
+/// dropped; an item whose `prev-id` is not the channel's last id waits
+/// (up to [`HOLD`]) for the item it names, so that a publisher's items
+/// go out in its order even when its requests overtake each other.
+/// An item that waited its time out goes out anyway (logged by the
+/// caller): nothing accepted is dropped but repeats.
+#[derive(Debug, Default)]
+pub struct Sequencer {
+    channels: HashMap<String, ChannelSeq>,
+}
+
+#[derive(Debug, Default)]
+struct ChannelSeq {
+    last_id: Option<String>,
+    seen: VecDeque<(String, Instant)>,
+    held: VecDeque<(Item, Instant)>,
+}
+
+/// What became of an offered item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// Deliver these now, in this order (the item, and any it released).
+    Deliver(Vec<Item>),
+    /// Held until the item its `prev-id` names arrives.
+    Held,
+    /// A repeat of an item seen within [`ID_TTL`]: dropped.
+    Repeat,
+}
+
+impl Sequencer {
+    /// An empty sequencer.
+    pub fn new() -> Self {
+        Sequencer::default()
+    }
+
+    /// Offers an item published at `now`.
+    pub fn offer(&mut self, item: Item, now: Instant) -> Offered {
+        let ch = self.channels.entry(item.channel.clone()).or_default();
+        ch.forget_before(now);
+        if let Some(id) = &item.id
+            && (ch.seen.iter().any(|(s, _)| s == id)
+                || ch.held.iter().any(|(h, _)| h.id.as_ref() == Some(id)))
+        {
+            return Offered::Repeat;
+        }
+        let waits = match (&item.prev_id, &ch.last_id) {
+            (Some(prev), Some(last)) => prev != last,
+            _ => false,
+        };
+        if waits && ch.held.len() < MAX_PER_CHANNEL {
+            ch.held.push_back((item, now));
+            return Offered::Held;
+        }
+        let mut out = Vec::new();
+        ch.take(item, now, &mut out);
+        Offered::Deliver(out)
+    }
+
+    /// Items whose wait ended by `now`, to deliver in this order; and
+    /// forgets what is past [`ID_TTL`].
+    pub fn expire(&mut self, now: Instant) -> Vec<Item> {
+        let mut out = Vec::new();
+        for ch in self.channels.values_mut() {
+            while let Some((_, since)) = ch.held.front() {
+                if now.duration_since(*since) < HOLD {
+                    break;
+                }
+                let (item, _) = ch.held.pop_front().expect("checked");
+                ch.take(item, now, &mut out);
+            }
+            ch.forget_before(now);
+        }
+        self.channels
+            .retain(|_, ch| !ch.seen.is_empty() || !ch.held.is_empty());
+        out
+    }
+
+    /// When [`Sequencer::expire`] has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.channels
+            .values()
+            .filter_map(|ch| {
+                let held = ch.held.front().map(|(_, t)| *t + HOLD);
+                let seen = ch.seen.front().map(|(_, t)| *t + ID_TTL);
+                held.into_iter().chain(seen).min()
+            })
+            .min()
+    }
+
+    /// Items held now, over every channel.
+    pub fn held(&self) -> usize {
+        self.channels.values().map(|ch| ch.held.len()).sum()
+    }
+}
+
+impl ChannelSeq {
+    fn forget_before(&mut self, now: Instant) {
+        while let Some((_, t)) = self.seen.front() {
+            if now.duration_since(*t) < ID_TTL {
+                break;
+            }
+            self.seen.pop_front();
+        }
+    }
+
+    /// Delivers `item`, then every held item that now follows.
+    fn take(&mut self, item: Item, now: Instant, out: &mut Vec<Item>) {
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            self.last_id = item.id.clone();
+            if let Some(id) = &item.id {
+                if self.seen.len() == MAX_PER_CHANNEL {
+                    self.seen.pop_front();
+                }
+                self.seen.push_back((id.clone(), now));
+            }
+            out.push(item);
+            if let Some(last) = &self.last_id
+                && let Some(i) = self
+                    .held
+                    .iter()
+                    .position(|(h, _)| h.prev_id.as_ref() == Some(last))
+            {
+                next = self.held.remove(i).map(|(h, _)| h);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,7 +403,8 @@ mod tests {
             {"channel":"posts","id":"2","prev-id":"1","formats":{"ws-message":{"content":"hi"}}},
             {"channel":"bin","ws-message":{"content-bin":"AAH/"}},
             {"channel":"web","formats":{"http-stream":{"content":"x"}}},
-            {"channel":"typed","ws-message":{"content":"t2","type":"binary"}}
+            {"channel":"typed","ws-message":{"content":"t2","type":"binary"}},
+            {"channel":"kick","ws-message":{"action":"close","code":4005,"reason":"kicked"}}
         ]}"#;
         let items = parse(body).unwrap();
         assert_eq!(
@@ -226,6 +419,13 @@ mod tests {
         assert_eq!(items[1].message, Some(WsMessage::Binary(vec![0, 1, 255])));
         assert_eq!(items[2].message, None);
         assert_eq!(items[3].message, Some(WsMessage::Binary(b"t2".to_vec())));
+        assert_eq!(
+            items[4].message,
+            Some(WsMessage::Close {
+                code: Some(4005),
+                reason: "kicked".into()
+            })
+        );
     }
 
     #[test]
@@ -284,6 +484,14 @@ mod tests {
             WsMessage::Text("plain".into()),
             WsMessage::Text("{\"looks\":\"json\"}".into()),
             WsMessage::Binary((0..=255).collect()),
+            WsMessage::Close {
+                code: Some(4005),
+                reason: "kicked".into(),
+            },
+            WsMessage::Close {
+                code: None,
+                reason: String::new(),
+            },
         ] {
             assert_eq!(WsMessage::from_data(&m.to_data()), m);
         }
@@ -301,5 +509,72 @@ mod tests {
             WsMessage::from_data(r#"{"content-bin":"!"}"#),
             WsMessage::Text(r#"{"content-bin":"!"}"#.into())
         );
+    }
+
+    fn item(id: Option<&str>, prev: Option<&str>) -> Item {
+        Item {
+            channel: "c".into(),
+            id: id.map(Into::into),
+            prev_id: prev.map(Into::into),
+            message: Some(WsMessage::Text(id.unwrap_or("-").into())),
+        }
+    }
+
+    fn ids(items: &[Item]) -> Vec<&str> {
+        items
+            .iter()
+            .map(|i| i.id.as_deref().unwrap_or("-"))
+            .collect()
+    }
+
+    #[test]
+    fn repeats_drop_and_prev_ids_order() {
+        let t0 = Instant::now();
+        let mut s = Sequencer::new();
+        let Offered::Deliver(d) = s.offer(item(Some("1"), None), t0) else {
+            panic!()
+        };
+        assert_eq!(ids(&d), ["1"]);
+        assert_eq!(s.offer(item(Some("1"), None), t0), Offered::Repeat);
+        // 3 names 2, which has not come: held; 2 releases both.
+        assert_eq!(s.offer(item(Some("3"), Some("2")), t0), Offered::Held);
+        assert_eq!(s.offer(item(Some("3"), Some("2")), t0), Offered::Repeat);
+        assert_eq!(s.held(), 1);
+        let Offered::Deliver(d) = s.offer(item(Some("2"), Some("1")), t0) else {
+            panic!()
+        };
+        assert_eq!(ids(&d), ["2", "3"]);
+        // Items without ids always go, and break the chain.
+        let Offered::Deliver(d) = s.offer(item(None, None), t0) else {
+            panic!()
+        };
+        assert_eq!(ids(&d), ["-"]);
+        let Offered::Deliver(d) = s.offer(item(Some("9"), Some("8")), t0) else {
+            panic!("an unknown last id holds nothing")
+        };
+        assert_eq!(ids(&d), ["9"]);
+    }
+
+    #[test]
+    fn held_items_go_after_their_wait_and_ids_are_forgotten() {
+        let t0 = Instant::now();
+        let mut s = Sequencer::new();
+        s.offer(item(Some("1"), None), t0);
+        assert_eq!(s.offer(item(Some("4"), Some("3")), t0), Offered::Held);
+        assert_eq!(s.next_deadline(), Some(t0 + HOLD));
+        assert!(s.expire(t0 + HOLD - Duration::from_millis(1)).is_empty());
+        assert_eq!(ids(&s.expire(t0 + HOLD)), ["4"]);
+        assert_eq!(s.held(), 0);
+        // Past the TTL an id may come again; the channel is forgotten.
+        assert_eq!(s.next_deadline(), Some(t0 + ID_TTL));
+        assert!(s.expire(t0 + ID_TTL).is_empty());
+        // "4" was seen when it went out, at t0 + HOLD.
+        assert_eq!(s.next_deadline(), Some(t0 + HOLD + ID_TTL));
+        assert!(s.expire(t0 + HOLD + ID_TTL).is_empty());
+        assert_eq!(s.next_deadline(), None);
+        assert!(matches!(
+            s.offer(item(Some("1"), None), t0 + ID_TTL),
+            Offered::Deliver(_)
+        ));
     }
 }

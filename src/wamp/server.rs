@@ -221,21 +221,11 @@ impl WampState {
         let Some(subs) = self.topics.get(&event.topic) else {
             return 0;
         };
-        let lookup = |ids: &[String]| -> Vec<ConnId> {
-            ids.iter()
-                .filter_map(|id| self.by_session_id.get(id).copied())
-                .collect()
-        };
-        let excluded = lookup(&event.exclude);
-        let eligible = event.eligible.as_deref().map(lookup);
         let text = v1::event_raw(&event.topic, &event.data);
-        let user = event.user.as_deref();
         let mut targets: Vec<ConnId> = subs
             .iter()
             .copied()
-            .filter(|c| !excluded.contains(c))
-            .filter(|c| eligible.as_ref().is_none_or(|e| e.contains(c)))
-            .filter(|c| user.is_none_or(|u| ctx.user(*c).as_deref() == Some(u)))
+            .filter(|&c| self.admits(ctx, c, event))
             .collect();
         if !self.floors.is_empty()
             && let Some((epoch, id)) = event
@@ -283,20 +273,16 @@ impl WampState {
     /// Sends one event to one session (a resume's replay), with its
     /// position notice if the session watches [`META_POSITION`], if the
     /// event's exclude, eligible and user let it through.
+    /// Whether `event` goes to the session on `conn` (its exclude,
+    /// eligible and user).
+    fn admits(&self, ctx: &Context<'_>, conn: ConnId, event: &crate::bus::Event) -> bool {
+        self.sessions
+            .get(conn)
+            .is_some_and(|s| event.admits(&s.id, ctx.user(conn).as_deref()))
+    }
+
     fn send_one(&self, ctx: &mut Context<'_>, conn: ConnId, event: &crate::bus::Event) -> bool {
-        let Some(id) = self.sessions.get(conn).map(|s| s.id.as_str()) else {
-            return false;
-        };
-        if event.exclude.iter().any(|x| x == id)
-            || event
-                .eligible
-                .as_ref()
-                .is_some_and(|e| !e.iter().any(|x| x == id))
-            || event
-                .user
-                .as_deref()
-                .is_some_and(|u| ctx.user(conn).as_deref() != Some(u))
-        {
+        if !self.admits(ctx, conn, event) {
             return false;
         }
         ctx.send_text(conn, &v1::event_raw(&event.topic, &event.data));

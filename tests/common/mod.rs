@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod pushpin;
 pub mod services;
 
 use sprocket::{Application, Config, Server, ShutdownHandle};

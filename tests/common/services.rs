@@ -228,3 +228,40 @@ pub fn wait_for_port(port: u16, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `php -S 127.0.0.1:PORT SCRIPT` with a few workers (a slow request must
+/// not hold the others up) and `envs`, killed with its workers on drop.
+pub struct PhpServer {
+    _group: Group,
+    pub port: u16,
+}
+
+impl PhpServer {
+    pub fn start(script: &str, envs: &[(&str, &std::ffi::OsStr)]) -> PhpServer {
+        let port = free_port();
+        let mut cmd = Command::new("php");
+        cmd.args([
+            "-d",
+            "display_errors=stderr",
+            "-S",
+            &format!("127.0.0.1:{port}"),
+            script,
+        ])
+        .env("PHP_CLI_SERVER_WORKERS", "4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let group = Group::spawn(&mut cmd).expect("php (apt-get install -y php-cli) runs");
+        wait_for_port(port, "php -S");
+        PhpServer {
+            _group: group,
+            port,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
