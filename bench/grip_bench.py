@@ -639,6 +639,12 @@ def main():
         write_csv(runs, logdir / "runs.csv")
         table = render(runs, meta)
         (logdir / "results.md").write_text(table + "\n")
+        # Pushpin logs an INFO line per subscription and request (MBs a
+        # run): keep the other lines only.
+        blog.close()
+        with open(logdir / "servers.log", errors="replace") as f, open(logdir / "servers-noninfo.log", "w") as g:
+            g.writelines(l for l in f if not l.startswith("[INFO]"))
+        (logdir / "servers.log").unlink()
         print(table)
     finally:
         stop_all()
