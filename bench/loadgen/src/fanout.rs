@@ -11,12 +11,19 @@
 //! i mod n and publisher p to server p mod n: the servers must share the
 //! topic (e.g. through a bus) for every subscriber to get every message.
 //!
+//! With `--publish-url`, publishers are HTTP keep-alive connections that
+//! POST the messages to a publish endpoint (GRIP, `--flavour grip`) instead
+//! of WebSocket connections: one request in flight per connection, the
+//! messages that fall due meanwhile go together in the next request (at most
+//! `--publish-batch` items), and each carries the time it was sent.
+//!
 //! `--search` looks for the highest rate with no loss and p99 under a bound:
 //! doubling (or halving) from `--rate`, then bisecting.
 
 use crate::conn::{Driver, Ev, Handler, Target, now_ns};
 use crate::flavour::Flavour;
 use crate::hist::Histogram;
+use crate::httppub::{HttpPub, PubTarget};
 use crate::payload::{parse_hex, put_hex};
 use crate::procstat::{CpuUse, CpuWindow};
 use crate::report::{Json, array};
@@ -43,6 +50,10 @@ pub struct FanoutOpts {
     pub read_every_ms: f64,
     /// Publishing tick: messages due are sent together once per tick.
     pub tick_ms: f64,
+    /// Publish over HTTP POST to this URL instead of WebSocket publishers.
+    pub publish_url: Option<String>,
+    /// Most messages in one HTTP publish request.
+    pub publish_batch: usize,
 }
 
 struct Fanout {
@@ -76,10 +87,19 @@ struct Fanout {
     step_max_ns: u64,
     scratch: Vec<u8>,
     size: usize,
+    /// Messages that fell due (sent, or queued for an HTTP publisher).
+    scheduled: u64,
+    /// HTTP publishers (`--publish-url`), one per publisher.
+    http: Vec<HttpPub>,
+    http_target: Option<PubTarget>,
+    publish_batch: usize,
+    body: Vec<u8>,
 }
 
 impl Fanout {
-    fn publish(&mut self, driver: &mut Driver, p: usize, now: u64) {
+    /// The next message of publisher `p`, wrapped by the flavour, in
+    /// `scratch`.
+    fn next_message(&mut self, p: usize, now: u64) {
         let seq = self.published[p];
         self.published[p] += 1;
         self.published_total += 1;
@@ -90,6 +110,10 @@ impl Fanout {
         put_hex(&mut payload[16..32], now);
         self.scratch.clear();
         self.flavour.publish(payload, &mut self.scratch);
+    }
+
+    fn publish(&mut self, driver: &mut Driver, p: usize, now: u64) {
+        self.next_message(p, now);
         if let Some(c) = driver.conns[self.subs + p].as_mut() {
             let msg = &self.scratch;
             ws::encode(
@@ -100,6 +124,42 @@ impl Fanout {
                 |d| d.copy_from_slice(msg),
             );
         }
+    }
+
+    /// HTTP publishers: reads answers, and sends what is queued on every
+    /// connection with no request out.
+    fn pump(&mut self) -> Result<(), String> {
+        let Some(target) = self.http_target.take() else {
+            return Ok(());
+        };
+        let r = (|| {
+            for p in 0..self.http.len() {
+                self.http[p].poll()?;
+                if self.http[p].in_flight || self.http[p].queued == 0 {
+                    continue;
+                }
+                let k = self.http[p].queued.min(self.publish_batch.max(1) as u64);
+                self.http[p].queued -= k;
+                let now = now_ns();
+                let mut body = std::mem::take(&mut self.body);
+                body.clear();
+                body.extend_from_slice(b"{\"items\":[");
+                for i in 0..k {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    self.next_message(p, now);
+                    body.extend_from_slice(&self.scratch);
+                }
+                body.extend_from_slice(b"]}");
+                let sent = self.http[p].send(&target, &body);
+                self.body = body;
+                sent?;
+            }
+            Ok(())
+        })();
+        self.http_target = Some(target);
+        r
     }
 
     /// Subscriber deliveries not yet seen (valid once publishing stopped).
@@ -255,7 +315,7 @@ fn step(
     let reordered0 = h.reordered;
     let failures0 = driver.failures.len();
     let start = Instant::now();
-    let sent0 = h.published_total;
+    let sent0 = h.scheduled;
     let total = o.warmup + o.duration;
     let mut cpu: Option<CpuWindow> = None;
     let mut pub0 = 0;
@@ -289,15 +349,20 @@ fn step(
         }
         // Messages go out in ticks: all those due by the current tick at once.
         let el_tick = (el / tick).floor() * tick;
-        let due = ((rate * el_tick) as u64).saturating_sub(h.published_total - sent0);
+        let due = ((rate * el_tick) as u64).saturating_sub(h.scheduled - sent0);
         // Catch up at most 20 ms (or one tick) of sends at once.
         let due = due.min((rate * tick.max(0.02)) as u64 + 1);
         if due > 0 {
             let ts = now_ns();
             for _ in 0..due {
-                let p = (h.published_total % o.pubs as u64) as usize;
-                h.publish(driver, p, ts);
-                touched[p] = true;
+                let p = (h.scheduled % o.pubs as u64) as usize;
+                h.scheduled += 1;
+                if h.http.is_empty() {
+                    h.publish(driver, p, ts);
+                    touched[p] = true;
+                } else {
+                    h.http[p].queued += 1;
+                }
             }
             for (p, t) in touched.iter_mut().enumerate() {
                 if *t {
@@ -316,7 +381,9 @@ fn step(
             std::thread::sleep(Duration::from_secs_f64(pace - since));
         }
         last_poll = Instant::now();
+        h.pump()?;
         driver.turn(h, Duration::from_secs_f64(wait))?;
+        h.pump()?;
         if driver.failures.len() > failures0 {
             break;
         }
@@ -326,13 +393,27 @@ fn step(
         }
     }
     h.recording = false;
+    // Messages due but never sent are not published (the rate check
+    // below shows the shortfall).
+    for hp in &mut h.http {
+        hp.queued = 0;
+    }
     let cpu = cpu.map(|c| c.stop()).unwrap_or_default();
     let wall = t_rec.elapsed().as_secs_f64();
     let pub_rate = (h.published_total - pub0) as f64 / wall;
     let drain = Instant::now();
-    driver.run_until(h, Duration::from_secs(10), |d, h| {
-        h.outstanding() == 0 || d.failures.len() > failures0
-    })?;
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        h.pump()?;
+        let idle = h.http.iter().all(|p| !p.in_flight);
+        if (h.outstanding() == 0 && idle)
+            || driver.failures.len() > failures0
+            || Instant::now() >= end
+        {
+            break;
+        }
+        driver.turn(h, Duration::from_millis(if idle { 5 } else { 1 }))?;
+    }
     let drain_s = drain.elapsed().as_secs_f64();
     let lost = (h.gaps - gaps0) + h.outstanding();
     let reordered = h.reordered - reordered0;
@@ -440,10 +521,22 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
         step_max_ns: 0,
         scratch: Vec::new(),
         size: o.size,
+        scheduled: 0,
+        http: Vec::new(),
+        http_target: match &o.publish_url {
+            Some(u) => Some(PubTarget::parse(u)?),
+            None => None,
+        },
+        publish_batch: o.publish_batch,
+        body: Vec::new(),
     };
     // Subscribers first (indices 0..subs), then publishers, a bounded
     // number of handshakes at a time.
-    let n = o.subs + o.pubs;
+    let n = if h.http_target.is_some() {
+        o.subs
+    } else {
+        o.subs + o.pubs
+    };
     let connect_t = Instant::now();
     while driver.conns.len() < n {
         while driver.conns.len() < n && driver.conns.len() - h.opened < o.concurrency {
@@ -463,6 +556,11 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
             h.opened,
             driver.failures.first().map_or("timeout", |f| f.1.as_str())
         ));
+    }
+    if let Some(t) = &h.http_target {
+        for _ in 0..o.pubs {
+            h.http.push(HttpPub::connect(t)?);
+        }
     }
     // Let subscriptions settle before the first publish.
     driver.run_until(&mut h, Duration::from_millis(200), |_, _| false)?;
@@ -533,6 +631,18 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
         .int("delivered_total", h.delivered)
         .int("to_publishers_total", h.to_publishers)
         .int("failed_conns", driver.failures.len() as u64);
+    if let Some(u) = &o.publish_url {
+        j.str("publish_url", u)
+            .int("publish_batch", o.publish_batch as u64)
+            .int(
+                "publish_requests",
+                h.http.iter().map(|p| p.answered).sum::<u64>(),
+            )
+            .int(
+                "publish_reconnects",
+                h.http.iter().map(|p| p.reconnects).sum::<u64>(),
+            );
+    }
     let shown = best.unwrap_or(steps.len() - 1);
     let s = &steps[shown];
     j.bool("found", best.is_some())

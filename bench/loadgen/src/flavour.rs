@@ -96,6 +96,41 @@ impl Flavour for WampV1 {
     }
 }
 
+/// GRIP (Pushpin's publish format): subscribers are connections on a path
+/// whose backend subscribes them to a channel when they open; messages
+/// are published over HTTP (`--publish-url`), one item per message:
+/// `{"channel":C,"formats":{"ws-message":{"content":PAYLOAD}}}`, items of
+/// one request joined as the `items` array. A delivery is the content as is.
+pub struct Grip {
+    pub path: String,
+    pub channel: String,
+}
+
+impl Flavour for Grip {
+    fn name(&self) -> &'static str {
+        "grip"
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn subprotocol(&self) -> Option<&str> {
+        None
+    }
+    fn subscribe(&self, _: &mut Vec<Vec<u8>>) {}
+    fn publish(&self, payload: &[u8], msg: &mut Vec<u8>) {
+        let mut ch = String::new();
+        crate::report::quote(&mut ch, &self.channel);
+        msg.extend_from_slice(b"{\"channel\":");
+        msg.extend_from_slice(ch.as_bytes());
+        msg.extend_from_slice(b",\"formats\":{\"ws-message\":{\"content\":\"");
+        msg.extend_from_slice(payload);
+        msg.extend_from_slice(b"\"}}}");
+    }
+    fn delivery<'a>(&self, msg: &'a [u8]) -> Option<&'a [u8]> {
+        Some(msg)
+    }
+}
+
 fn trim_start(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
     &s[n..]
@@ -122,5 +157,20 @@ mod tests {
             Some(&b"abc"[..])
         );
         assert_eq!(f.delivery(br#"[0,"sid",1,"x"]"#), None);
+    }
+
+    #[test]
+    fn grip_item() {
+        let f = Grip {
+            path: "/g".into(),
+            channel: "c1".into(),
+        };
+        let mut m = Vec::new();
+        f.publish(b"abc", &mut m);
+        assert_eq!(
+            m,
+            br#"{"channel":"c1","formats":{"ws-message":{"content":"abc"}}}"#.to_vec()
+        );
+        assert_eq!(f.delivery(b"abc"), Some(&b"abc"[..]));
     }
 }

@@ -8,6 +8,7 @@ mod echo;
 mod fanout;
 mod flavour;
 mod hist;
+mod httppub;
 mod payload;
 mod procstat;
 mod report;
@@ -29,6 +30,7 @@ USAGE:
                     [--search [--max-p99-ms 50] [--max-steps 10] [--min-rate 10]]
                     [--flavour chat|wamp1] [--topic URI] [--concurrency 100]
                     [--read-every-ms 4] [--tick-ms 1]
+                    [--flavour grip --channel NAME --publish-url URL [--publish-batch 1]]
     loadgen connect --addr HOST:PORT [--path /echo] [--conns 10000]
                     [--concurrency 100] [--hold 1]
 
@@ -53,6 +55,12 @@ fanout    N subscribers and P publishing connections on a chat-style path;
           per --tick-ms, all at once. Several --addr (comma-separated):
           subscribers and publishers are spread over the servers round robin
           (connection i to server i mod n), for servers that share topics.
+          --publish-url http://HOST:PORT/PATH: the P publishers are HTTP
+          keep-alive connections POSTing GRIP publish requests
+          (an items array, one request in flight each, at most
+          --publish-batch items per request) instead of WebSocket clients;
+          with --flavour grip the subscribers only connect (their backend
+          subscribes them to --channel) and a delivery is the content as is.
 connect   Opens C idle connections; handshakes/s, server RSS per connection.
 
 Output: one JSON line on stdout, a human summary on stderr (--quiet: none).
@@ -182,6 +190,8 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
                 concurrency: a.get("concurrency", 100)?,
                 read_every_ms: a.get("read-every-ms", 4.0)?,
                 tick_ms: a.get("tick-ms", 1.0)?,
+                publish_url: a.opt("publish-url")?,
+                publish_batch: a.get("publish-batch", 1)?,
             };
             let path: String = a.get("path", "/chat".to_string())?;
             let flavour: Box<dyn flavour::Flavour> =
@@ -190,6 +200,10 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
                     "wamp1" => Box::new(flavour::WampV1 {
                         path,
                         topic: a.get("topic", "http://example.com/bench".to_string())?,
+                    }),
+                    "grip" => Box::new(flavour::Grip {
+                        path,
+                        channel: a.get("channel", "bench".to_string())?,
                     }),
                     other => return Err(format!("unknown --flavour {other}")),
                 };
