@@ -264,6 +264,8 @@ DECISIONS IN THE BACKEND (JSON over HTTP POST; see docs/php.md):
         --forward-cookies           Backend calls carry the client's Cookie header
         --backend-timeout <DURATION>
                                     Longest wait for a backend's response [default: 5s]
+        --backend-connections <N>   Most connections to one backend (host:port) at once; more
+                                    requests wait their turn [default: 32]
         --max-calls-in-flight <N>   Forwarded calls per connection; more get
                                     urn:sprocket:error:busy [default: 64]
 
@@ -540,6 +542,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             "--forward-cookies" => opts.backends.forward_cookies = true,
             "--backend-timeout" => {
                 cfg.backend_timeout = positive(&name, parse_duration(&name, &value()?)?)?
+            }
+            "--backend-connections" => {
+                cfg.backend_connections = parse_num::<usize>(&name, &value()?)?;
+                if cfg.backend_connections == 0 {
+                    return Err(CliError("--backend-connections must be at least 1".into()));
+                }
             }
             "--max-calls-in-flight" => {
                 opts.backends.max_calls_in_flight = parse_num::<usize>(&name, &value()?)?;

@@ -51,6 +51,9 @@ pub struct Config {
     pub backend_timeout: Duration,
     /// Largest outbound HTTP response body; larger: the request fails.
     pub max_backend_response: usize,
+    /// Most outbound HTTP connections to one backend origin (host and
+    /// port) at once; more requests wait for one in order.
+    pub backend_connections: usize,
     /// How long output from a broadcast to many connections (32 or more)
     /// may wait before it is written, so that several broadcasts share one
     /// `write` per connection. Zero writes at the end of every loop turn.
@@ -78,6 +81,7 @@ impl Default for Config {
             backend_connect_timeout: Duration::from_secs(5),
             backend_timeout: Duration::from_secs(5),
             max_backend_response: 1 << 20,
+            backend_connections: 32,
             fanout_flush_delay: Duration::from_millis(1),
         }
     }

@@ -430,3 +430,21 @@ fn publish_ids_drop_repeats_and_prev_ids_keep_the_publishers_order() {
         "{m}"
     );
 }
+
+#[test]
+fn backend_connections_bound_the_requests_in_flight() {
+    // One connection to the backend: two connections' requests take turns.
+    let s = Setup::start(&["--backend-connections", "1"]);
+    let (mut a, _) = s.open("", &[]);
+    let (mut b, _) = s.open("", &[]);
+    let started = Instant::now();
+    a.send_text("nap");
+    b.send_text("nap");
+    assert_eq!(a.read_text(), "echo:nap");
+    assert_eq!(b.read_text(), "echo:nap");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(950),
+        "two 0.5 s requests over one backend connection took {took:?}"
+    );
+}

@@ -4,6 +4,7 @@
 // events. What each client message makes it do:
 //   fail      -> 500 (the connection's backend fails)
 //   slow      -> sleeps 3 s, then echoes
+//   nap       -> sleeps 0.5 s, then echoes
 //   garble    -> 200 with malformed events
 //   bye       -> CLOSE 4000 "bye"
 //   sub:NAME  -> subscribes to channel NAME;  unsub:NAME -> unsubscribes
@@ -79,6 +80,9 @@ foreach (parse_events($body) as [$type, $content]) {
             }
             if ($content === 'slow') {
                 sleep(3);
+            }
+            if ($content === 'nap') {
+                usleep(500000);
             }
             if ($content === 'bye') {
                 $out .= ev('CLOSE', pack('n', 4000) . 'bye');

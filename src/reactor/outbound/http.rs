@@ -82,9 +82,12 @@ pub(crate) struct HttpService {
 }
 
 impl HttpService {
-    pub fn new(timeouts: Timeouts, max_body: usize) -> Self {
+    pub fn new(timeouts: Timeouts, max_body: usize, max_per_origin: usize) -> Self {
         HttpService {
-            pool: Pool::new(PoolConfig::default()),
+            pool: Pool::new(PoolConfig {
+                max_per_origin: max_per_origin.max(1),
+                ..PoolConfig::default()
+            }),
             hosts: HashMap::new(),
             links: Slab::new(),
             closed_socks: Vec::new(),

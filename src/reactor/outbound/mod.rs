@@ -152,7 +152,7 @@ impl Outbound {
         Outbound {
             next_ticket: 0,
             redis: Vec::new(),
-            http: HttpService::new(timeouts, cfg.max_backend_response),
+            http: HttpService::new(timeouts, cfg.max_backend_response, cfg.backend_connections),
             done: Vec::new(),
             pending_reads: Vec::new(),
         }
