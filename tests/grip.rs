@@ -12,13 +12,10 @@
 
 mod common;
 use common::pushpin::{self, Pushpin};
-use common::services::{Group, free_port, wait_for_port};
+use common::services::{PhpServer, TempDir, free_port};
 use common::{Client, Read_, binary, http_exchange, status_of};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
@@ -31,59 +28,28 @@ const EDGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grip/edge.php");
 // ---------------------------------------------------------------------
 // The two stacks: php -S behind Pushpin, php -S behind sprocket.
 
-/// A directory of its own under the temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sprocket-grip-{what}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `php -S` on `port` running `script` with a few workers (a sleeping
 /// request must not hold the others up), killed with its workers on drop.
 struct Php {
-    _group: Group,
+    _server: PhpServer,
     _data: TempDir,
 }
 
 impl Php {
     fn start(script: &str, port: u16, publish_url: &str) -> Php {
-        let data = TempDir::new("data");
-        let mut cmd = Command::new("php");
-        cmd.args([
-            "-d",
-            "display_errors=stderr",
-            "-S",
-            &format!("127.0.0.1:{port}"),
+        let data = TempDir::new("grip-data");
+        let server = PhpServer::start_on(
+            port,
             script,
-        ])
-        .env("PHP_CLI_SERVER_WORKERS", "4")
-        .env("API_DATA_DIR", &data.0)
-        .env("GRIP_PUBLISH_URL", publish_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let group = Group::spawn(&mut cmd)
-            .expect("php (apt-get install -y php-cli): the GRIP tests run PHP backends");
+            &[
+                ("API_DATA_DIR", data.0.as_os_str()),
+                ("GRIP_PUBLISH_URL", publish_url.as_ref()),
+            ],
+        );
         let php = Php {
-            _group: group,
+            _server: server,
             _data: data,
         };
-        wait_for_port(port, "php -S");
         // Accepting is not serving yet: one real request (an empty events
         // body, which both backends answer with no events) before any
         // proxy's first OPEN, which has only the proxy's timeout.

@@ -9,7 +9,7 @@
 
 mod common;
 use common::binary;
-use common::services::{PhpServer, RedisServer, write_php_session};
+use common::services::{PhpServer, RedisServer, TempDir, write_php_session};
 use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -24,33 +24,13 @@ struct Setup {
     /// A second backend, for /slow: a sleeping `php -S` worker may hold
     /// connections it accepted meanwhile, so slowness gets its own.
     _slow_php: PhpServer,
-    log: tempdir::Dir,
+    log: TempDir,
     srv: binary::Running,
-}
-
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Dir {
-            let mut seed = [0u8; 8];
-            getrandom::fill(&mut seed).unwrap();
-            let name: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-            let p = std::env::temp_dir().join(format!("sprocket-{tag}-{name}"));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl Setup {
     fn start(extra: &[&str]) -> Setup {
-        let log = tempdir::Dir::new("grip-log");
+        let log = TempDir::new("grip-log");
         let log_file = log.0.join("events.log");
         let php = PhpServer::start(BACKEND, &[("GRIP_LOG", log_file.as_os_str())]);
         let slow_php = PhpServer::start(BACKEND, &[("GRIP_LOG", log_file.as_os_str())]);
@@ -234,7 +214,7 @@ fn the_backend_closes_and_hears_every_close() {
 
 #[test]
 fn the_session_user_and_id_go_as_meta_headers() {
-    let dir = tempdir::Dir::new("grip-sessions");
+    let dir = TempDir::new("grip-sessions");
     let id = "gripsession0123456789abcdef";
     write_php_session(&dir.0, id, "$_SESSION['user_id'] = 42;");
     let store = format!("files:{}", dir.0.display());

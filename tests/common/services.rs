@@ -238,7 +238,12 @@ pub struct PhpServer {
 
 impl PhpServer {
     pub fn start(script: &str, envs: &[(&str, &std::ffi::OsStr)]) -> PhpServer {
-        let port = free_port();
+        Self::start_on(free_port(), script, envs)
+    }
+
+    /// On a port chosen beforehand (free_port), for a proxy configured
+    /// before the backend starts.
+    pub fn start_on(port: u16, script: &str, envs: &[(&str, &std::ffi::OsStr)]) -> PhpServer {
         let mut cmd = Command::new("php");
         cmd.args([
             "-d",
@@ -263,5 +268,28 @@ impl PhpServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// A directory of its own under the temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sprocket-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
