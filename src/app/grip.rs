@@ -657,13 +657,8 @@ fn strip_prefix_ci<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
 fn build_request(ctx: &Context<'_>, conn: ConnId, c: &Conn, body: Vec<u8>) -> Option<HttpRequest> {
     let mut req = HttpRequest::new("POST", &c.target).ok()?;
     for (name, value) in &c.headers {
-        req = match req.header(name, value) {
-            Ok(r) => r,
-            Err(e) => {
-                log::debug!("{conn}: client header {name:?} not forwarded: {e}");
-                return None;
-            }
-        };
+        // Checked when the connection opened.
+        req = req.header(name, value).ok()?;
     }
     req = req
         .header("Accept", crate::grip::CONTENT_TYPE)
@@ -678,17 +673,20 @@ fn build_request(ctx: &Context<'_>, conn: ConnId, c: &Conn, body: Vec<u8>) -> Op
         .header("Sec-WebSocket-Extensions", crate::grip::EXTENSION)
         .ok()?;
     let has = |key: &str| c.meta.iter().any(|(n, _)| n.eq_ignore_ascii_case(key));
+    // A value the HTTP client would refuse (a control character in a
+    // user id) is left out rather than failing the request.
+    let sendable = |v: &str| !v.bytes().any(|b| b.is_ascii_control() && b != b'\t');
     if !has("user")
         && let Some(user) = ctx.user(conn)
-        && let Ok(r) = req.clone().header("Meta-User", &user)
+        && sendable(&user)
     {
-        req = r;
+        req = req.header("Meta-User", &user).ok()?;
     }
     if !has("session-id")
         && let Some(session) = ctx.session(conn)
-        && let Ok(r) = req.clone().header("Meta-Session-Id", &session.id)
+        && sendable(&session.id)
     {
-        req = r;
+        req = req.header("Meta-Session-Id", &session.id).ok()?;
     }
     for (name, value) in &c.meta {
         req = req.header(&format!("Meta-{name}"), value).ok()?;
@@ -710,12 +708,22 @@ impl Application for GripRoute {
             target.push(if target.contains('?') { '&' } else { '?' });
             target.push_str(&req.query);
         }
+        let probe = HttpRequest::new("POST", "/").ok();
         let headers = req
             .headers
             .iter()
             .filter(|(n, _)| {
                 let lower = n.to_ascii_lowercase();
                 !NOT_FORWARDED.contains(&lower.as_str()) && !lower.starts_with("meta-")
+            })
+            // What the HTTP client would refuse is left out once, here,
+            // rather than failing every request of the connection.
+            .filter(|(n, v)| {
+                let ok = probe.clone().is_some_and(|p| p.header(n, v).is_ok());
+                if !ok {
+                    log::debug!("{conn}: client header {n:?} not forwarded to the GRIP backend");
+                }
+                ok
             })
             .cloned()
             .collect();
