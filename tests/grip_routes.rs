@@ -428,3 +428,26 @@ fn backend_connections_bound_the_requests_in_flight() {
         "two 0.5 s requests over one backend connection took {took:?}"
     );
 }
+
+#[test]
+fn a_backend_may_name_another_message_prefix() {
+    let s = Setup::start(&[]);
+    // grip; message-prefix="": messages go as they are; c: is still a
+    // control message (the subscription to ?channel= works).
+    let (mut c, meta) = s.open("?prefix=none&channel=bare", &[]);
+    assert!(meta["cid"].is_string(), "{meta}");
+    assert_eq!(c.read_text(), "no prefix needed");
+    let body = r#"{"items":[{"channel":"bare","ws-message":{"content":"published"}}]}"#;
+    assert_eq!(status_of(&grip_publish(s.admin(), body)), 200);
+    assert_eq!(c.read_text(), "published");
+    // With the default prefix, an unprefixed message is dropped and
+    // counted; the m: one after it arrives.
+    let (mut d, _) = s.open("", &[]);
+    d.send_text("raw");
+    assert_eq!(d.read_text(), "after");
+    let m = s.metrics();
+    assert!(
+        m.contains(r#"sprocket_grip_messages_total{outcome="unprefixed"} 1"#),
+        "{m}"
+    );
+}

@@ -8,6 +8,7 @@
 //   garble    -> 200 with malformed events
 //   bye       -> CLOSE 4000 "bye"
 //   sub:NAME  -> subscribes to channel NAME;  unsub:NAME -> unsubscribes
+//   raw       -> an unprefixed message, then "m:after"
 //   detach    -> detaches the connection
 //   anything else -> "echo:" + the message, after the m: prefix
 // OPEN: refuses with 403 when the query has refuse=1; else accepts with
@@ -55,7 +56,9 @@ foreach (parse_events($body) as [$type, $content]) {
                 echo "no entry for you\n";
                 exit;
             }
-            header('Sec-WebSocket-Extensions: grip');
+            // ?prefix=none: messages to the client need no prefix.
+            $bare = ($q['prefix'] ?? '') === 'none';
+            header($bare ? 'Sec-WebSocket-Extensions: grip; message-prefix=""' : 'Sec-WebSocket-Extensions: grip');
             $meta = [];
             foreach ($headers as $k => $v) {
                 if (str_starts_with($k, 'meta-')) {
@@ -65,7 +68,10 @@ foreach (parse_events($body) as [$type, $content]) {
             $channel = $q['channel'] ?? 'news';
             $out .= ev('OPEN');
             $out .= ev('TEXT', 'c:' . json_encode(['type' => 'subscribe', 'channel' => $channel]));
-            $out .= ev('TEXT', 'm:' . json_encode(['meta' => (object) $meta, 'cid' => $cid]));
+            $out .= ev('TEXT', ($bare ? '' : 'm:') . json_encode(['meta' => (object) $meta, 'cid' => $cid]));
+            if ($bare) {
+                $out .= ev('TEXT', 'no prefix needed');
+            }
             break;
         case 'TEXT':
             if ($content === 'fail') {
@@ -92,6 +98,10 @@ foreach (parse_events($body) as [$type, $content]) {
             } elseif (str_starts_with($content, 'unsub:')) {
                 $out .= ev('TEXT', 'c:' . json_encode(['type' => 'unsubscribe', 'channel' => substr($content, 6)]));
                 $out .= ev('TEXT', 'm:unsubscribed');
+            } elseif ($content === 'raw') {
+                // Unprefixed under grip: dropped by the proxy.
+                $out .= ev('TEXT', 'dropped');
+                $out .= ev('TEXT', 'm:after');
             } elseif ($content === 'detach') {
                 $out .= ev('TEXT', 'm:detached');
                 $out .= ev('TEXT', 'c:{"type":"detach"}');
