@@ -173,8 +173,7 @@ fn complete(b: &[u8]) -> Result<Option<(usize, bool)>, String> {
                 && v.trim().eq_ignore_ascii_case("chunked")
             {
                 chunked = true;
-            } else if k.eq_ignore_ascii_case("connection")
-                && v.trim().eq_ignore_ascii_case("close")
+            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
             {
                 close = true;
             }
@@ -203,7 +202,8 @@ mod tests {
         assert_eq!(complete(k), Ok(Some((k.len(), true))));
         assert_eq!(complete(&r[..r.len() - 1]), Ok(None));
         assert_eq!(complete(b"HTTP/1.1 200 OK\r\nContent"), Ok(None));
-        let c = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nPublished\n\r\n0\r\n\r\n";
+        let c =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nPublished\n\r\n0\r\n\r\n";
         assert_eq!(complete(c), Ok(Some((c.len(), false))));
         assert!(complete(b"HTTP/1.1 400 Bad\r\nContent-Length: 3\r\n\r\nbad").is_err());
     }
