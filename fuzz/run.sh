@@ -5,6 +5,7 @@
 #
 #   FUZZ_SECONDS=300 fuzz/run.sh            # all targets
 #   FUZZ_TARGETS="frames utf8" fuzz/run.sh  # some of them
+#   FUZZ_JOBS=1 fuzz/run.sh                 # one at a time (default: nproc)
 #
 # libFuzzer writes the inputs it finds into the first corpus directory given;
 # that is a temporary one, so only the committed seeds in fuzz/corpus/T/
@@ -32,22 +33,48 @@ targets="${FUZZ_TARGETS:-$("${fuzz[@]}" list)}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# Targets run side by side, FUZZ_JOBS at a time (the number of cores by
+# default): each libFuzzer process is single-threaded, so on N cores N
+# targets take the time of one.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+
+one() {
+    local t="$1" log="$work/$1.log"
+    mkdir -p "$work/corpus-$t" fuzz/corpus/"$t"
+    if "${fuzz[@]}" run "$t" "$work/corpus-$t" fuzz/corpus/"$t" -- \
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+        echo ok >"$work/$t.rc"
+    else
+        echo failed >"$work/$t.rc"
+    fi
+    echo "== $t: done ($(cat "$work/$t.rc"))"
+}
+
+echo "== ${seconds}s per target, $jobs at a time"
+running=0
+for t in $targets; do
+    if ((running >= jobs)); then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    one "$t" &
+    running=$((running + 1))
+done
+wait
+
 failed=()
 summary=()
 for t in $targets; do
-    mkdir -p "$work/corpus-$t" fuzz/corpus/"$t"
     log="$work/$t.log"
-    echo "== $t: ${seconds}s"
-    if ! "${fuzz[@]}" run "$t" "$work/corpus-$t" fuzz/corpus/"$t" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+    if [ "$(cat "$work/$t.rc" 2>/dev/null)" != ok ]; then
         failed+=("$t")
+        echo "== $t FAILED; the end of its log:"
         tail -n 60 "$log"
     fi
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)"
     summary+=("$(printf '%-14s %12s execs %10s exec/s %6s corpus' \
         "$t" "${runs:-?}" "${rate:-?}" "$(find "$work/corpus-$t" -type f | wc -l)")")
-    echo "${summary[-1]}"
 done
 
 echo "== summary (${seconds}s per target)"
