@@ -152,6 +152,12 @@ pub struct GripRoute {
     next_id: u64,
 }
 
+/// Cancels `timer` and forgets what it was for.
+fn cancel(timers: &mut HashMap<TimerId, TimerFor>, ctx: &mut Context<'_>, timer: TimerId) {
+    ctx.cancel_timer(timer);
+    timers.remove(&timer);
+}
+
 impl GripRoute {
     /// Connections of this route go to `backend`.
     pub fn new(backend: Url) -> Self {
@@ -193,8 +199,7 @@ impl GripRoute {
             return;
         }
         if let Some(t) = c.keep_alive_timer.take() {
-            ctx.cancel_timer(t);
-            self.timers.remove(&t);
+            cancel(&mut self.timers, ctx, t);
         }
         let body = std::mem::take(&mut c.pending);
         let close_in_body = c.close_sent;
@@ -241,21 +246,30 @@ impl GripRoute {
 
     /// Drops every trace of `conn`.
     fn forget(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
-        let Some(c) = self.conns.remove(conn) else {
-            return;
-        };
-        if let Some(t) = c.in_flight {
+        self.quiet(ctx, conn);
+        if let Some(c) = self.conns.remove(conn)
+            && let Some(t) = c.in_flight
+        {
             self.requests.remove(&t);
         }
-        for t in c
+    }
+
+    /// Stops everything that would still reach `conn` or its backend
+    /// unasked: both keep-alive timers and every channel. A request in
+    /// flight stays.
+    fn quiet(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let timers = c
             .keep_alive_timer
+            .take()
             .into_iter()
-            .chain(c.client_keep_alive.map(|(_, t)| t))
-        {
-            ctx.cancel_timer(t);
-            self.timers.remove(&t);
+            .chain(c.client_keep_alive.take().map(|(_, t)| t));
+        for t in timers {
+            cancel(&mut self.timers, ctx, t);
         }
-        for channel in c.channels {
+        for channel in std::mem::take(&mut c.channels) {
             self.leave(ctx, conn, &channel);
         }
     }
@@ -565,8 +579,7 @@ impl GripRoute {
                     c.pending.clear();
                     events::encode(&WsEvent::bare(Kind::Close), &mut c.pending);
                     if let Some(t) = c.keep_alive_timer.take() {
-                        ctx.cancel_timer(t);
-                        self.timers.remove(&t);
+                        cancel(&mut self.timers, ctx, t);
                     }
                     self.flush(ctx, conn, false);
                 }
@@ -576,8 +589,7 @@ impl GripRoute {
                     return;
                 };
                 if let Some((_, t)) = c.client_keep_alive.take() {
-                    ctx.cancel_timer(t);
-                    self.timers.remove(&t);
+                    cancel(&mut self.timers, ctx, t);
                 }
                 if let Some(ka) = ka {
                     let t = ctx.add_periodic_timer(ka.timeout);
@@ -806,18 +818,7 @@ impl Application for GripRoute {
         }
         c.close_sent = true;
         // Publishes stop now; the last request may still be out.
-        for t in c
-            .keep_alive_timer
-            .take()
-            .into_iter()
-            .chain(c.client_keep_alive.take().map(|(_, t)| t))
-        {
-            ctx.cancel_timer(t);
-            self.timers.remove(&t);
-        }
-        for channel in std::mem::take(&mut c.channels) {
-            self.leave(ctx, conn, &channel);
-        }
+        self.quiet(ctx, conn);
         self.flush(ctx, conn, false);
     }
 
@@ -916,15 +917,7 @@ impl GripPublish {
             let Some(message) = item.message else {
                 continue;
             };
-            ctx.publish(Event {
-                topic: item.channel,
-                data: message.to_data(),
-                user: None,
-                exclude: Vec::new(),
-                eligible: None,
-                publisher: None,
-                position: None,
-            });
+            ctx.publish(Event::raw(item.channel, message.to_data()));
         }
     }
 

@@ -14,13 +14,10 @@ use std::collections::HashMap;
 /// Turns a checked push into a bus event.
 pub fn event_of(push: Push) -> Event {
     Event {
-        topic: push.topic,
-        data: push.data.to_string(),
         user: push.user,
         exclude: push.exclude,
         eligible: push.eligible,
-        publisher: None,
-        position: None,
+        ..Event::raw(push.topic, push.data.to_string())
     }
 }
 

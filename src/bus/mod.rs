@@ -82,9 +82,15 @@ impl Event {
 
     /// An event for every subscriber of `topic`.
     pub fn new(topic: impl Into<String>, data: &serde_json::Value) -> Event {
+        Event::raw(topic, data.to_string())
+    }
+
+    /// An event for every subscriber of `topic` whose payload is already
+    /// JSON text.
+    pub fn raw(topic: impl Into<String>, data: String) -> Event {
         Event {
             topic: topic.into(),
-            data: data.to_string(),
+            data,
             user: None,
             exclude: Vec::new(),
             eligible: None,

@@ -773,13 +773,10 @@ fn bus_event(
     publisher: Option<String>,
 ) -> crate::bus::Event {
     crate::bus::Event {
-        topic: topic.to_owned(),
-        data: event.to_string(),
-        user: None,
         exclude: exclude.to_vec(),
         eligible: (!eligible.is_empty()).then(|| eligible.to_vec()),
         publisher,
-        position: None,
+        ..crate::bus::Event::raw(topic, event.to_string())
     }
 }
 
