@@ -16,37 +16,15 @@
 // {"meta": {...}} with the Meta-* and Connection-Id headers it got.
 // Every CLOSE and DISCONNECT is appended to $GRIP_LOG as one line.
 
-function ev(string $type, ?string $content = null): string
-{
-    return $content === null ? "$type\r\n" : $type . ' ' . dechex(strlen($content)) . "\r\n$content\r\n";
-}
-
-function parse_events(string $body): array
-{
-    $out = [];
-    $at = 0;
-    while ($at < strlen($body)) {
-        $eol = strpos($body, "\r\n", $at);
-        $line = substr($body, $at, $eol - $at);
-        $at = $eol + 2;
-        $sp = strpos($line, ' ');
-        if ($sp === false) {
-            $out[] = [$line, null];
-            continue;
-        }
-        $len = hexdec(substr($line, $sp + 1));
-        $out[] = [substr($line, 0, $sp), substr($body, $at, $len)];
-        $at += $len + 2;
-    }
-    return $out;
-}
+// The events codec is the example's, the very code users copy.
+require __DIR__ . '/../../examples/api-over-sockets/websocket-over-http.php';
 
 $headers = array_change_key_case(getallheaders(), CASE_LOWER);
 $cid = $headers['connection-id'] ?? '?';
 $body = file_get_contents('php://input');
 $out = '';
 $status = 200;
-foreach (parse_events($body) as [$type, $content]) {
+foreach (wsoh_parse($body) as [$type, $content]) {
     switch ($type) {
         case 'OPEN':
             parse_str($_SERVER['QUERY_STRING'] ?? '', $q);
@@ -66,11 +44,11 @@ foreach (parse_events($body) as [$type, $content]) {
                 }
             }
             $channel = $q['channel'] ?? 'news';
-            $out .= ev('OPEN');
-            $out .= ev('TEXT', 'c:' . json_encode(['type' => 'subscribe', 'channel' => $channel]));
-            $out .= ev('TEXT', ($bare ? '' : 'm:') . json_encode(['meta' => (object) $meta, 'cid' => $cid]));
+            $out .= wsoh_event('OPEN');
+            $out .= wsoh_event('TEXT', 'c:' . json_encode(['type' => 'subscribe', 'channel' => $channel]));
+            $out .= wsoh_event('TEXT', ($bare ? '' : 'm:') . json_encode(['meta' => (object) $meta, 'cid' => $cid]));
             if ($bare) {
-                $out .= ev('TEXT', 'no prefix needed');
+                $out .= wsoh_event('TEXT', 'no prefix needed');
             }
             break;
         case 'TEXT':
@@ -91,22 +69,22 @@ foreach (parse_events($body) as [$type, $content]) {
                 usleep(500000);
             }
             if ($content === 'bye') {
-                $out .= ev('CLOSE', pack('n', 4000) . 'bye');
+                $out .= wsoh_event('CLOSE', pack('n', 4000) . 'bye');
             } elseif (str_starts_with($content, 'sub:')) {
-                $out .= ev('TEXT', 'c:' . json_encode(['type' => 'subscribe', 'channel' => substr($content, 4)]));
-                $out .= ev('TEXT', 'm:subscribed');
+                $out .= wsoh_event('TEXT', 'c:' . json_encode(['type' => 'subscribe', 'channel' => substr($content, 4)]));
+                $out .= wsoh_event('TEXT', 'm:subscribed');
             } elseif (str_starts_with($content, 'unsub:')) {
-                $out .= ev('TEXT', 'c:' . json_encode(['type' => 'unsubscribe', 'channel' => substr($content, 6)]));
-                $out .= ev('TEXT', 'm:unsubscribed');
+                $out .= wsoh_event('TEXT', 'c:' . json_encode(['type' => 'unsubscribe', 'channel' => substr($content, 6)]));
+                $out .= wsoh_event('TEXT', 'm:unsubscribed');
             } elseif ($content === 'raw') {
                 // Unprefixed under grip: dropped by the proxy.
-                $out .= ev('TEXT', 'dropped');
-                $out .= ev('TEXT', 'm:after');
+                $out .= wsoh_event('TEXT', 'dropped');
+                $out .= wsoh_event('TEXT', 'm:after');
             } elseif ($content === 'detach') {
-                $out .= ev('TEXT', 'm:detached');
-                $out .= ev('TEXT', 'c:{"type":"detach"}');
+                $out .= wsoh_event('TEXT', 'm:detached');
+                $out .= wsoh_event('TEXT', 'c:{"type":"detach"}');
             } else {
-                $out .= ev('TEXT', 'm:echo:' . $content);
+                $out .= wsoh_event('TEXT', 'm:echo:' . $content);
             }
             break;
         case 'CLOSE':
@@ -114,7 +92,7 @@ foreach (parse_events($body) as [$type, $content]) {
             $code = $content !== null && strlen($content) >= 2 ? unpack('n', $content)[1] : '-';
             file_put_contents(getenv('GRIP_LOG'), "$cid $type $code\n", FILE_APPEND | LOCK_EX);
             if ($type === 'CLOSE') {
-                $out .= ev('CLOSE', $content);
+                $out .= wsoh_event('CLOSE', $content);
             }
             break;
     }
