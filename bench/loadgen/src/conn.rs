@@ -61,10 +61,13 @@ pub struct Target {
     pub raw_record: usize,
     /// First read buffer size per connection (grows for large frames).
     pub read_buf: usize,
+    /// wss://: the client configuration (`--tls-ca`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 pub struct Conn {
     sock: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
     pub phase: Phase,
     raw: bool,
     raw_record: usize,
@@ -95,8 +98,13 @@ impl Conn {
             )
         };
         wbuf.reserve(256);
+        let tls = match &t.tls {
+            Some(cfg) => Some(crate::tls::session(cfg, t.addr)?),
+            None => None,
+        };
         Ok(Conn {
             sock,
+            tls,
             phase: Phase::Connecting,
             raw: t.raw,
             raw_record: t.raw_record.max(1),
@@ -116,7 +124,11 @@ impl Conn {
     pub fn close(&mut self, code: u16, rng: &mut Rng) {
         if matches!(self.phase, Phase::Open) {
             if self.raw {
-                let _ = self.sock.shutdown(std::net::Shutdown::Write);
+                if let Some(tls) = self.tls.as_mut() {
+                    tls.send_close_notify();
+                } else {
+                    let _ = self.sock.shutdown(std::net::Shutdown::Write);
+                }
             } else {
                 ws::encode(&mut self.wbuf, ws::OP_CLOSE, 2, rng.next() as u32, |p| {
                     p.copy_from_slice(&code.to_be_bytes())
@@ -132,7 +144,11 @@ impl Conn {
             return Ok(());
         }
         while self.wpos < self.wbuf.len() {
-            match self.sock.write(&self.wbuf[self.wpos..]) {
+            let written = match self.tls.as_mut() {
+                Some(tls) => crate::tls::write(tls, &mut self.sock, &self.wbuf[self.wpos..]),
+                None => self.sock.write(&self.wbuf[self.wpos..]),
+            };
+            match written {
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -141,6 +157,9 @@ impl Conn {
         }
         self.wbuf.clear();
         self.wpos = 0;
+        if let Some(tls) = self.tls.as_mut() {
+            crate::tls::flush(tls, &mut self.sock).map_err(|e| format!("write: {e}"))?;
+        }
         Ok(())
     }
 
@@ -190,7 +209,11 @@ impl Conn {
         loop {
             self.make_room();
             let space = self.rbuf.len() - self.rend;
-            match self.sock.read(&mut self.rbuf[self.rend..]) {
+            let got = match self.tls.as_mut() {
+                Some(tls) => crate::tls::read(tls, &mut self.sock, &mut self.rbuf[self.rend..]),
+                None => self.sock.read(&mut self.rbuf[self.rend..]),
+            };
+            match got {
                 Ok(0) => {
                     return match self.phase {
                         Phase::Closing | Phase::Closed => Ok(false),
@@ -203,7 +226,9 @@ impl Conn {
                     if self.phase == Phase::Closed {
                         return Ok(false);
                     }
-                    if n < space {
+                    // (Under TLS a short read says nothing about the
+                    // socket: read on until it would block.)
+                    if n < space && self.tls.is_none() {
                         // A short read emptied the socket; edge-triggered
                         // epoll reports the next arrival.
                         return Ok(true);

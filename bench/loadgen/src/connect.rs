@@ -47,6 +47,7 @@ pub fn run(common: &Common, o: &ConnectOpts) -> Result<Outcome, String> {
         raw: false,
         raw_record: 0,
         read_buf: 1024,
+        tls: common.tls.clone(),
     };
     let mut h = Idle {
         opened: 0,

@@ -149,6 +149,7 @@ pub fn run(common: &Common, o: &EchoOpts) -> Result<Outcome, String> {
         raw: o.raw,
         raw_record: o.size,
         read_buf: (o.size + 14).max(16 * 1024),
+        tls: common.tls.clone(),
     };
     let mut h = Echo {
         payloads: Payloads::new(o.size, o.binary, &mut driver.rng)?,

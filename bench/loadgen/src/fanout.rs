@@ -488,6 +488,7 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
             raw: false,
             raw_record: 0,
             read_buf: 16 * 1024,
+            tls: common.tls.clone(),
         })
         .collect();
     // Subscriber i and publisher p go to server i (p) mod n.

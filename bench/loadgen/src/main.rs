@@ -12,6 +12,7 @@ mod httppub;
 mod payload;
 mod procstat;
 mod report;
+mod tls;
 mod ws;
 
 use procstat::CpuUse;
@@ -40,7 +41,9 @@ operation; connect mode also reads its RSS (/proc/PID/status) before and
 after. --server-pid PID,PID... sums several server processes (and gives
 each one's share); --aux-pid PID,... samples other processes (e.g. a Redis
 the servers share) over the same window, reported apart as aux_cpu_*.
---label NAME is copied into the output.
+--label NAME is copied into the output. --tls-ca FILE: connect with TLS
+(wss://; ALPN http/1.1, no session resumption), trusting the PEM
+certificates in FILE; the server's certificate must name the IP address.
 
 echo      C connections keep W messages of S bytes in flight each; every echo
           is checked (content and order). Reports msgs/s, MB/s, RTT
@@ -78,6 +81,8 @@ pub struct Common {
     /// Other processes whose CPU is sampled over the same window, apart.
     pub aux_pids: Vec<u32>,
     pub label: Option<String>,
+    /// wss:// (`--tls-ca FILE`): trust the certificates in FILE.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A comma-separated list of `T`, empty when the option is absent.
@@ -158,6 +163,10 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
         server_pids: list(&a, "server-pid")?,
         aux_pids: list(&a, "aux-pid")?,
         label: a.opt("label")?,
+        tls: match a.opt::<String>("tls-ca")? {
+            Some(file) => Some(tls::client_config(&file)?),
+            None => None,
+        },
     };
     let quiet = a.flag("quiet");
     let outcome = match mode {

@@ -562,3 +562,166 @@ fn sprocket_echo_if_built() {
     assert_eq!(f.code, 0, "{}", f.json);
     assert_eq!(f.num("lost"), 0.0);
 }
+
+/// A self-signed certificate for 127.0.0.1, its PEM in a temporary file
+/// (the trust anchor a client is given), and the rustls server config.
+fn tls_identity(tag: &str) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let pem = std::env::temp_dir().join(format!(
+        "loadgen-smoke-{tag}-{}-{:?}.pem",
+        std::process::id(),
+        thread::current().id()
+    ));
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], der)
+    .unwrap();
+    (pem, Arc::new(cfg))
+}
+
+/// A wss:// echo server on an ephemeral port (a thread per connection,
+/// blocking rustls streams); counts the connections whose TLS handshake
+/// completed.
+fn tls_echo_server(cfg: Arc<rustls::ServerConfig>) -> (String, Arc<AtomicU64>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let handshakes = Arc::new(AtomicU64::new(0));
+    let counter = handshakes.clone();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let (cfg, counter) = (cfg.clone(), counter.clone());
+            thread::spawn(move || {
+                let tls = rustls::ServerConnection::new(cfg).unwrap();
+                let mut stream = rustls::StreamOwned::new(tls, s);
+                if stream.conn.complete_io(&mut stream.sock).is_err() {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                serve_ws_echo(BufReader::new(stream));
+            });
+        }
+    });
+    (addr, handshakes)
+}
+
+/// The echo half of `serve_ws` on any stream, reading and writing in turn.
+fn serve_ws_echo<S: Read + Write>(mut r: BufReader<S>) {
+    let mut key = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("sec-websocket-key")
+        {
+            key = v.trim().to_owned();
+        }
+    }
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if r.get_mut().write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    while let Some((op, data)) = read_frame(&mut r) {
+        let reply = match op {
+            0x8 => frame(0x8, &data),
+            0x9 => frame(0xA, &data),
+            0x1 | 0x2 => frame(op, &data),
+            _ => continue,
+        };
+        if r.get_mut()
+            .write_all(&reply)
+            .and_then(|_| r.get_mut().flush())
+            .is_err()
+            || op == 0x8
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn echo_over_tls() {
+    let (pem, cfg) = tls_identity("echo");
+    let (addr, handshakes) = tls_echo_server(cfg);
+    let ca = pem.to_str().unwrap();
+    let r = loadgen(
+        &[
+            &["echo", "--addr", &addr, "--conns", "4", "--window", "4"][..],
+            &["--size", "20000", "--tls-ca", ca],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert!(r.num("msgs") > 50.0, "{}", r.json);
+    assert_eq!(r.num("mismatches"), 0.0);
+    assert_eq!(r.num("unanswered"), 0.0);
+    assert_eq!(handshakes.load(Ordering::SeqCst), 4);
+    let _ = std::fs::remove_file(pem);
+}
+
+#[test]
+fn connect_over_tls_counts_handshakes() {
+    let (pem, cfg) = tls_identity("connect");
+    let (addr, handshakes) = tls_echo_server(cfg);
+    let ca = pem.to_str().unwrap();
+    let r = loadgen(&[
+        "connect",
+        "--addr",
+        &addr,
+        "--conns",
+        "50",
+        "--concurrency",
+        "10",
+        "--hold",
+        "0.2",
+        "--tls-ca",
+        ca,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(handshakes.load(Ordering::SeqCst), 50, "{}", r.json);
+    let _ = std::fs::remove_file(pem);
+}
+
+#[test]
+fn untrusted_certificate_is_an_error() {
+    let (pem, cfg) = tls_identity("server");
+    let (other, _) = tls_identity("other");
+    let (addr, handshakes) = tls_echo_server(cfg);
+    let r = loadgen(&[
+        "echo",
+        "--addr",
+        &addr,
+        "--conns",
+        "1",
+        "--duration",
+        "0.2",
+        "--tls-ca",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.json.contains("certificate"), "{}", r.json);
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+    for f in [pem, other] {
+        let _ = std::fs::remove_file(f);
+    }
+}

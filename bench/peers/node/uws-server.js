@@ -1,7 +1,8 @@
 // Peer: uWebSockets.js (npm package `uwebsockets`, prebuilt addon) on one
 // thread. /echo echoes, /chat relays to all other /chat clients (a topic
 // publish from the sender's socket skips the sender), GET /health answers 200.
-// Usage: node uws-server.js PORT
+// Usage: node uws-server.js PORT [CERT.pem KEY.pem]
+// With a certificate and key: uWS.SSLApp (TLS, BoringSSL inside the addon).
 'use strict';
 const uWS = require('uwebsockets');
 
@@ -16,7 +17,11 @@ const common = {
   idleTimeout: 0,
 };
 
-uWS.App()
+const [cert, key] = process.argv.slice(3, 5);
+const app = cert && key
+  ? uWS.SSLApp({ cert_file_name: cert, key_file_name: key })
+  : uWS.App();
+app
   .ws('/echo', {
     ...common,
     message: (ws, msg, isBinary) => { ws.send(msg, isBinary); },
