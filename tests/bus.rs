@@ -45,10 +45,7 @@ impl Node {
 
     /// The value of one metrics line (`name{labels}`), 0 if absent.
     fn metric(&self, line: &str) -> u64 {
-        let text = self.metrics();
-        text.lines()
-            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0)
+        metric(&self.metrics(), line).unwrap_or(0)
     }
 
     fn health(&self) -> String {

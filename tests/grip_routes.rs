@@ -145,16 +145,19 @@ fn a_failing_or_slow_backend_closes_that_connection_with_1011_and_no_other() {
     echo(&mut bystander, "after");
 
     let m = s.metrics();
-    assert!(
-        m.contains(r#"sprocket_grip_requests_total{outcome="failed"}"#),
+    assert_eq!(
+        metric(&m, r#"sprocket_grip_requests_total{outcome="failed"}"#),
+        Some(1),
         "{m}"
     );
-    assert!(
-        m.contains(r#"sprocket_grip_requests_total{outcome="malformed"}"#),
+    assert_eq!(
+        metric(&m, r#"sprocket_grip_requests_total{outcome="malformed"}"#),
+        Some(1),
         "{m}"
     );
-    assert!(
-        m.contains(r#"sprocket_grip_requests_total{outcome="refused"}"#),
+    assert_eq!(
+        metric(&m, r#"sprocket_grip_requests_total{outcome="refused"}"#),
+        Some(1),
         "{m}"
     );
 }
@@ -401,12 +404,17 @@ fn publish_ids_drop_repeats_and_prev_ids_keep_the_publishers_order() {
         started.elapsed()
     );
     let m = s.metrics();
-    assert!(
-        m.contains(r#"sprocket_grip_publish_items_total{outcome="repeat"} 1"#),
+    assert_eq!(
+        metric(&m, r#"sprocket_grip_publish_items_total{outcome="repeat"}"#),
+        Some(1),
         "{m}"
     );
-    assert!(
-        m.contains(r#"sprocket_grip_publish_items_total{outcome="unordered"} 1"#),
+    assert_eq!(
+        metric(
+            &m,
+            r#"sprocket_grip_publish_items_total{outcome="unordered"}"#
+        ),
+        Some(1),
         "{m}"
     );
 }
@@ -446,8 +454,9 @@ fn a_backend_may_name_another_message_prefix() {
     d.send_text("raw");
     assert_eq!(d.read_text(), "after");
     let m = s.metrics();
-    assert!(
-        m.contains(r#"sprocket_grip_messages_total{outcome="unprefixed"} 1"#),
+    assert_eq!(
+        metric(&m, r#"sprocket_grip_messages_total{outcome="unprefixed"}"#),
+        Some(1),
         "{m}"
     );
 }

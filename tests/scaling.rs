@@ -65,9 +65,7 @@ fn metric(admin: u16, name: &str) -> u64 {
         SocketAddr::from(([127, 0, 0, 1], admin)),
         b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
     );
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
+    common::metric(&text, name).unwrap_or(0)
 }
 
 fn wamp(addr: SocketAddr) -> Client {

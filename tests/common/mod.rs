@@ -399,3 +399,12 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The value of one series (`name{labels}` exactly as rendered) in a
+/// Prometheus text scrape, or `None` when the scrape has no such line.
+pub fn metric(scrape: &str, series: &str) -> Option<u64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
