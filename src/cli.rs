@@ -56,6 +56,9 @@ pub struct Options {
     /// `--grip-route PATH=URL`: WebSocket routes driven by a backend over
     /// WebSocket-over-HTTP, in the order given.
     pub grip_routes: Vec<(String, Url)>,
+    /// `--pusher-app ID:KEY:SECRET`: Pusher apps served at `/app/{key}`
+    /// and `/apps/{id}/...`.
+    pub pusher_apps: Vec<sprocket::app::PusherApp>,
 }
 
 /// `--bus` and friends: topics shared with other processes through Redis.
@@ -158,6 +161,7 @@ impl Default for Options {
             blocked: Vec::new(),
             wamp_path: "/wamp".to_owned(),
             grip_routes: Vec::new(),
+            pusher_apps: Vec::new(),
             log_json: false,
             admin_listen: None,
             sessions: SessionSettings::default(),
@@ -274,6 +278,12 @@ WEBSOCKET APPS IN THE BACKEND (Pushpin's WebSocket-over-HTTP and GRIP; see docs/
                                     their events are POSTed to it as application/websocket-events
                                     and its answers applied (repeatable). GRIP publishes go to
                                     POST /publish/ on --admin-listen
+
+THE PUSHER PROTOCOL (Laravel Echo, pusher-js, the Pusher server SDKs; see docs/pusher.md):
+        --pusher-app <ID:KEY:SECRET>
+                                    Serve this Pusher app (repeatable): clients connect to
+                                    /app/KEY, the HTTP API is /apps/ID/... on the same port,
+                                    client events are on
     -h, --help                      Print this help
     -V, --version                   Print the version
 
@@ -611,6 +621,21 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                     )));
                 }
                 opts.grip_routes.push(route);
+            }
+            "--pusher-app" => {
+                let app = sprocket::app::PusherApp::parse(&value()?)
+                    .map_err(|e| CliError(format!("--pusher-app: {e}")))?;
+                if opts
+                    .pusher_apps
+                    .iter()
+                    .any(|a| a.id == app.id || a.key == app.key)
+                {
+                    return Err(CliError(format!(
+                        "--pusher-app: app id {} or key {} is given twice",
+                        app.id, app.key
+                    )));
+                }
+                opts.pusher_apps.push(app);
             }
             "--wamp-path" => {
                 opts.wamp_path = value()?;

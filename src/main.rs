@@ -7,7 +7,8 @@ use cli::{Command, Options};
 use sprocket::Server;
 use sprocket::app::{
     Admin, Application, AuthBackend, Backend, Chat, Echo, GripPublish, GripRoute, IpBlocklist,
-    OriginCheck, Page, PushEndpoint, RedisPush, Router, SessionProvider, SessionStore, ZmqPush,
+    OriginCheck, Page, PushEndpoint, PusherLimits, PusherServer, RedisPush, Router,
+    SessionProvider, SessionStore, ZmqPush,
 };
 use sprocket::wamp::{Broker, Forward, WampServer, push};
 use std::borrow::Cow;
@@ -150,6 +151,20 @@ fn serve(mut opts: Options) -> Result<(), String> {
     for (path, url) in &opts.grip_routes {
         log::info!("GRIP route: WebSocket connections to {path} are run by {url}");
         router = router.route(path.clone(), GripRoute::new(url.clone()));
+    }
+    if !opts.pusher_apps.is_empty() {
+        for app in &opts.pusher_apps {
+            log::info!(
+                "Pusher app {}: clients at /app/{}, HTTP API at /apps/{}/",
+                app.id,
+                app.key,
+                app.id
+            );
+        }
+        router = router.prefixes(
+            &["/app/", "/apps/"],
+            PusherServer::new(opts.pusher_apps.clone(), PusherLimits::default()),
+        );
     }
     let mut publish = secret
         .as_ref()

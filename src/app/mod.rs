@@ -21,6 +21,7 @@ mod context;
 mod grip;
 mod origin;
 mod push;
+mod pusher;
 mod route;
 mod router;
 mod session;
@@ -34,6 +35,7 @@ pub use context::{Context, RedisId, Sink, ZmqId};
 pub use grip::{GripLimits, GripPublish, GripRoute, MIN_KEEP_ALIVE_INTERVAL};
 pub use origin::OriginCheck;
 pub use push::{PushEndpoint, RedisPush, ZmqPush, event_of as push_event};
+pub use pusher::{PusherApp, PusherLimits, PusherServer};
 pub use route::{Route, Ticket, TimerId};
 pub use router::{Aggregate, Router};
 pub use session::{

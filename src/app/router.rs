@@ -125,6 +125,9 @@ fn pick(
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(String, Box<dyn Application>)>,
+    /// Path prefixes of routes mounted with [`Router::prefixes`]: (prefix,
+    /// index into `routes`).
+    prefixes: Vec<(String, usize)>,
     pages: Vec<(String, Page)>,
     /// Route (index into `routes`) of each connection, from its accept.
     by_conn: ConnMap<u32>,
@@ -142,6 +145,17 @@ impl Router {
         self
     }
 
+    /// Mounts `app` at every path that begins with one of `prefixes`
+    /// (e.g. `/app/` and `/apps/`), for apps that read the rest of the
+    /// path. Exact routes come first; among prefixes, the longest match.
+    pub fn prefixes(mut self, prefixes: &[&str], app: impl Application + 'static) -> Self {
+        let i = self.routes.len();
+        self.routes.push((prefixes.join(" "), Box::new(app)));
+        self.prefixes
+            .extend(prefixes.iter().map(|p| (p.to_string(), i)));
+        self
+    }
+
     /// Serves `page` to plain HTTP GETs of exactly `path` (e.g. a demo
     /// page at `/`).
     pub fn page(mut self, path: impl Into<String>, page: Page) -> Self {
@@ -150,7 +164,16 @@ impl Router {
     }
 
     fn find(&self, path: &str) -> Option<usize> {
-        self.routes.iter().position(|(p, _)| p == path)
+        // A prefix route is named by its prefixes joined with spaces,
+        // which no request path equals.
+        if let Some(i) = self.routes.iter().position(|(p, _)| p == path) {
+            return Some(i);
+        }
+        self.prefixes
+            .iter()
+            .filter(|(p, _)| path.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|&(_, i)| i)
     }
 
     /// The child serving `conn` and its index.
@@ -291,6 +314,23 @@ mod tests {
         rec.sent.clear();
         r.on_message(&mut rec.ctx(), b, Message::Text("alone"));
         assert!(rec.sent.is_empty(), "closed member must not receive");
+    }
+
+    #[test]
+    fn prefix_routes_take_what_exact_routes_leave() {
+        let mut r = Router::new()
+            .route("/app/exact", Echo)
+            .prefixes(&["/app/", "/apps/"], Echo)
+            .prefixes(&["/app/long/"], Echo);
+        assert_eq!(r.find("/app/exact"), Some(0));
+        assert_eq!(r.find("/app/key1"), Some(1));
+        assert_eq!(r.find("/apps/1/events"), Some(1));
+        assert_eq!(r.find("/app/long/x"), Some(2));
+        assert_eq!(r.find("/app"), None);
+        assert_eq!(r.find("/application"), None);
+        let mut rec = Recorder::default();
+        let refused = r.accept(&mut rec.ctx(), ConnId::new(0, 1), &req("/appx", &[]));
+        assert_eq!(refused.unwrap_err().status, 404);
     }
 
     #[test]

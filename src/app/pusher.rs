@@ -1,0 +1,861 @@
+//! The Pusher Channels protocol (version 7) as an application: what
+//! Laravel Echo and pusher-js connect to at `/app/{key}`, and the HTTP API
+//! the server SDKs call at `/apps/{id}/...` on the same port
+//! (`docs/pusher.md`).
+//!
+//! Channels are bus topics (`pusher/{app id}/{channel}`): an event from the
+//! HTTP API or a client event is published once and every connection
+//! subscribed to the channel gets it through the bus, as GRIP channels do.
+//! The codecs are [`crate::pusher`]'s; this module keeps the state:
+//! connections and their socket ids, channel subscriptions, presence
+//! members counted per user, the last event of cache channels, activity.
+
+use super::{Application, ConnId, ConnMap, ConnSet, Context, Http, Message, Page, Reply, Request};
+use super::{Ticket, TimerId};
+use crate::bus::Event;
+use crate::pusher::api::{self, Limits, Trigger};
+use crate::pusher::auth::{self, ApiRequest};
+use crate::pusher::channel::{Channel, Kind};
+use crate::pusher::protocol::{self, ClientMessage, Member};
+use crate::pusher::{PROTOCOL, code};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One Pusher app: its credentials and what its clients may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PusherApp {
+    /// The app id of the HTTP API's paths (`/apps/{id}/...`).
+    pub id: String,
+    /// The key clients connect with (`/app/{key}`) and the API signs with.
+    pub key: String,
+    /// The secret every signature is made with.
+    pub secret: String,
+    /// Clients may send `client-*` events on private and presence
+    /// channels.
+    pub client_events: bool,
+}
+
+impl PusherApp {
+    /// Parses `ID:KEY:SECRET` (client events on).
+    pub fn parse(spec: &str) -> Result<PusherApp, String> {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(id), Some(key), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("expected ID:KEY:SECRET, not {spec:?}"));
+        };
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !plain(id) || !plain(key) {
+            return Err(format!(
+                "the app id and key may hold letters, digits and -_. only: {spec:?}"
+            ));
+        }
+        if secret.is_empty() {
+            return Err("the app secret is empty".into());
+        }
+        Ok(PusherApp {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            client_events: true,
+        })
+    }
+}
+
+/// Limits of the Pusher server.
+#[derive(Clone, Copy, Debug)]
+pub struct PusherLimits {
+    /// Seconds of silence before the server pings a client; sent to
+    /// clients as `activity_timeout`, after which they ping.
+    pub activity_timeout: u64,
+    /// How long a ping waits for its pong before the connection is closed
+    /// with 4201.
+    pub pong_timeout: Duration,
+    /// Members of one presence channel.
+    pub max_presence_members: usize,
+    /// Bytes of one member's `user_info`.
+    pub max_user_info: usize,
+    /// Channels one connection may be subscribed to.
+    pub max_channels: usize,
+    /// Bytes of a client event's message.
+    pub max_client_event: usize,
+    /// Client events one connection may send per second.
+    pub client_events_per_second: u32,
+    /// API trigger limits.
+    pub api: Limits,
+    /// Seconds an API request's timestamp may be from our clock.
+    pub api_window: u64,
+}
+
+impl Default for PusherLimits {
+    fn default() -> Self {
+        PusherLimits {
+            activity_timeout: 120,
+            pong_timeout: Duration::from_secs(30),
+            max_presence_members: 100,
+            max_user_info: 1024,
+            max_channels: 100,
+            max_client_event: 10 * 1024,
+            client_events_per_second: 10,
+            api: Limits::default(),
+            api_window: auth::API_WINDOW,
+        }
+    }
+}
+
+struct Conn {
+    app: usize,
+    socket_id: String,
+    channels: Vec<String>,
+    /// The user of `pusher:signin`.
+    user: Option<String>,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+    /// Client events in the current second, and when it began.
+    burst: (u32, Instant),
+}
+
+#[derive(Default)]
+struct Chan {
+    subscription: Option<Ticket>,
+    subscribers: ConnSet,
+    /// Presence: the user of each subscribed connection, and each user's
+    /// info and number of connections.
+    member_of: HashMap<ConnId, String>,
+    members: HashMap<String, (usize, Value)>,
+    /// Their order of arrival (`ids` of `subscription_succeeded`).
+    order: Vec<String>,
+}
+
+/// How long a cache channel keeps its last event.
+pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// Most cache channels remembered at once; past it, a new one is not
+/// remembered (logged).
+pub const MAX_CACHED: usize = 10_000;
+
+/// Serves the Pusher protocol for a set of apps.
+pub struct PusherServer {
+    apps: Vec<PusherApp>,
+    limits: PusherLimits,
+    conns: ConnMap<Conn>,
+    /// By topic (`pusher/{app id}/{channel}`).
+    channels: HashMap<String, Chan>,
+    by_subscription: HashMap<Ticket, String>,
+    /// The last event of each cache channel (by topic), as sent, and when.
+    cached: HashMap<String, (String, Instant)>,
+    sweep: Option<TimerId>,
+    seed: u64,
+}
+
+/// The bus topic of `channel` of `app`.
+fn topic(app: &PusherApp, channel: &str) -> String {
+    format!("pusher/{}/{channel}", app.id)
+}
+
+impl PusherServer {
+    /// A server for `apps`.
+    pub fn new(apps: Vec<PusherApp>, limits: PusherLimits) -> Self {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        PusherServer {
+            apps,
+            limits,
+            conns: ConnMap::new(),
+            channels: HashMap::new(),
+            by_subscription: HashMap::new(),
+            cached: HashMap::new(),
+            sweep: None,
+            seed: u64::from_le_bytes(seed) | 1,
+        }
+    }
+
+    /// A new socket id: two random decimal numbers, unique per process
+    /// (the connection id is in the second).
+    fn socket_id(&mut self, conn: ConnId) -> String {
+        // xorshift64*: unpredictable enough for an id that is no secret.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let a = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) % 1_000_000_000;
+        let b = u64::from(conn.index() as u32) << 32 | u64::from(conn.generation());
+        format!("{a}.{b}")
+    }
+
+    fn app_by_key(&self, key: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.key == key)
+    }
+
+    fn error(ctx: &mut Context<'_>, conn: ConnId, code: Option<u16>, message: &str) {
+        ctx.send_text(conn, &protocol::error(code, message));
+    }
+
+    fn subscribe(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        name: &str,
+        auth_field: Option<&str>,
+        channel_data: Option<&str>,
+    ) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        let app = &self.apps[c.app];
+        let refuse = |ctx: &mut Context<'_>, kind: &str, why: &str, status: u16| {
+            ctx.count("pusher_subscriptions", "refused");
+            ctx.send_text(conn, &protocol::subscription_error(name, kind, why, status));
+        };
+        let channel = match Channel::parse(name) {
+            Ok(ch) => ch,
+            Err(e) => return refuse(ctx, "InvalidChannel", &e.to_string(), 400),
+        };
+        if c.channels.iter().any(|n| n == name) {
+            return; // already subscribed: nothing to do
+        }
+        if c.channels.len() >= self.limits.max_channels {
+            let why = format!(
+                "at most {} channels per connection",
+                self.limits.max_channels
+            );
+            return refuse(ctx, "LimitReached", &why, 400);
+        }
+        let mut member = None;
+        match channel.kind {
+            Kind::User if channel.user() != c.user.as_deref() => {
+                return refuse(ctx, "AuthError", "not signed in as this user", 403);
+            }
+            Kind::User => {}
+            _ if channel.needs_auth() => {
+                let Some(sig) = auth_field else {
+                    return refuse(ctx, "AuthError", "this channel needs auth", 401);
+                };
+                let data = if channel.kind == Kind::Presence {
+                    let Some(data) = channel_data else {
+                        return refuse(
+                            ctx,
+                            "AuthError",
+                            "a presence channel needs channel_data",
+                            401,
+                        );
+                    };
+                    Some(data)
+                } else {
+                    None
+                };
+                if let Err(e) =
+                    auth::check_channel(&app.key, &app.secret, sig, &c.socket_id, name, data)
+                {
+                    return refuse(ctx, "AuthError", &e.to_string(), 401);
+                }
+                if let Some(data) = data {
+                    match Member::parse(data) {
+                        Ok(m) if m.user_info.to_string().len() > self.limits.max_user_info => {
+                            let why = format!("user_info over {} bytes", self.limits.max_user_info);
+                            return refuse(ctx, "LimitReached", &why, 400);
+                        }
+                        Ok(m) => member = Some(m),
+                        Err(why) => return refuse(ctx, "AuthError", why, 400),
+                    }
+                }
+            }
+            _ => {}
+        }
+        let topic = topic(app, name);
+        let chan = self.channels.entry(topic.clone()).or_default();
+        if let Some(m) = &member
+            && !chan.members.contains_key(&m.user_id)
+            && chan.members.len() >= self.limits.max_presence_members
+        {
+            let why = format!(
+                "the channel has {} members, the most allowed",
+                self.limits.max_presence_members
+            );
+            if chan.subscribers.is_empty() {
+                self.channels.remove(&topic);
+            }
+            return refuse(ctx, "LimitReached", &why, 400);
+        }
+        if chan.subscription.is_none() {
+            chan.subscription = ctx.bus_subscribe(&topic);
+            if let Some(t) = chan.subscription {
+                self.by_subscription.insert(t, topic.clone());
+            }
+        }
+        chan.subscribers.insert(conn);
+        ctx.count("pusher_subscriptions", "ok");
+        let answer = match member {
+            Some(m) => {
+                let first = match chan.members.get_mut(&m.user_id) {
+                    Some((n, _)) => {
+                        *n += 1;
+                        false
+                    }
+                    None => {
+                        chan.members
+                            .insert(m.user_id.clone(), (1, m.user_info.clone()));
+                        chan.order.push(m.user_id.clone());
+                        true
+                    }
+                };
+                chan.member_of.insert(conn, m.user_id.clone());
+                if first {
+                    let added = protocol::member_added(name, &m.user_id, &m.user_info);
+                    let others: Vec<ConnId> =
+                        chan.subscribers.iter().filter(|&o| o != conn).collect();
+                    ctx.broadcast(others, Message::Text(&added));
+                }
+                let members = chan
+                    .order
+                    .iter()
+                    .filter_map(|id| chan.members.get(id).map(|(_, info)| (id.as_str(), info)));
+                protocol::presence_succeeded(name, members)
+            }
+            None => protocol::subscription_succeeded(name),
+        };
+        ctx.send_text(conn, &answer);
+        if channel.cache {
+            match self.cached.get(&topic) {
+                Some((last, _)) => ctx.send_text(conn, last),
+                None => {
+                    ctx.count("pusher_cache", "miss");
+                    ctx.send_text(conn, &protocol::cache_miss(name))
+                }
+            };
+        }
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.channels.push(name.to_owned());
+        }
+    }
+
+    fn unsubscribe(&mut self, ctx: &mut Context<'_>, conn: ConnId, name: &str) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let Some(at) = c.channels.iter().position(|n| n == name) else {
+            return;
+        };
+        c.channels.swap_remove(at);
+        let topic = topic(&self.apps[c.app], name);
+        self.leave(ctx, conn, &topic, name);
+    }
+
+    /// Takes `conn` off the channel: the last connection of a presence
+    /// member makes it leave; the last subscriber ends the bus
+    /// subscription.
+    fn leave(&mut self, ctx: &mut Context<'_>, conn: ConnId, topic: &str, name: &str) {
+        let Some(chan) = self.channels.get_mut(topic) else {
+            return;
+        };
+        chan.subscribers.remove(conn);
+        if let Some(user) = chan.member_of.remove(&conn)
+            && let Some((n, _)) = chan.members.get_mut(&user)
+        {
+            *n -= 1;
+            if *n == 0 {
+                chan.members.remove(&user);
+                chan.order.retain(|u| u != &user);
+                let removed = protocol::member_removed(name, &user);
+                ctx.broadcast(chan.subscribers.iter(), Message::Text(&removed));
+            }
+        }
+        if chan.subscribers.is_empty() {
+            if let Some(t) = chan.subscription {
+                ctx.bus_unsubscribe(t);
+                self.by_subscription.remove(&t);
+            }
+            self.channels.remove(topic);
+        }
+    }
+
+    fn client_event(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        event: &str,
+        name: &str,
+        data: &Value,
+        size: usize,
+    ) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let app = &self.apps[c.app];
+        let refuse = |ctx: &mut Context<'_>, code: Option<u16>, why: &str| {
+            ctx.count("pusher_client_events", "refused");
+            Self::error(ctx, conn, code, why);
+        };
+        if !app.client_events {
+            return refuse(ctx, None, "client events are not enabled for this app");
+        }
+        match Channel::parse(name) {
+            Ok(ch) if ch.allows_client_events() => {}
+            _ => {
+                return refuse(
+                    ctx,
+                    None,
+                    "client events are allowed on private and presence channels only",
+                );
+            }
+        }
+        if !c.channels.iter().any(|n| n == name) {
+            return refuse(
+                ctx,
+                None,
+                "client events need a subscription to the channel",
+            );
+        }
+        if size > self.limits.max_client_event {
+            let why = format!("client event over {} bytes", self.limits.max_client_event);
+            return refuse(ctx, None, &why);
+        }
+        if now.duration_since(c.burst.1) >= Duration::from_secs(1) {
+            c.burst = (0, now);
+        }
+        c.burst.0 += 1;
+        if c.burst.0 > self.limits.client_events_per_second {
+            let why = format!(
+                "more than {} client events per second",
+                self.limits.client_events_per_second
+            );
+            return refuse(ctx, Some(code::CLIENT_EVENT_RATE), &why);
+        }
+        let topic = topic(app, name);
+        let user = self
+            .channels
+            .get(&topic)
+            .and_then(|ch| ch.member_of.get(&conn).cloned());
+        let text = protocol::client_event(name, event, data, user.as_deref());
+        ctx.count("pusher_client_events", "ok");
+        ctx.publish(Event {
+            exclude: vec![c.socket_id.clone()],
+            ..Event::raw(topic, text)
+        });
+    }
+
+    fn signin(&mut self, ctx: &mut Context<'_>, conn: ConnId, sig: &str, user_data: &str) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let app = &self.apps[c.app];
+        let checked = auth::check_user(&app.key, &app.secret, sig, &c.socket_id, user_data)
+            .map_err(|e| e.to_string())
+            .and_then(|()| protocol::signed_in_user(user_data).map_err(str::to_owned));
+        match checked {
+            Ok(user) => {
+                ctx.count("pusher_signins", "ok");
+                c.user = Some(user.clone());
+                ctx.set_user(conn, Some(user.into()));
+                ctx.send_text(conn, &protocol::signin_success(user_data));
+            }
+            Err(why) => {
+                ctx.count("pusher_signins", "refused");
+                Self::error(ctx, conn, Some(code::UNAUTHORIZED), &why);
+                ctx.close(conn, code::UNAUTHORIZED, "sign-in refused");
+            }
+        }
+    }
+
+    /// Pings connections silent for `activity_timeout`, closes those whose
+    /// ping went unanswered for `pong_timeout` (4201).
+    fn check_activity(&mut self, ctx: &mut Context<'_>) {
+        let now = ctx.now();
+        let idle = Duration::from_secs(self.limits.activity_timeout);
+        let mut late = Vec::new();
+        for (id, c) in self.conns.iter_mut() {
+            match c.ping_sent {
+                Some(at) if now.duration_since(at) >= self.limits.pong_timeout => late.push(id),
+                Some(_) => {}
+                None if now.duration_since(c.last_seen) >= idle => {
+                    c.ping_sent = Some(now);
+                    ctx.send_text(id, &protocol::ping());
+                }
+                None => {}
+            }
+        }
+        for id in late {
+            ctx.count("pusher_pong_timeouts", "closed");
+            ctx.close(id, code::PONG_TIMEOUT, "pong reply not received");
+        }
+    }
+
+    /// The HTTP API: `/apps/{id}/...`.
+    fn api(&mut self, ctx: &mut Context<'_>, req: &Request) -> Page {
+        let Some(rest) = req.path.strip_prefix("/apps/") else {
+            return Page::text(404, "not found\n");
+        };
+        let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(app) = self.apps.iter().position(|a| a.id == id) else {
+            return api_error(404, &format!("unknown app id {id:?}"));
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let signed = ApiRequest {
+            method: &req.method,
+            path: &req.path,
+            query: &req.query,
+            body: &req.body,
+        };
+        let a = &self.apps[app];
+        let params = match auth::check_api(&signed, &a.key, &a.secret, now, self.limits.api_window)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.count("pusher_api", "unauthorized");
+                log::info!("{}: Pusher API {} refused: {e}", req.peer, req.path);
+                return api_error(401, &e.to_string());
+            }
+        };
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let page = match (req.method.as_str(), what) {
+            ("POST", "events") => match api::parse_trigger(&req.body, &self.limits.api) {
+                Ok(t) => {
+                    let info = self.trigger(ctx, app, &t);
+                    Page::json(200, info.to_string())
+                }
+                Err(e) => api_error(e.status, &e.reason),
+            },
+            ("POST", "batch_events") => match api::parse_batch(&req.body, &self.limits.api) {
+                Ok(batch) => {
+                    let results: Vec<Value> =
+                        batch.iter().map(|t| self.trigger(ctx, app, t)).collect();
+                    let any_info = batch.iter().any(|t| t.info.is_some());
+                    if any_info {
+                        Page::json(200, json!({"batch": results}).to_string())
+                    } else {
+                        Page::json(200, "{}")
+                    }
+                }
+                Err(e) => api_error(e.status, &e.reason),
+            },
+            ("GET", "channels") => {
+                let prefix = param("filter_by_prefix").unwrap_or("");
+                let info = param("info").unwrap_or("");
+                if info.split(',').any(|i| i == "user_count") && !prefix.starts_with("presence-") {
+                    api_error(400, "info=user_count needs filter_by_prefix=presence-")
+                } else {
+                    Page::json(200, self.channel_list(app, prefix, info).to_string())
+                }
+            }
+            ("GET", w) if w.starts_with("channels/") => {
+                let rest = &w["channels/".len()..];
+                match rest.strip_suffix("/users") {
+                    Some(name) => self.users_of(app, name),
+                    None => {
+                        let info = param("info").unwrap_or("");
+                        Page::json(200, self.channel_info(app, rest, info).to_string())
+                    }
+                }
+            }
+            ("POST", w) if w.starts_with("users/") && w.ends_with("/terminate_connections") => {
+                let user = &w["users/".len()..w.len() - "/terminate_connections".len()];
+                self.terminate(ctx, app, user);
+                Page::json(200, "{}")
+            }
+            (m, w)
+                if matches!(w, "events" | "batch_events" | "channels")
+                    || w.starts_with("channels/")
+                    || w.starts_with("users/") =>
+            {
+                api_error(405, &format!("{m} is not allowed on /apps/{id}/{w}"))
+            }
+            _ => api_error(404, &format!("no such endpoint: {}", req.path)),
+        };
+        ctx.count(
+            "pusher_api",
+            if page.status == 200 { "ok" } else { "refused" },
+        );
+        page
+    }
+
+    /// Publishes `t` on each of its channels; the `info` asked for, per
+    /// channel (as far as this process knows).
+    fn trigger(&mut self, ctx: &mut Context<'_>, app: usize, t: &Trigger) -> Value {
+        let a = &self.apps[app];
+        let mut channels = Map::new();
+        for name in &t.channels {
+            let text = protocol::channel_message(name, &t.name, &t.data);
+            let topic = topic(a, name);
+            if Channel::parse(name).is_ok_and(|c| c.cache) {
+                remember(&mut self.cached, &topic, &text, ctx.now());
+            }
+            let mut event = Event::raw(topic.clone(), text);
+            event.exclude.extend(t.socket_id.clone());
+            ctx.publish(event);
+            if let Some(info) = &t.info {
+                channels.insert(name.clone(), self.info_of(&topic, info));
+            }
+        }
+        ctx.count("pusher_events", "triggered");
+        if t.info.is_some() {
+            json!({"channels": channels})
+        } else {
+            json!({})
+        }
+    }
+
+    fn info_of(&self, topic: &str, info: &str) -> Value {
+        let chan = self.channels.get(topic);
+        let mut out = Map::new();
+        for want in info.split(',') {
+            match want {
+                "subscription_count" => {
+                    out.insert(want.into(), json!(chan.map_or(0, |c| c.subscribers.len())));
+                }
+                "user_count" => {
+                    out.insert(want.into(), json!(chan.map_or(0, |c| c.members.len())));
+                }
+                _ => {}
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn channel_list(&self, app: usize, prefix: &str, info: &str) -> Value {
+        let head = format!("pusher/{}/", self.apps[app].id);
+        let mut channels = Map::new();
+        for (topic, chan) in &self.channels {
+            let Some(name) = topic.strip_prefix(&head) else {
+                continue;
+            };
+            if chan.subscribers.is_empty() || !name.starts_with(prefix) {
+                continue;
+            }
+            channels.insert(name.to_owned(), self.info_of(topic, info));
+        }
+        json!({ "channels": channels })
+    }
+
+    fn channel_info(&self, app: usize, name: &str, info: &str) -> Value {
+        let topic = topic(&self.apps[app], name);
+        let occupied = self
+            .channels
+            .get(&topic)
+            .is_some_and(|c| !c.subscribers.is_empty());
+        let mut out = match self.info_of(&topic, info) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        out.insert("occupied".into(), json!(occupied));
+        Value::Object(out)
+    }
+
+    fn users_of(&self, app: usize, name: &str) -> Page {
+        if !name.starts_with("presence-") {
+            return api_error(400, "users are listed for presence channels only");
+        }
+        let topic = topic(&self.apps[app], name);
+        let users: Vec<Value> = self
+            .channels
+            .get(&topic)
+            .map(|c| c.order.iter().map(|id| json!({"id": id})).collect())
+            .unwrap_or_default();
+        Page::json(200, json!({ "users": users }).to_string())
+    }
+
+    fn terminate(&mut self, ctx: &mut Context<'_>, app: usize, user: &str) {
+        let doomed: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.app == app && c.user.as_deref() == Some(user))
+            .map(|(id, _)| id)
+            .collect();
+        for id in doomed {
+            ctx.close(
+                id,
+                code::UNAUTHORIZED,
+                "connections of this user terminated",
+            );
+        }
+    }
+
+    /// Leaves every channel of a connection that is going.
+    fn forget(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        let Some(c) = self.conns.remove(conn) else {
+            return;
+        };
+        let app = self.apps[c.app].clone();
+        for name in &c.channels {
+            self.leave(ctx, conn, &topic(&app, name), name);
+        }
+    }
+}
+
+/// Keeps `text` as the last event of the cache channel `topic`.
+fn remember(
+    cached: &mut HashMap<String, (String, Instant)>,
+    topic: &str,
+    text: &str,
+    now: Instant,
+) {
+    if let Some(entry) = cached.get_mut(topic) {
+        *entry = (text.to_owned(), now);
+    } else if cached.len() < MAX_CACHED {
+        cached.insert(topic.to_owned(), (text.to_owned(), now));
+    } else {
+        log::warn!("cache channel {topic} not remembered: {MAX_CACHED} are already");
+    }
+}
+
+fn api_error(status: u16, reason: &str) -> Page {
+    Page::json(status, json!({ "error": reason }).to_string())
+}
+
+impl Application for PusherServer {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        self.sweep = Some(ctx.add_periodic_timer(Duration::from_secs(1)));
+    }
+
+    fn http(&mut self, ctx: &mut Context<'_>, _conn: ConnId, req: &Request) -> Http {
+        if req.path.starts_with("/apps/") {
+            Http::Respond(self.api(ctx, req))
+        } else {
+            Http::Pass
+        }
+    }
+
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
+        let key = req.path.strip_prefix("/app/").unwrap_or("");
+        let Some(app) = self.app_by_key(key) else {
+            ctx.count("pusher_connections", "unknown_app");
+            log::info!(
+                "{conn} {}: Pusher connection for unknown app key {key:?}",
+                req.peer
+            );
+            Self::error(ctx, conn, Some(code::APP_UNKNOWN), "unknown app key");
+            return ctx.close(conn, code::APP_UNKNOWN, "unknown app key");
+        };
+        let version = req.query_param("protocol");
+        let refusal = match version.map(str::parse::<u32>) {
+            None => Some((code::NO_PROTOCOL, "no protocol version given")),
+            Some(Err(_)) => Some((
+                code::INVALID_VERSION,
+                "the protocol version is not a number",
+            )),
+            Some(Ok(v)) if !(5..=PROTOCOL).contains(&v) => {
+                Some((code::UNSUPPORTED_PROTOCOL, "unsupported protocol version"))
+            }
+            Some(Ok(_)) => None,
+        };
+        if let Some((code, why)) = refusal {
+            ctx.count("pusher_connections", "bad_protocol");
+            Self::error(ctx, conn, Some(code), why);
+            return ctx.close(conn, code, why);
+        }
+        let socket_id = self.socket_id(conn);
+        let now = ctx.now();
+        ctx.send_text(
+            conn,
+            &protocol::connection_established(&socket_id, self.limits.activity_timeout),
+        );
+        ctx.count("pusher_connections", "ok");
+        self.conns.insert(
+            conn,
+            Conn {
+                app,
+                socket_id,
+                channels: Vec::new(),
+                user: None,
+                last_seen: now,
+                ping_sent: None,
+                burst: (0, now),
+            },
+        );
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        let now = ctx.now();
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.last_seen = now;
+        c.ping_sent = None;
+        let Message::Text(text) = msg else {
+            return Self::error(ctx, conn, None, "messages are JSON text");
+        };
+        let decoded = match ClientMessage::decode(text) {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.count("pusher_messages", "malformed");
+                return Self::error(ctx, conn, None, &e.to_string());
+            }
+        };
+        match decoded {
+            ClientMessage::Ping => {
+                ctx.send_text(conn, &protocol::pong());
+            }
+            ClientMessage::Pong | ClientMessage::Other { .. } => {}
+            ClientMessage::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => self.subscribe(
+                ctx,
+                conn,
+                &channel,
+                auth.as_deref(),
+                channel_data.as_deref(),
+            ),
+            ClientMessage::Unsubscribe { channel } => self.unsubscribe(ctx, conn, &channel),
+            ClientMessage::Signin { auth, user_data } => self.signin(ctx, conn, &auth, &user_data),
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => self.client_event(ctx, conn, &event, &channel, &data, text.len()),
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+        self.forget(ctx, conn);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if Some(timer) == self.sweep {
+            self.check_activity(ctx);
+            let now = ctx.now();
+            self.cached
+                .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
+        }
+    }
+
+    fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        let Reply::Bus(event) = reply else {
+            return;
+        };
+        let Some(topic) = self.by_subscription.get(&ticket) else {
+            return;
+        };
+        let Some(chan) = self.channels.get_mut(topic) else {
+            return;
+        };
+        let targets: Vec<ConnId> = chan
+            .subscribers
+            .iter()
+            .filter(|&s| {
+                self.conns
+                    .get(s)
+                    .is_some_and(|c| event.admits(&c.socket_id, c.user.as_deref()))
+            })
+            .collect();
+        // A cache channel remembers the last event from the API, also
+        // one another process triggered; client events are not kept.
+        let name = topic.rsplit_once('/').map_or("", |(_, n)| n);
+        if Channel::parse(name).is_ok_and(|c| c.cache)
+            && !event.data.starts_with("{\"event\":\"client-")
+        {
+            remember(&mut self.cached, topic, &event.data, ctx.now());
+        }
+        ctx.broadcast(targets, Message::Text(&event.data));
+    }
+}
