@@ -9,6 +9,12 @@ use crate::ws::close;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// The reason of the close 1001 every client gets when the server stops
+/// (SIGTERM, SIGINT, [`super::ShutdownHandle`]). It asks clients to
+/// reconnect without waiting: after a restart, or with a sibling process
+/// on the same port (`--reuse-port`), a server is there to take them.
+pub const SHUTDOWN_REASON: &str = "server restarting, reconnect now";
+
 impl Server {
     /// Periodic check of every connection's deadlines (see `Core::sweep`).
     pub(super) fn sweep(&mut self) {
@@ -43,34 +49,86 @@ impl Server {
     }
 
     /// Stops accepting and starts the close handshake with every client.
+    ///
+    /// Connections already in a listener's accept queue are accepted and
+    /// served first: closing a listener resets whatever it still queues
+    /// (with `SO_REUSEPORT` the kernel does not hand them to a sibling
+    /// socket), and a restart must refuse nobody. Requests under way are
+    /// answered; WebSocket handshakes under way complete and then get the
+    /// same close as everybody (see `drain_turn`).
     pub(super) fn begin_shutdown(&mut self) {
         let now = self.core.now;
-        for listener in &mut self.listeners {
-            if let Some(mut sock) = listener.sock.take() {
-                let _ = self.poll.registry().deregister(&mut sock);
-            }
+        if let Some(n) = &self.notifier {
+            n.notify(&crate::notify::stopping("draining connections"));
         }
-        let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
-        log::info!("shutting down: closing {} connection(s)", keys.len());
-        for key in keys {
-            // Not yet a WebSocket (a head, a body, a decision pending): go.
-            if !matches!(
-                self.core.conns[key].phase,
-                Phase::WebSocket | Phase::Done { .. }
-            ) {
-                self.remove(key);
+        for index in 0..self.listeners.len() {
+            if let Some(sock) = self.listeners[index].sock.as_mut() {
+                let _ = self.poll.registry().deregister(sock);
             }
+            self.accept_backlog(index);
+            // Dropped right after the queue came up empty: the window in
+            // which the kernel could still queue a connection here is the
+            // time between two system calls.
+            self.listeners[index].sock = None;
         }
-        self.core
-            .close_all(close::GOING_AWAY, "server shutting down");
-        self.flush_held(true);
+        log::info!(
+            "shutting down: closing {} connection(s) with {} \"{SHUTDOWN_REASON}\"",
+            self.core.conns.len(),
+            close::GOING_AWAY
+        );
         self.shutdown_deadline = Some(now + self.core.cfg.close_timeout);
+        self.drain_turn();
+        self.flush_held(true);
         self.after_events();
+    }
+
+    /// Accepts everything in listener `index`'s queue, until `WouldBlock`
+    /// or an error such as EMFILE.
+    fn accept_backlog(&mut self, index: usize) {
+        loop {
+            self.listeners[index].again_at = None;
+            self.accept(index);
+            // `accept` leaves `again_at` unset on WouldBlock, sets it to
+            // now when its per-turn budget ran out, later after an error.
+            match self.listeners[index].again_at {
+                Some(t) if t <= self.core.now => continue,
+                _ => break,
+            }
+        }
+        self.listeners[index].again_at = None;
+    }
+
+    /// Each turn while shutting down: every WebSocket still open (those
+    /// whose handshake completed since) gets close 1001, and idle
+    /// keep-alive HTTP connections go.
+    pub(super) fn drain_turn(&mut self) {
+        let idle: Vec<usize> = self
+            .core
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.phase, Phase::Handshake(_)) && c.served && c.input.is_empty()
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.remove(key);
+        }
+        self.core.close_all(close::GOING_AWAY, SHUTDOWN_REASON);
+        self.flush_dirty();
     }
 
     pub(super) fn finish_shutdown(&mut self) {
         let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
+            // Still not a WebSocket when time ran out: it just goes.
+            if !matches!(
+                self.core.conns[key].phase,
+                Phase::WebSocket | Phase::Done { .. }
+            ) {
+                self.remove(key);
+                continue;
+            }
             let app = &mut *self.apps[self.core.conns[key].app()];
             notify_close(
                 &mut self.core,

@@ -29,6 +29,7 @@ mod zmq;
 pub mod harness;
 
 pub use self::inbox::{Inbox, InboxClosed};
+pub use self::lifecycle::SHUTDOWN_REASON;
 pub use self::outbound::HttpError;
 
 use self::buf::READ_BUFFER;
@@ -135,6 +136,8 @@ pub struct Server {
     zmq_peers: Slab<zmq::ZmqPeer>,
     zmq_buf: Vec<u8>,
     zmq_again: Vec<usize>,
+    /// The service manager told of readiness and shutdown, if any.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl Server {
@@ -171,6 +174,7 @@ impl Server {
             out: Slab::new(),
             per_ip: std::collections::HashMap::new(),
             rng: u64::from_ne_bytes(seed) | 1,
+            notifier: None,
         })
     }
 
@@ -338,6 +342,14 @@ impl Server {
         Ok(())
     }
 
+    /// Tells the service manager at `notifier` (systemd's `$NOTIFY_SOCKET`,
+    /// see [`crate::notify`]) `READY=1` once [`Server::run`] has started
+    /// the apps, every listener bound, and `STOPPING=1` when shutdown
+    /// begins.
+    pub fn notify_service_manager(&mut self, notifier: crate::notify::Notifier) {
+        self.notifier = Some(notifier);
+    }
+
     /// The counters behind `GET /metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.core.metrics
@@ -351,6 +363,13 @@ impl Server {
     /// Serves until shut down.
     pub fn run(&mut self) -> stdio::Result<()> {
         self.start_apps();
+        if let Some(n) = &self.notifier {
+            let addrs: Vec<String> = self.local_addrs().iter().map(|a| a.to_string()).collect();
+            n.notify(&crate::notify::ready(&format!(
+                "listening on {}",
+                addrs.join(", ")
+            )));
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -384,6 +403,9 @@ impl Server {
             self.after_events();
             if self.stop.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
                 self.begin_shutdown();
+            }
+            if self.shutdown_deadline.is_some() {
+                self.drain_turn();
             }
             if let Some(deadline) = self.shutdown_deadline
                 && (self.core.conns.is_empty() || self.core.now >= deadline)
