@@ -2,7 +2,7 @@
 //! beside the old one, the old one gets SIGTERM, accepts what its queue
 //! still holds, closes every client with 1001 "server restarting,
 //! reconnect now", and exits 0 once they have gone; the clients reconnect
-//! at once and land on the new process. Meanwhile a client opening
+//! at once and land on the new process. Meanwhile four threads opening
 //! connections in a tight loop is never refused nor reset.
 
 mod common;
@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
 const CLIENTS: usize = 200;
+/// Threads opening new connections in a tight loop.
+const HAMMERS: usize = 4;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -96,31 +98,33 @@ fn a_restart_with_reuse_port_refuses_nobody_and_everyone_is_back_within_a_second
     let attempts = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let hammer = {
-        let (stop, attempts, drained, failures) = (
-            stop.clone(),
-            attempts.clone(),
-            drained.clone(),
-            failures.clone(),
-        );
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let n = attempts.fetch_add(1, Ordering::SeqCst);
-                let outcome =
-                    Ws::open(addr, "/echo").and_then(|mut ws| ws.echo(&format!("probe {n}")));
-                match outcome {
-                    Ok(Echo::Ok) => {}
-                    // Landed on the old process as it drained: told to
-                    // come back, which is no refusal.
-                    Ok(Echo::Closed(1001, reason)) if reason == SHUTDOWN_REASON => {
-                        drained.fetch_add(1, Ordering::SeqCst);
+    let hammers: Vec<_> = (0..HAMMERS)
+        .map(|_| {
+            let (stop, attempts, drained, failures) = (
+                stop.clone(),
+                attempts.clone(),
+                drained.clone(),
+                failures.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let n = attempts.fetch_add(1, Ordering::SeqCst);
+                    let outcome =
+                        Ws::open(addr, "/echo").and_then(|mut ws| ws.echo(&format!("probe {n}")));
+                    match outcome {
+                        Ok(Echo::Ok) => {}
+                        // Landed on the old process as it drained: told to
+                        // come back, which is no refusal.
+                        Ok(Echo::Closed(1001, reason)) if reason == SHUTDOWN_REASON => {
+                            drained.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(other) => failures.lock().unwrap().push(format!("{n}: {other:?}")),
+                        Err(e) => failures.lock().unwrap().push(format!("{n}: {e}")),
                     }
-                    Ok(other) => failures.lock().unwrap().push(format!("{n}: {other:?}")),
-                    Err(e) => failures.lock().unwrap().push(format!("{n}: {e}")),
                 }
-            }
+            })
         })
-    };
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
 
     // The new process; ready when it says so.
@@ -167,7 +171,9 @@ fn a_restart_with_reuse_port_refuses_nobody_and_everyone_is_back_within_a_second
     }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    hammer.join().unwrap();
+    for h in hammers {
+        h.join().unwrap();
+    }
 
     for s in &seen {
         assert_eq!(s.close, (1001, SHUTDOWN_REASON.to_owned()));
