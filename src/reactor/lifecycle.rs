@@ -15,6 +15,10 @@ use std::time::Duration;
 /// on the same port (`--reuse-port`), a server is there to take them.
 pub const SHUTDOWN_REASON: &str = "server restarting, reconnect now";
 
+/// While shutting down, how long a connection that has sent nothing is
+/// kept: enough for a client accepted from the queue to send its request.
+const SILENT_GRACE: Duration = Duration::from_secs(1);
+
 impl Server {
     /// Periodic check of every connection's deadlines (see `Core::sweep`).
     pub(super) fn sweep(&mut self) {
@@ -99,15 +103,21 @@ impl Server {
     }
 
     /// Each turn while shutting down: every WebSocket still open (those
-    /// whose handshake completed since) gets close 1001, and idle
-    /// keep-alive HTTP connections go.
+    /// whose handshake completed since) gets close 1001, and connections
+    /// with no request under way go: idle keep-alive ones, and those
+    /// silent for `SILENT_GRACE` since they were accepted (browsers open
+    /// sockets ahead of need). A client just accepted has that long to
+    /// send its request.
     pub(super) fn drain_turn(&mut self) {
+        let now = self.core.now;
         let idle: Vec<usize> = self
             .core
             .conns
             .iter()
             .filter(|(_, c)| {
-                matches!(c.phase, Phase::Handshake(_)) && c.served && c.input.is_empty()
+                matches!(c.phase, Phase::Handshake(_))
+                    && c.input.is_empty()
+                    && (c.served || now.saturating_duration_since(c.since) >= SILENT_GRACE)
             })
             .map(|(k, _)| k)
             .collect();
