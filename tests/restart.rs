@@ -2,7 +2,9 @@
 //! beside the old one, the old one gets SIGTERM, accepts what its queue
 //! still holds, closes every client with 1001 "server restarting,
 //! reconnect now", and exits 0 once they have gone; the clients reconnect
-//! at once and land on the new process. Meanwhile four threads opening
+//! at once and land on the new process. (New connections that reach the
+//! old listener while it drains are dropped SYNs: their clients send them
+//! again a second later, to the new process.) Meanwhile four threads opening
 //! connections in a tight loop is never refused nor reset.
 
 mod common;
@@ -98,6 +100,10 @@ fn a_restart_with_reuse_port_refuses_nobody_and_everyone_is_back_within_a_second
     let attempts = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Attempts that took over half a second (a SYN the draining listener
+    // dropped, sent again a second later), and the slowest.
+    let slow = Arc::new(AtomicUsize::new(0));
+    let slowest_attempt = Arc::new(Mutex::new(Duration::ZERO));
     let hammers: Vec<_> = (0..HAMMERS)
         .map(|_| {
             let (stop, attempts, drained, failures) = (
@@ -106,11 +112,20 @@ fn a_restart_with_reuse_port_refuses_nobody_and_everyone_is_back_within_a_second
                 drained.clone(),
                 failures.clone(),
             );
+            let (slow, slowest_attempt) = (slow.clone(), slowest_attempt.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let n = attempts.fetch_add(1, Ordering::SeqCst);
+                    let began = Instant::now();
                     let outcome =
                         Ws::open(addr, "/echo").and_then(|mut ws| ws.echo(&format!("probe {n}")));
+                    let took = began.elapsed();
+                    if took > Duration::from_millis(500) {
+                        slow.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let mut worst = slowest_attempt.lock().unwrap();
+                    *worst = (*worst).max(took);
+                    drop(worst);
                     match outcome {
                         Ok(Echo::Ok) => {}
                         // Landed on the old process as it drained: told to
@@ -169,7 +184,8 @@ fn a_restart_with_reuse_port_refuses_nobody_and_everyone_is_back_within_a_second
     for c in clients {
         seen.push(c.join().unwrap().unwrap());
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Long enough for a SYN dropped during the drain to be sent again.
+    std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::SeqCst);
     for h in hammers {
         h.join().unwrap();
@@ -189,12 +205,17 @@ fn a_restart_with_reuse_port_refuses_nobody_and_everyone_is_back_within_a_second
     println!(
         "restart: {CLIENTS} clients closed 1001 and back within {slowest:?}; \
          old process drained in {drain_took:?}; {total} connection attempts \
-         ({} during the switch), {} told to reconnect by the draining process, {} failed",
+         ({} from SIGTERM on), {} told to reconnect by the draining process, \
+         {} slower than 0.5 s (slowest {:?}), {} failed",
         total - before,
         drained.load(Ordering::SeqCst),
+        slow.load(Ordering::SeqCst),
+        slowest_attempt.lock().unwrap(),
         failures.len()
     );
     assert!(failures.is_empty(), "refused or reset: {failures:?}");
+    // A dropped SYN costs its client one retransmission, no more.
+    assert!(*slowest_attempt.lock().unwrap() < Duration::from_secs(2));
     assert!(
         total - before > 50,
         "the loop made too few attempts: {total}"

@@ -15,6 +15,31 @@ use std::time::Duration;
 /// on the same port (`--reuse-port`), a server is there to take them.
 pub const SHUTDOWN_REASON: &str = "server restarting, reconnect now";
 
+/// How long a `SO_REUSEPORT` listener goes on accepting the handshakes
+/// under way, new SYNs dropped, before it closes: above most round trips.
+const LISTENER_LINGER: Duration = Duration::from_millis(250);
+
+/// A classic BPF socket filter that drops TCP segments with SYN set and
+/// ACK clear (new connections) and keeps everything else. A TCP socket's
+/// filter sees the packet from the TCP header; byte 13 holds the flags.
+fn drop_new_syns() -> [socket2::SockFilter; 5] {
+    use socket2::SockFilter;
+    const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SYN: u32 = 0x02;
+    const ACK: u32 = 0x10;
+    [
+        SockFilter::new(LD_B_ABS, 0, 0, 13),
+        SockFilter::new(AND_K, 0, 0, SYN | ACK),
+        // SYN alone: to the drop; else over it.
+        SockFilter::new(JEQ_K, 0, 1, SYN),
+        SockFilter::new(RET_K, 0, 0, 0),
+        SockFilter::new(RET_K, 0, 0, u32::MAX),
+    ]
+}
+
 /// While shutting down, how long a connection that has sent nothing is
 /// kept: enough for a client accepted from the queue to send its request.
 const SILENT_GRACE: Duration = Duration::from_secs(1);
@@ -43,36 +68,68 @@ impl Server {
         if !stop {
             return;
         }
-        if self.shutdown_deadline.is_some() {
+        if self.shutdown_deadline.is_some() || self.close_listeners_at.is_some() {
             log::warn!("second signal: stopping now");
             self.shutdown_deadline = Some(self.core.now);
+            if self.close_listeners_at.is_some() {
+                self.close_listeners_at = Some(self.core.now);
+            }
         } else {
             log::info!("signal received: shutting down");
             self.stop.store(true, Ordering::SeqCst);
         }
     }
 
-    /// Stops accepting and starts the close handshake with every client.
+    /// Starts a graceful shutdown: stops accepting, then starts the close
+    /// handshake with every client.
     ///
-    /// Connections already in a listener's accept queue are accepted and
-    /// served first: closing a listener resets whatever it still queues
-    /// (with `SO_REUSEPORT` the kernel does not hand them to a sibling
-    /// socket), and a restart must refuse nobody. Requests under way are
-    /// answered; WebSocket handshakes under way complete and then get the
-    /// same close as everybody (see `drain_turn`).
+    /// A listener bound with `SO_REUSEPORT` may have a successor on the
+    /// same port. Closing it would reset what it still queues (the kernel
+    /// does not hand those to a sibling socket), and connections that
+    /// reach it meanwhile would be lost too. So it first gets a socket
+    /// filter that drops new SYNs (their clients send them again a second
+    /// later, when this socket is gone and the kernel picks a sibling), goes
+    /// on accepting for `LISTENER_LINGER` so that handshakes already under
+    /// way complete, and only then closes. Clients get their close 1001
+    /// after that, so that their reconnects reach the successor.
     pub(super) fn begin_shutdown(&mut self) {
         let now = self.core.now;
         if let Some(n) = &self.notifier {
             n.notify(&crate::notify::stopping("draining connections"));
         }
+        let mut linger = false;
+        for listener in &self.listeners {
+            let Some(sock) = listener.sock.as_ref().filter(|_| listener.reuse_port) else {
+                continue;
+            };
+            match socket2::SockRef::from(sock).attach_filter(&drop_new_syns()) {
+                Ok(()) => linger = true,
+                Err(e) => log::warn!(
+                    "{}: cannot filter new connections away ({e}); closing at once",
+                    listener.addr
+                ),
+            }
+        }
+        if linger {
+            log::info!(
+                "shutting down: new connections left to the other listeners on the port; closing ours in {LISTENER_LINGER:?}"
+            );
+            self.close_listeners_at = Some(now + LISTENER_LINGER);
+        } else {
+            self.close_listeners();
+        }
+    }
+
+    /// Accepts what the listeners still queue, closes them, and closes
+    /// every WebSocket with 1001.
+    pub(super) fn close_listeners(&mut self) {
+        self.close_listeners_at = None;
         for index in 0..self.listeners.len() {
             if let Some(sock) = self.listeners[index].sock.as_mut() {
                 let _ = self.poll.registry().deregister(sock);
             }
             self.accept_backlog(index);
-            // Dropped right after the queue came up empty: the window in
-            // which the kernel could still queue a connection here is the
-            // time between two system calls.
+            // Dropped right after the queue came up empty.
             self.listeners[index].sock = None;
         }
         log::info!(
@@ -80,7 +137,8 @@ impl Server {
             self.core.conns.len(),
             close::GOING_AWAY
         );
-        self.shutdown_deadline = Some(now + self.core.cfg.close_timeout);
+        let deadline = self.core.now + self.core.cfg.close_timeout;
+        self.shutdown_deadline.get_or_insert(deadline);
         self.drain_turn();
         self.flush_held(true);
         self.after_events();

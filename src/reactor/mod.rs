@@ -97,6 +97,9 @@ struct Listener {
     again_at: Option<Instant>,
     /// The root app serving it (an index into `Server::apps`).
     app: usize,
+    /// Bound with `SO_REUSEPORT`: at shutdown, new connections are left
+    /// to the other sockets on the port (see `lifecycle.rs`).
+    reuse_port: bool,
 }
 
 /// A WebSocket server: one reactor, one or more listeners, each serving
@@ -118,6 +121,8 @@ pub struct Server {
     again: Vec<usize>,
     next_sweep: Instant,
     shutdown_deadline: Option<Instant>,
+    /// Shutting down, listeners still open until then (see `lifecycle.rs`).
+    close_listeners_at: Option<Instant>,
     last_accept_error_log: Option<Instant>,
     next_generation: u32,
     /// Client sockets, by slab key (beside `core.conns`, which holds only
@@ -164,6 +169,7 @@ impl Server {
             again: Vec::new(),
             next_sweep: Instant::now(),
             shutdown_deadline: None,
+            close_listeners_at: None,
             last_accept_error_log: None,
             zmq_listeners: Vec::new(),
             zmq_peers: Slab::new(),
@@ -194,7 +200,7 @@ impl Server {
         app: impl Application + 'static,
     ) -> stdio::Result<SocketAddr> {
         let sock = TcpListener::bind(addr)?;
-        self.add_listener(sock, app)
+        self.add_listener(sock, app, false)
     }
 
     /// [`Server::listen`] with `SO_REUSEPORT`: other processes (sprocket
@@ -215,13 +221,14 @@ impl Server {
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
         let sock = TcpListener::from_std(socket.into());
-        self.add_listener(sock, app)
+        self.add_listener(sock, app, true)
     }
 
     fn add_listener(
         &mut self,
         mut sock: TcpListener,
         app: impl Application + 'static,
+        reuse_port: bool,
     ) -> stdio::Result<SocketAddr> {
         let index = self.listeners.len();
         if index >= 1024 {
@@ -242,6 +249,7 @@ impl Server {
             addr: bound,
             again_at: None,
             app: root,
+            reuse_port,
         });
         self.apps.push(Box::new(app));
         self.core.listeners = self.listeners.len();
@@ -401,8 +409,14 @@ impl Server {
                 }
             }
             self.after_events();
-            if self.stop.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
+            if self.stop.load(Ordering::SeqCst)
+                && self.shutdown_deadline.is_none()
+                && self.close_listeners_at.is_none()
+            {
                 self.begin_shutdown();
+            }
+            if self.close_listeners_at.is_some_and(|t| self.core.now >= t) {
+                self.close_listeners();
             }
             if self.shutdown_deadline.is_some() {
                 self.drain_turn();
@@ -498,6 +512,7 @@ impl Server {
         for t in [
             self.core.timers.next_deadline(),
             self.shutdown_deadline,
+            self.close_listeners_at,
             self.core.outbound.next_deadline(),
             self.core.held_until,
             self.bus_deadline(),
