@@ -306,7 +306,9 @@ SCALING OUT (several processes sharing every topic through Redis; see docs/scali
         --durable-maxlen <N>        About how many events each durable topic's stream keeps
                                     [default: 10000]
         --reuse-port                Listen with SO_REUSEPORT: several processes on one port,
-                                    the kernel spreads connections among them
+                                    the kernel spreads connections among them; a restart
+                                    that refuses nobody: start the new process beside the
+                                    old, then SIGTERM the old (docs/operations.md)
 
 COMPRESSION (permessage-deflate, RFC 7692; see docs/deflate.md):
         --deflate                   Accept clients' permessage-deflate offers [default: on]
@@ -334,6 +336,9 @@ Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level
 [default: info]. SIGINT or SIGTERM closes every connection with 1001 and exits 0; SIGHUP is
 logged and ignored (nothing is reloaded). At start the open-files limit is raised
 to its hard limit, and logged.
+
+With NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once every listener
+serves and STOPPING=1 when a shutdown begins (contrib/systemd, docs/operations.md).
 ";
 
 /// The `probe --help` text.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod grip;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod pusher;
 pub mod reactor;
 pub mod session;

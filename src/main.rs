@@ -296,6 +296,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
     }
+    if let Some(notifier) = sprocket::notify::Notifier::from_env() {
+        server.notify_service_manager(notifier);
+    }
     let addr = server.local_addr();
     match admin {
         Some(admin) => log::info!(

@@ -29,6 +29,7 @@ mod zmq;
 pub mod harness;
 
 pub use self::inbox::{Inbox, InboxClosed};
+pub use self::lifecycle::SHUTDOWN_REASON;
 pub use self::outbound::HttpError;
 
 use self::buf::READ_BUFFER;
@@ -96,6 +97,9 @@ struct Listener {
     again_at: Option<Instant>,
     /// The root app serving it (an index into `Server::apps`).
     app: usize,
+    /// Bound with `SO_REUSEPORT`: at shutdown, new connections are left
+    /// to the other sockets on the port (see `lifecycle.rs`).
+    reuse_port: bool,
 }
 
 /// A WebSocket server: one reactor, one or more listeners, each serving
@@ -117,6 +121,8 @@ pub struct Server {
     again: Vec<usize>,
     next_sweep: Instant,
     shutdown_deadline: Option<Instant>,
+    /// Shutting down, listeners still open until then (see `lifecycle.rs`).
+    close_listeners_at: Option<Instant>,
     last_accept_error_log: Option<Instant>,
     next_generation: u32,
     /// Client sockets, by slab key (beside `core.conns`, which holds only
@@ -135,6 +141,8 @@ pub struct Server {
     zmq_peers: Slab<zmq::ZmqPeer>,
     zmq_buf: Vec<u8>,
     zmq_again: Vec<usize>,
+    /// The service manager told of readiness and shutdown, if any.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl Server {
@@ -161,6 +169,7 @@ impl Server {
             again: Vec::new(),
             next_sweep: Instant::now(),
             shutdown_deadline: None,
+            close_listeners_at: None,
             last_accept_error_log: None,
             zmq_listeners: Vec::new(),
             zmq_peers: Slab::new(),
@@ -171,6 +180,7 @@ impl Server {
             out: Slab::new(),
             per_ip: std::collections::HashMap::new(),
             rng: u64::from_ne_bytes(seed) | 1,
+            notifier: None,
         })
     }
 
@@ -190,7 +200,7 @@ impl Server {
         app: impl Application + 'static,
     ) -> stdio::Result<SocketAddr> {
         let sock = TcpListener::bind(addr)?;
-        self.add_listener(sock, app)
+        self.add_listener(sock, app, false)
     }
 
     /// [`Server::listen`] with `SO_REUSEPORT`: other processes (sprocket
@@ -211,13 +221,14 @@ impl Server {
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
         let sock = TcpListener::from_std(socket.into());
-        self.add_listener(sock, app)
+        self.add_listener(sock, app, true)
     }
 
     fn add_listener(
         &mut self,
         mut sock: TcpListener,
         app: impl Application + 'static,
+        reuse_port: bool,
     ) -> stdio::Result<SocketAddr> {
         let index = self.listeners.len();
         if index >= 1024 {
@@ -238,6 +249,7 @@ impl Server {
             addr: bound,
             again_at: None,
             app: root,
+            reuse_port,
         });
         self.apps.push(Box::new(app));
         self.core.listeners = self.listeners.len();
@@ -338,6 +350,14 @@ impl Server {
         Ok(())
     }
 
+    /// Tells the service manager at `notifier` (systemd's `$NOTIFY_SOCKET`,
+    /// see [`crate::notify`]) `READY=1` once [`Server::run`] has started
+    /// the apps, every listener bound, and `STOPPING=1` when shutdown
+    /// begins.
+    pub fn notify_service_manager(&mut self, notifier: crate::notify::Notifier) {
+        self.notifier = Some(notifier);
+    }
+
     /// The counters behind `GET /metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.core.metrics
@@ -351,6 +371,13 @@ impl Server {
     /// Serves until shut down.
     pub fn run(&mut self) -> stdio::Result<()> {
         self.start_apps();
+        if let Some(n) = &self.notifier {
+            let addrs: Vec<String> = self.local_addrs().iter().map(|a| a.to_string()).collect();
+            n.notify(&crate::notify::ready(&format!(
+                "listening on {}",
+                addrs.join(", ")
+            )));
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -382,8 +409,17 @@ impl Server {
                 }
             }
             self.after_events();
-            if self.stop.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
+            if self.stop.load(Ordering::SeqCst)
+                && self.shutdown_deadline.is_none()
+                && self.close_listeners_at.is_none()
+            {
                 self.begin_shutdown();
+            }
+            if self.close_listeners_at.is_some_and(|t| self.core.now >= t) {
+                self.close_listeners();
+            }
+            if self.shutdown_deadline.is_some() {
+                self.drain_turn();
             }
             if let Some(deadline) = self.shutdown_deadline
                 && (self.core.conns.is_empty() || self.core.now >= deadline)
@@ -476,6 +512,7 @@ impl Server {
         for t in [
             self.core.timers.next_deadline(),
             self.shutdown_deadline,
+            self.close_listeners_at,
             self.core.outbound.next_deadline(),
             self.core.held_until,
             self.bus_deadline(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fallible;
 pub mod pushpin;
 pub mod services;
 
