@@ -103,6 +103,17 @@ fn family_help(family: &str) -> &'static str {
         "bus_outages" => {
             "Returns of the bus's Redis subscription after an outage, announced to subscribers."
         }
+        "pusher_connections" => {
+            "Pusher connections: ok, unknown_app (4001), bad_protocol (4006-4008)."
+        }
+        "pusher_subscriptions" => "Pusher channel subscriptions: ok, refused.",
+        "pusher_client_events" => "Pusher client events: ok, refused.",
+        "pusher_signins" => "Pusher user sign-ins: ok, refused.",
+        "pusher_api" => "Pusher HTTP API requests: ok, refused, unauthorized.",
+        "pusher_events" => "Pusher events triggered through the HTTP API, per channel.",
+        "pusher_cache" => "Pusher cache channel subscriptions that found no event.",
+        "pusher_pong_timeouts" => "Pusher connections closed with 4201 for a missed pong.",
+        "pusher_messages" => "Pusher client messages that were not valid.",
         _ => "Application events by outcome.",
     }
 }

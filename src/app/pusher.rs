@@ -592,11 +592,11 @@ impl PusherServer {
             let mut event = Event::raw(topic.clone(), text);
             event.exclude.extend(t.socket_id.clone());
             ctx.publish(event);
+            ctx.count("pusher_events", "triggered");
             if let Some(info) = &t.info {
                 channels.insert(name.clone(), self.info_of(&topic, info));
             }
         }
-        ctx.count("pusher_events", "triggered");
         if t.info.is_some() {
             json!({"channels": channels})
         } else {
