@@ -1,0 +1,265 @@
+//! The Pusher server's answers to bad input and its limits, with a raw
+//! client (tests/pusher/ drives it with the real pusher-js and Echo).
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use sprocket::app::{PusherApp, PusherLimits, PusherServer, Router};
+use sprocket::pusher::auth;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "k1";
+const SECRET: &str = "s1";
+
+fn server(limits: PusherLimits) -> TestServer {
+    TestServer::start(sprocket::Config::default(), move || {
+        let app = PusherApp::parse(&format!("7:{KEY}:{SECRET}")).unwrap();
+        Router::new().prefixes(&["/app/", "/apps/"], PusherServer::new(vec![app], limits))
+    })
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A connected client and its socket id.
+fn connect(s: &TestServer) -> (Client, String) {
+    let mut c = s.client(&format!("/app/{KEY}?protocol=7"));
+    let hello = json_of(&c.read_text());
+    assert_eq!(hello["event"], "pusher:connection_established");
+    let data = json_of(hello["data"].as_str().unwrap());
+    (c, data["socket_id"].as_str().unwrap().to_owned())
+}
+
+fn send(c: &mut Client, msg: Value) {
+    c.send_text(&msg.to_string());
+}
+
+fn next(c: &mut Client) -> Value {
+    json_of(&c.read_text())
+}
+
+fn subscribe_private(c: &mut Client, socket: &str, channel: &str) {
+    let auth = auth::channel_auth(KEY, SECRET, socket, channel, None);
+    send(
+        c,
+        json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
+    );
+    let m = next(c);
+    assert_eq!(m["event"], "pusher_internal:subscription_succeeded", "{m}");
+}
+
+#[test]
+fn malformed_messages_get_pusher_error_and_the_connection_stays() {
+    let s = server(PusherLimits::default());
+    let (mut c, _) = connect(&s);
+    for bad in [
+        "not json",
+        "[1,2]",
+        r#"{"no":"event"}"#,
+        r#"{"event":"pusher:subscribe","data":{}}"#,
+    ] {
+        c.send_text(bad);
+        let m = next(&mut c);
+        assert_eq!(m["event"], "pusher:error", "{bad}: {m}");
+        assert_eq!(m["data"]["code"], Value::Null, "{bad}: {m}");
+    }
+    c.send_binary(b"\x00\x01");
+    assert_eq!(next(&mut c)["event"], "pusher:error");
+    send(&mut c, json!({"event": "pusher:ping", "data": {}}));
+    assert_eq!(next(&mut c)["event"], "pusher:pong");
+}
+
+#[test]
+fn subscriptions_refused_with_their_reason_on_the_channel() {
+    let s = server(PusherLimits::default());
+    let (mut c, socket) = connect(&s);
+    let cases = [
+        (json!({"channel": "private-x"}), "AuthError", 401),
+        (
+            json!({"channel": "private-x", "auth": "k1:00"}),
+            "AuthError",
+            401,
+        ),
+        (
+            json!({"channel": "private-x", "auth": auth::channel_auth(KEY, SECRET, "1.1", "private-x", None)}),
+            "AuthError",
+            401,
+        ),
+        (json!({"channel": "a b"}), "InvalidChannel", 400),
+        (json!({"channel": "x".repeat(201)}), "InvalidChannel", 400),
+        (json!({"channel": "#server-to-user-9"}), "AuthError", 403),
+        (
+            json!({"channel": "presence-r", "auth": auth::channel_auth(KEY, SECRET, &socket, "presence-r", None)}),
+            "AuthError",
+            401,
+        ),
+    ];
+    for (data, kind, status) in cases {
+        send(&mut c, json!({"event": "pusher:subscribe", "data": data}));
+        let m = next(&mut c);
+        assert_eq!(m["event"], "pusher:subscription_error", "{data}: {m}");
+        assert_eq!(m["data"]["type"], kind, "{data}: {m}");
+        assert_eq!(m["data"]["status"], status, "{data}: {m}");
+    }
+    // Still connected, and a good subscription works.
+    subscribe_private(&mut c, &socket, "private-x");
+}
+
+#[test]
+fn client_events_are_limited_per_second_and_by_size() {
+    let s = server(PusherLimits::default());
+    let (mut a, sa) = connect(&s);
+    let (mut b, sb) = connect(&s);
+    subscribe_private(&mut a, &sa, "private-room");
+    subscribe_private(&mut b, &sb, "private-room");
+    let started = Instant::now();
+    for i in 0..11 {
+        send(
+            &mut a,
+            json!({"event": "client-n", "channel": "private-room", "data": {"i": i}}),
+        );
+    }
+    let refused = next(&mut a);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the test was too slow to mean anything"
+    );
+    assert_eq!(refused["event"], "pusher:error");
+    assert_eq!(refused["data"]["code"], 4301, "{refused}");
+    for i in 0..10 {
+        let m = next(&mut b);
+        assert_eq!(m["data"]["i"], i, "{m}");
+    }
+    assert_eq!(b.read_timeout(Duration::from_millis(200)), Read_::Timeout);
+
+    let big = "x".repeat(10 * 1024);
+    std::thread::sleep(Duration::from_millis(1100));
+    send(
+        &mut b,
+        json!({"event": "client-big", "channel": "private-room", "data": big}),
+    );
+    let m = next(&mut b);
+    assert!(
+        m["data"]["message"].as_str().unwrap().contains("bytes"),
+        "{m}"
+    );
+    assert_eq!(a.read_timeout(Duration::from_millis(200)), Read_::Timeout);
+}
+
+#[test]
+fn presence_channels_have_a_member_limit() {
+    let limits = PusherLimits {
+        max_presence_members: 2,
+        ..PusherLimits::default()
+    };
+    let s = server(limits);
+    let mut held = Vec::new();
+    for user in ["u1", "u2", "u1", "u3"] {
+        let (mut c, socket) = connect(&s);
+        let data = json!({"user_id": user}).to_string();
+        let auth = auth::channel_auth(KEY, SECRET, &socket, "presence-r", Some(&data));
+        send(
+            &mut c,
+            json!({"event": "pusher:subscribe", "data": {"channel": "presence-r", "auth": auth, "channel_data": data}}),
+        );
+        let m = loop {
+            let m = next(&mut c);
+            if m["event"] != "pusher_internal:member_added" {
+                break m;
+            }
+        };
+        if user == "u3" {
+            assert_eq!(m["event"], "pusher:subscription_error", "{m}");
+            assert_eq!(m["data"]["type"], "LimitReached", "{m}");
+        } else {
+            // A second socket of u1 is no new member.
+            assert_eq!(m["event"], "pusher_internal:subscription_succeeded", "{m}");
+        }
+        held.push(c);
+    }
+}
+
+#[test]
+fn a_silent_client_is_pinged_then_closed_with_4201() {
+    let limits = PusherLimits {
+        activity_timeout: 1,
+        pong_timeout: Duration::from_secs(1),
+        ..PusherLimits::default()
+    };
+    let s = server(limits);
+    let (mut c, _) = connect(&s);
+    let started = Instant::now();
+    let ping = next(&mut c);
+    assert_eq!(ping["event"], "pusher:ping");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Answering keeps it open: pinged again a second later.
+    send(&mut c, json!({"event": "pusher:pong", "data": {}}));
+    assert_eq!(next(&mut c)["event"], "pusher:ping");
+    // Not answering closes it.
+    let started = Instant::now();
+    c.answer_close(4201);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn wrong_keys_and_versions_close_with_the_protocol_codes() {
+    let s = server(PusherLimits::default());
+    for (path, code) in [
+        ("/app/nope?protocol=7", 4001),
+        (&format!("/app/{KEY}") as &str, 4008),
+        (&format!("/app/{KEY}?protocol=x"), 4006),
+        (&format!("/app/{KEY}?protocol=4"), 4007),
+    ] {
+        let mut c = s.client(path);
+        let m = next(&mut c);
+        assert_eq!(m["event"], "pusher:error", "{path}");
+        assert_eq!(m["data"]["code"], code, "{path}: {m}");
+        c.answer_close(code);
+    }
+}
+
+#[test]
+fn the_http_api_refuses_unsigned_and_unknown() {
+    let s = server(PusherLimits::default());
+    let post = |path: &str, body: &str| {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        http_exchange(s.addr, raw.as_bytes())
+    };
+    let r = post("/apps/7/events", r#"{"name":"e","channel":"a","data":"1"}"#);
+    assert_eq!(status_of(&r), 401, "{r}");
+    assert!(r.contains("auth_key parameter is required"), "{r}");
+    let r = post("/apps/8/events", "{}");
+    assert_eq!(status_of(&r), 404, "{r}");
+    assert!(r.contains("unknown app id"), "{r}");
+
+    // Signed, but a bad body: 400 with the reason; data too large: 413.
+    let signed = |path: &str, body: &str| {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let md5 = auth::body_md5(body.as_bytes());
+        let query = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
+        let sig = auth::sign(SECRET, &[format!("POST\n{path}\n{query}").as_bytes()]);
+        post(&format!("{path}?{query}&auth_signature={sig}"), body)
+    };
+    let r = signed("/apps/7/events", r#"{"name":"e","data":"1"}"#);
+    assert_eq!(status_of(&r), 400, "{r}");
+    assert!(r.contains("channels"), "{r}");
+    let big = format!(
+        r#"{{"name":"e","channel":"a","data":"{}"}}"#,
+        "x".repeat(10 * 1024 + 1)
+    );
+    assert_eq!(status_of(&signed("/apps/7/events", &big)), 413);
+    let r = signed("/apps/7/events", r#"{"name":"e","channel":"a","data":"1"}"#);
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.ends_with("{}"), "{r}");
+}
