@@ -59,6 +59,8 @@ pub struct Options {
     /// `--pusher-app ID:KEY:SECRET`: Pusher apps served at `/app/{key}`
     /// and `/apps/{id}/...`.
     pub pusher_apps: Vec<sprocket::app::PusherApp>,
+    /// `--pusher-webhook URL`: where every Pusher app's webhooks go.
+    pub pusher_webhook: Option<Url>,
 }
 
 /// `--bus` and friends: topics shared with other processes through Redis.
@@ -162,6 +164,7 @@ impl Default for Options {
             wamp_path: "/wamp".to_owned(),
             grip_routes: Vec::new(),
             pusher_apps: Vec::new(),
+            pusher_webhook: None,
             log_json: false,
             admin_listen: None,
             sessions: SessionSettings::default(),
@@ -284,6 +287,9 @@ THE PUSHER PROTOCOL (Laravel Echo, pusher-js, the Pusher server SDKs; see docs/p
                                     Serve this Pusher app (repeatable): clients connect to
                                     /app/KEY, the HTTP API is /apps/ID/... on the same port,
                                     client events are on
+        --pusher-webhook <URL>      POST the apps' webhooks here (http://...): channel_occupied,
+                                    channel_vacated, member_added, member_removed, client_event,
+                                    cache_miss; signed, batched, retried for 5 minutes
     -h, --help                      Print this help
     -V, --version                   Print the version
 
@@ -642,6 +648,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 }
                 opts.pusher_apps.push(app);
             }
+            "--pusher-webhook" => {
+                opts.pusher_webhook = Some(parse_backend_url(&name, &value()?)?);
+            }
             "--wamp-path" => {
                 opts.wamp_path = value()?;
                 if !opts.wamp_path.starts_with('/') || opts.wamp_path.contains(['?', ' ']) {
@@ -669,6 +678,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         }
     }
     opts.sessions.validate().map_err(CliError)?;
+    if opts.pusher_webhook.is_some() && opts.pusher_apps.is_empty() {
+        return Err(CliError("--pusher-webhook needs --pusher-app".into()));
+    }
+    for app in &mut opts.pusher_apps {
+        app.webhook = opts.pusher_webhook.clone();
+    }
     if opts.bus.url.is_none() && opts.bus.settings != sprocket::bus::remote::Settings::default() {
         return Err(CliError("--bus-prefix and --bus-probe-* need --bus".into()));
     }

@@ -161,6 +161,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
                 app.id
             );
         }
+        if let Some(url) = &opts.pusher_webhook {
+            log::info!("Pusher webhooks: POST {url}");
+        }
         router = router.prefixes(
             &["/app/", "/apps/"],
             PusherServer::new(opts.pusher_apps.clone(), PusherLimits::default()),
@@ -191,7 +194,13 @@ fn serve(mut opts: Options) -> Result<(), String> {
         &opts.backends.subscribe,
     ];
     let grip_urls = opts.grip_routes.iter().map(|(_, url)| url);
-    for url in backend_urls.into_iter().flatten().chain(grip_urls) {
+    let hook_url = opts.pusher_webhook.iter();
+    for url in backend_urls
+        .into_iter()
+        .flatten()
+        .chain(grip_urls)
+        .chain(hook_url)
+    {
         let addr = server
             .resolve_http(url)
             .map_err(|e| format!("cannot resolve the host of {url}: {e}"))?;

@@ -114,6 +114,9 @@ fn family_help(family: &str) -> &'static str {
         "pusher_cache" => "Pusher cache channel subscriptions that found no event.",
         "pusher_pong_timeouts" => "Pusher connections closed with 4201 for a missed pong.",
         "pusher_messages" => "Pusher client messages that were not valid.",
+        "pusher_webhooks" => {
+            "Pusher webhook requests: ok, retried, dropped (after 5 minutes of failures, or too many out)."
+        }
         _ => "Application events by outcome.",
     }
 }

@@ -13,6 +13,7 @@
 use super::{Application, ConnId, ConnMap, ConnSet, Context, Http, Message, Page, Reply, Request};
 use super::{Ticket, TimerId};
 use crate::bus::Event;
+use crate::clients::http::{Request as HttpRequest, Url};
 use crate::pusher::api::{self, Limits, Trigger};
 use crate::pusher::auth::{self, ApiRequest};
 use crate::pusher::channel::{Channel, Kind};
@@ -34,6 +35,8 @@ pub struct PusherApp {
     /// Clients may send `client-*` events on private and presence
     /// channels.
     pub client_events: bool,
+    /// Where webhooks go (`--pusher-webhook`), if anywhere.
+    pub webhook: Option<Url>,
 }
 
 impl PusherApp {
@@ -61,6 +64,7 @@ impl PusherApp {
             key: key.to_owned(),
             secret: secret.to_owned(),
             client_events: true,
+            webhook: None,
         })
     }
 }
@@ -130,6 +134,38 @@ struct Chan {
     order: Vec<String>,
 }
 
+/// Webhook events are sent in batches: at most this many events...
+pub const WEBHOOK_BATCH: usize = 20;
+/// ...or what gathered in this long.
+pub const WEBHOOK_WINDOW: Duration = Duration::from_millis(250);
+/// `channel_vacated` and `member_removed` wait this long: a connection
+/// that comes back meanwhile (a page reload) cancels both the leaving
+/// and the coming back.
+pub const WEBHOOK_DEBOUNCE: Duration = Duration::from_secs(3);
+/// A webhook the endpoint did not take (no answer, not 2xx) is sent again
+/// after 1, 2, 4... seconds, for this long.
+pub const WEBHOOK_RETRY_FOR: Duration = Duration::from_secs(5 * 60);
+/// Most webhook requests waiting for an answer or a retry, per process;
+/// past it a new batch is dropped (logged, counted).
+pub const MAX_WEBHOOKS_OUT: usize = 1000;
+
+/// A webhook request: its app, body, attempts so far and first attempt.
+struct Hook {
+    app: usize,
+    body: Vec<u8>,
+    attempt: u32,
+    first: Instant,
+}
+
+/// A leaving held back for [`WEBHOOK_DEBOUNCE`].
+struct Held {
+    app: usize,
+    channel: String,
+    /// `None`: `channel_vacated`; else `member_removed` of this user.
+    user: Option<String>,
+    due: Instant,
+}
+
 /// How long a cache channel keeps its last event.
 pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -147,6 +183,14 @@ pub struct PusherServer {
     by_subscription: HashMap<Ticket, String>,
     /// The last event of each cache channel (by topic), as sent, and when.
     cached: HashMap<String, (String, Instant)>,
+    /// Webhook events gathering per app, and the timer that sends them.
+    batches: Vec<Vec<Value>>,
+    batch_timer: Option<TimerId>,
+    /// Leavings held back, in order of their due time.
+    held: Vec<Held>,
+    /// Webhook requests out, by ticket, and those waiting to be retried.
+    hooks_out: HashMap<Ticket, Hook>,
+    retries: HashMap<TimerId, Hook>,
     sweep: Option<TimerId>,
     seed: u64,
 }
@@ -161,6 +205,7 @@ impl PusherServer {
     pub fn new(apps: Vec<PusherApp>, limits: PusherLimits) -> Self {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
+        let batches = vec![Vec::new(); apps.len()];
         PusherServer {
             apps,
             limits,
@@ -168,6 +213,11 @@ impl PusherServer {
             channels: HashMap::new(),
             by_subscription: HashMap::new(),
             cached: HashMap::new(),
+            batches,
+            batch_timer: None,
+            held: Vec::new(),
+            hooks_out: HashMap::new(),
+            retries: HashMap::new(),
             sweep: None,
             seed: u64::from_le_bytes(seed) | 1,
         }
@@ -285,8 +335,10 @@ impl PusherServer {
                 self.by_subscription.insert(t, topic.clone());
             }
         }
+        let occupied = chan.subscribers.is_empty();
         chan.subscribers.insert(conn);
         ctx.count("pusher_subscriptions", "ok");
+        let mut joined = None;
         let answer = match member {
             Some(m) => {
                 let first = match chan.members.get_mut(&m.user_id) {
@@ -307,6 +359,7 @@ impl PusherServer {
                     let others: Vec<ConnId> =
                         chan.subscribers.iter().filter(|&o| o != conn).collect();
                     ctx.broadcast(others, Message::Text(&added));
+                    joined = Some(m.user_id.clone());
                 }
                 let members = chan
                     .order
@@ -317,17 +370,30 @@ impl PusherServer {
             None => protocol::subscription_succeeded(name),
         };
         ctx.send_text(conn, &answer);
+        let mut missed = false;
         if channel.cache {
             match self.cached.get(&topic) {
                 Some((last, _)) => ctx.send_text(conn, last),
                 None => {
+                    missed = true;
                     ctx.count("pusher_cache", "miss");
                     ctx.send_text(conn, &protocol::cache_miss(name))
                 }
             };
         }
-        if let Some(c) = self.conns.get_mut(conn) {
-            c.channels.push(name.to_owned());
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.channels.push(name.to_owned());
+        let app = c.app;
+        if occupied {
+            self.arrived(ctx, app, name, None);
+        }
+        if let Some(user) = joined {
+            self.arrived(ctx, app, name, Some(&user));
+        }
+        if missed {
+            self.hook(ctx, app, json!({"name": "cache_miss", "channel": name}));
         }
     }
 
@@ -339,17 +405,19 @@ impl PusherServer {
             return;
         };
         c.channels.swap_remove(at);
-        let topic = topic(&self.apps[c.app], name);
-        self.leave(ctx, conn, &topic, name);
+        let app = c.app;
+        let topic = topic(&self.apps[app], name);
+        self.leave(ctx, app, conn, &topic, name);
     }
 
     /// Takes `conn` off the channel: the last connection of a presence
     /// member makes it leave; the last subscriber ends the bus
     /// subscription.
-    fn leave(&mut self, ctx: &mut Context<'_>, conn: ConnId, topic: &str, name: &str) {
+    fn leave(&mut self, ctx: &mut Context<'_>, app: usize, conn: ConnId, topic: &str, name: &str) {
         let Some(chan) = self.channels.get_mut(topic) else {
             return;
         };
+        let mut gone_user = None;
         chan.subscribers.remove(conn);
         if let Some(user) = chan.member_of.remove(&conn)
             && let Some((n, _)) = chan.members.get_mut(&user)
@@ -360,14 +428,22 @@ impl PusherServer {
                 chan.order.retain(|u| u != &user);
                 let removed = protocol::member_removed(name, &user);
                 ctx.broadcast(chan.subscribers.iter(), Message::Text(&removed));
+                gone_user = Some(user);
             }
         }
-        if chan.subscribers.is_empty() {
+        let vacated = chan.subscribers.is_empty();
+        if vacated {
             if let Some(t) = chan.subscription {
                 ctx.bus_unsubscribe(t);
                 self.by_subscription.remove(&t);
             }
             self.channels.remove(topic);
+        }
+        if let Some(user) = gone_user {
+            self.departed(ctx, app, name, Some(&user));
+        }
+        if vacated {
+            self.departed(ctx, app, name, None);
         }
     }
 
@@ -431,10 +507,28 @@ impl PusherServer {
             .and_then(|ch| ch.member_of.get(&conn).cloned());
         let text = protocol::client_event(name, event, data, user.as_deref());
         ctx.count("pusher_client_events", "ok");
+        let socket_id = c.socket_id.clone();
+        let app = c.app;
         ctx.publish(Event {
-            exclude: vec![c.socket_id.clone()],
+            exclude: vec![socket_id.clone()],
             ..Event::raw(topic, text)
         });
+        if self.apps[app].webhook.is_some() {
+            let mut hook = json!({
+                "name": "client_event",
+                "channel": name,
+                "event": event,
+                "data": match data {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                "socket_id": socket_id,
+            });
+            if let Some(user) = user {
+                hook["user_id"] = Value::String(user);
+            }
+            self.hook(ctx, app, hook);
+        }
     }
 
     fn signin(&mut self, ctx: &mut Context<'_>, conn: ConnId, sig: &str, user_data: &str) {
@@ -679,14 +773,149 @@ impl PusherServer {
         }
     }
 
+    /// Queues a webhook event of `app`; nothing without a webhook URL.
+    fn hook(&mut self, ctx: &mut Context<'_>, app: usize, event: Value) {
+        if self.apps[app].webhook.is_none() {
+            return;
+        }
+        self.batches[app].push(event);
+        if self.batches[app].len() >= WEBHOOK_BATCH {
+            self.send_batch(ctx, app);
+        } else if self.batch_timer.is_none() {
+            self.batch_timer = Some(ctx.add_timer(WEBHOOK_WINDOW));
+        }
+    }
+
+    /// A channel became occupied here, or a user joined a presence
+    /// channel: the webhook, unless it cancels a leaving still held.
+    fn arrived(&mut self, ctx: &mut Context<'_>, app: usize, channel: &str, user: Option<&str>) {
+        let held = self
+            .held
+            .iter()
+            .position(|h| h.app == app && h.channel == channel && h.user.as_deref() == user);
+        if let Some(at) = held {
+            self.held.remove(at);
+            return;
+        }
+        let event = match user {
+            None => json!({"name": "channel_occupied", "channel": channel}),
+            Some(u) => json!({"name": "member_added", "channel": channel, "user_id": u}),
+        };
+        self.hook(ctx, app, event);
+    }
+
+    /// The leaving counterpart: held back for [`WEBHOOK_DEBOUNCE`].
+    fn departed(&mut self, ctx: &mut Context<'_>, app: usize, channel: &str, user: Option<&str>) {
+        if self.apps[app].webhook.is_some() {
+            self.held.push(Held {
+                app,
+                channel: channel.to_owned(),
+                user: user.map(str::to_owned),
+                due: ctx.now() + WEBHOOK_DEBOUNCE,
+            });
+        }
+    }
+
+    /// Sends the leavings whose time has come.
+    fn release_held(&mut self, ctx: &mut Context<'_>) {
+        let now = ctx.now();
+        while self.held.first().is_some_and(|h| h.due <= now) {
+            let h = self.held.remove(0);
+            let event = match &h.user {
+                None => json!({"name": "channel_vacated", "channel": h.channel}),
+                Some(u) => json!({"name": "member_removed", "channel": h.channel, "user_id": u}),
+            };
+            self.hook(ctx, h.app, event);
+        }
+    }
+
+    fn send_batches(&mut self, ctx: &mut Context<'_>) {
+        for app in 0..self.apps.len() {
+            if !self.batches[app].is_empty() {
+                self.send_batch(ctx, app);
+            }
+        }
+    }
+
+    fn send_batch(&mut self, ctx: &mut Context<'_>, app: usize) {
+        let events = std::mem::take(&mut self.batches[app]);
+        if self.hooks_out.len() + self.retries.len() >= MAX_WEBHOOKS_OUT {
+            log::warn!(
+                "Pusher app {}: {} webhook event(s) dropped: {MAX_WEBHOOKS_OUT} webhook requests are already out or waiting",
+                self.apps[app].id,
+                events.len()
+            );
+            ctx.count("pusher_webhooks", "dropped");
+            return;
+        }
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let body = json!({"time_ms": time_ms, "events": events})
+            .to_string()
+            .into_bytes();
+        let hook = Hook {
+            app,
+            body,
+            attempt: 0,
+            first: ctx.now(),
+        };
+        self.post(ctx, hook);
+    }
+
+    /// POSTs a webhook request, signed with the app's secret.
+    fn post(&mut self, ctx: &mut Context<'_>, mut hook: Hook) {
+        let app = &self.apps[hook.app];
+        let Some(url) = &app.webhook else {
+            return;
+        };
+        hook.attempt += 1;
+        let signature = auth::webhook_signature(&app.secret, &hook.body);
+        let request = HttpRequest::new("POST", url.target())
+            .and_then(|r| r.header("Content-Type", "application/json"))
+            .and_then(|r| r.header("X-Pusher-Key", &app.key))
+            .and_then(|r| r.header("X-Pusher-Signature", &signature))
+            .map(|r| r.body(hook.body.clone()));
+        match request.ok().and_then(|r| ctx.http_request(url, r)) {
+            Some(ticket) => {
+                self.hooks_out.insert(ticket, hook);
+            }
+            None => self.retry(ctx, hook, "the request could not be sent"),
+        }
+    }
+
+    /// Sends `hook` again after 1, 2, 4... seconds, unless that is past
+    /// [`WEBHOOK_RETRY_FOR`] since its first attempt.
+    fn retry(&mut self, ctx: &mut Context<'_>, hook: Hook, why: &str) {
+        let app = &self.apps[hook.app];
+        let delay = Duration::from_secs(1 << (hook.attempt.clamp(1, 9) - 1));
+        if ctx.now() + delay > hook.first + WEBHOOK_RETRY_FOR {
+            log::warn!(
+                "Pusher app {}: webhook dropped after {} attempts: {why}",
+                app.id,
+                hook.attempt
+            );
+            ctx.count("pusher_webhooks", "dropped");
+            return;
+        }
+        log::info!(
+            "Pusher app {}: webhook attempt {} failed ({why}); again in {delay:?}",
+            app.id,
+            hook.attempt
+        );
+        ctx.count("pusher_webhooks", "retried");
+        let timer = ctx.add_timer(delay);
+        self.retries.insert(timer, hook);
+    }
+
     /// Leaves every channel of a connection that is going.
     fn forget(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         let Some(c) = self.conns.remove(conn) else {
             return;
         };
-        let app = self.apps[c.app].clone();
         for name in &c.channels {
-            self.leave(ctx, conn, &topic(&app, name), name);
+            let topic = topic(&self.apps[c.app], name);
+            self.leave(ctx, c.app, conn, &topic, name);
         }
     }
 }
@@ -821,8 +1050,16 @@ impl Application for PusherServer {
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if Some(timer) == self.batch_timer {
+            self.batch_timer = None;
+            return self.send_batches(ctx);
+        }
+        if let Some(hook) = self.retries.remove(&timer) {
+            return self.post(ctx, hook);
+        }
         if Some(timer) == self.sweep {
             self.check_activity(ctx);
+            self.release_held(ctx);
             let now = ctx.now();
             self.cached
                 .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
@@ -830,6 +1067,18 @@ impl Application for PusherServer {
     }
 
     fn on_reply(&mut self, ctx: &mut Context<'_>, ticket: Ticket, reply: Reply<'_>) {
+        if let Reply::Http(result) = &reply
+            && let Some(hook) = self.hooks_out.remove(&ticket)
+        {
+            match result {
+                Ok(resp) if (200..300).contains(&resp.status) => {
+                    ctx.count("pusher_webhooks", "ok");
+                }
+                Ok(resp) => self.retry(ctx, hook, &format!("status {}", resp.status)),
+                Err(e) => self.retry(ctx, hook, &e.to_string()),
+            }
+            return;
+        }
         let Reply::Bus(event) = reply else {
             return;
         };
