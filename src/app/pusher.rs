@@ -223,14 +223,16 @@ impl PusherServer {
         }
     }
 
-    /// A new socket id: two random decimal numbers, unique per process
-    /// (the connection id is in the second).
+    /// A new socket id: a random number of twelve digits and the
+    /// connection id. Unique in this process; across processes (an
+    /// exclusion travels with an event on the bus) two ids meet only if
+    /// their random parts do, one in 10^12.
     fn socket_id(&mut self, conn: ConnId) -> String {
         // xorshift64*: unpredictable enough for an id that is no secret.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
-        let a = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) % 1_000_000_000;
+        let a = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) % 1_000_000_000_000;
         let b = u64::from(conn.index() as u32) << 32 | u64::from(conn.generation());
         format!("{a}.{b}")
     }
