@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod reactor;
 pub mod session;
+pub mod tls;
 pub mod wamp;
 pub mod ws;
 
