@@ -330,14 +330,46 @@ fn an_untrusting_client_fails_and_others_are_served() {
     let pki = Pki::new("untrusted");
     let server = start(&pki, &[]);
     let url = format!("wss://127.0.0.1:{}/echo", server.addr.port());
-    // Trusts only itself: the CA of the server is unknown to it.
-    let mut stranger = Client::new(&url, &pki.path("srv2.pem"), "any");
-    let answer = stranger.ask("open");
+    // Trusts another certificate only: the server's CA is unknown to it.
+    // Python's blocking ssl sends its alert (unknown CA) before it gives up.
+    let stranger = Command::new("python3")
+        .args([
+            "-c",
+            "import ssl, socket, sys\n\
+             c = ssl.create_default_context(cafile=sys.argv[2])\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+             try:\n    c.wrap_socket(s, server_hostname='127.0.0.1')\n\
+             except ssl.SSLCertVerificationError as e:\n    print('refused', e.verify_message)\n",
+            &server.addr.port().to_string(),
+            &pki.path("srv2.pem"),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&stranger.stdout);
+    assert!(
+        said.starts_with("refused"),
+        "{said} {}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
+    let line = wait_log(&server, "TLS failed");
+    assert!(line.contains("UnknownCA"), "{line}");
+    // Python websockets (asyncio) refuses the certificate too (it closes
+    // without an alert: counted, logged at debug).
+    let mut asyncio_stranger = Client::new(&url, &pki.path("srv2.pem"), "any");
+    let answer = asyncio_stranger.ask("open");
     assert!(
         answer.starts_with("error SSLCertVerificationError"),
         "{answer}"
     );
-    wait_log(&server, "TLS failed");
+    let metrics = https_get(&server, &pki, "/metrics");
+    assert!(
+        metrics.contains("sprocket_tls_handshake_failures_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sprocket_tls_handshakes_total 1\n"),
+        "{metrics}"
+    );
     let mut client = Client::new(&url, &pki.path("ca.pem"), "any");
     assert_eq!(client.ask("open"), "open TLSv1.3 http/1.1 1001");
     assert_eq!(client.ask("send 0 still here"), "echo 0 still here");
@@ -365,6 +397,28 @@ fn a_stalled_tls_handshake_is_closed_after_the_handshake_timeout() {
         // No HTTP answer in plaintext inside a TLS connection.
         assert!(!rest.starts_with(b"HTTP/"), "{rest:?}");
     }
+}
+
+/// GET over https:// with Python's urllib, trusting the test CA.
+fn https_get(server: &Running, pki: &Pki, path: &str) -> String {
+    let url = format!("https://127.0.0.1:{}{path}", server.addr.port());
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import ssl, sys, urllib.request\n\
+             c = ssl.create_default_context(cafile=sys.argv[2])\n\
+             print(urllib.request.urlopen(sys.argv[1], context=c).read().decode(), end='')\n",
+            &url,
+            &pki.path("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn fails_to_start(args: &[&str]) -> String {
