@@ -37,8 +37,8 @@ impl std::error::Error for TlsFailure {}
 
 /// The plaintext answer to a client that speaks HTTP to the TLS port.
 pub const NOT_TLS_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-Content-Type: text/plain; charset=utf-8\r\nContent-Length: 59\r\nConnection: close\r\n\r\n\
-this port speaks TLS: use https:// or wss:// to connect.\r\n\r\n";
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 57\r\nConnection: close\r\n\r\n\
+this port speaks TLS: use https:// or wss:// to connect.\n";
 
 /// The server side of a TLS connection over any transport.
 pub struct TlsStream<T> {
