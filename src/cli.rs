@@ -51,6 +51,10 @@ pub struct Options {
     pub bus: BusOptions,
     /// Listen with SO_REUSEPORT.
     pub reuse_port: bool,
+    /// `--tls-cert`/`--tls-key`: the public listener speaks TLS.
+    pub tls: Option<sprocket::tls::TlsFiles>,
+    /// `--admin-tls`: the admin listener speaks TLS too.
+    pub admin_tls: bool,
     /// `--log-format json`: one JSON object a log line.
     pub log_json: bool,
     /// `--grip-route PATH=URL`: WebSocket routes driven by a backend over
@@ -172,6 +176,8 @@ impl Default for Options {
             backends: BackendOptions::default(),
             bus: BusOptions::default(),
             reuse_port: false,
+            tls: None,
+            admin_tls: false,
         }
     }
 }
@@ -217,6 +223,11 @@ OPTIONS:
     -p, --port <PORT>               Listen port only [default: 8080]
         --admin-listen <ADDR:PORT>  Serve /health and /metrics on this address instead of
                                     the public one (keep it private) [default: off]
+        --tls-cert <PEM>            Speak TLS (1.2 and 1.3, ALPN http/1.1) on the public
+                                    listener with this certificate chain; reloaded with
+                                    --tls-key on SIGHUP [default: off]
+        --tls-key <PEM>             The private key of --tls-cert
+        --admin-tls                 TLS on --admin-listen too (same certificate)
         --pid-file <PATH>           Write the process id here; removed on clean exit
         --log-format <text|json>    Log lines as text, or as one JSON object each (ts, level,
                                     target, msg); levels from RUST_LOG [default: text]
@@ -419,6 +430,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
         return parse_probe(args);
     }
     let mut opts = Options::default();
+    let (mut tls_cert, mut tls_key) = (None::<PathBuf>, None::<PathBuf>);
     let (mut listen, mut interface, mut port) = (None, None, None);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -611,6 +623,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 }
             }
             "--reuse-port" => opts.reuse_port = true,
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
+            "--admin-tls" => opts.admin_tls = true,
             "--log-format" => {
                 opts.log_json = match value()?.as_str() {
                     "text" => false,
@@ -707,6 +722,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     if opts.push.redis.is_some() != opts.push.channel.is_some() {
         return Err(CliError(
             "--push-redis and --push-channel go together".into(),
+        ));
+    }
+    opts.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(sprocket::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err(CliError("--tls-cert needs --tls-key".into())),
+        (None, Some(_)) => return Err(CliError("--tls-key needs --tls-cert".into())),
+    };
+    if opts.admin_tls && (opts.tls.is_none() || opts.admin_listen.is_none()) {
+        return Err(CliError(
+            "--admin-tls needs --tls-cert, --tls-key and --admin-listen".into(),
         ));
     }
     if listen.is_some() && (interface.is_some() || port.is_some()) {

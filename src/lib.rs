@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pusher;
 pub mod reactor;
 pub mod session;
+pub mod tls;
 pub mod wamp;
 pub mod ws;
 

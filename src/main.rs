@@ -187,6 +187,14 @@ fn serve(mut opts: Options) -> Result<(), String> {
     }
     let mut server =
         Server::new(opts.config).map_err(|e| format!("cannot start the reactor: {e}"))?;
+    if let Some(files) = &opts.tls {
+        server.use_tls(files.clone())?;
+        log::info!(
+            "TLS: certificate {}, key {}",
+            files.cert.display(),
+            files.key.display()
+        );
+    }
     let sessions = SessionStore::from_settings(&opts.sessions, &mut server)?;
     let backend_urls = [
         &opts.backends.auth,
@@ -245,7 +253,12 @@ fn serve(mut opts: Options) -> Result<(), String> {
     } else {
         server.listen(listen, app)
     };
-    listening.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let public_addr = listening.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    if opts.tls.is_some() {
+        server
+            .serve_tls(public_addr)
+            .map_err(|e| format!("TLS on {public_addr}: {e}"))?;
+    }
     if let Some(url) = &opts.bus.url {
         server
             .use_redis_bus(url, opts.bus.settings.clone())
@@ -265,6 +278,11 @@ fn serve(mut opts: Options) -> Result<(), String> {
             let bound = server
                 .listen(addr, IpBlocklist::new(admin, blocked))
                 .map_err(|e| format!("cannot listen on {addr} (--admin-listen): {e}"))?;
+            if opts.admin_tls {
+                server
+                    .serve_tls(bound)
+                    .map_err(|e| format!("TLS on {bound}: {e}"))?;
+            }
             Some(bound)
         }
         None => None,
@@ -309,14 +327,19 @@ fn serve(mut opts: Options) -> Result<(), String> {
         server.notify_service_manager(notifier);
     }
     let addr = server.local_addr();
+    let (ws, http) = if opts.tls.is_some() {
+        ("wss", if opts.admin_tls { "https" } else { "http" })
+    } else {
+        ("ws", "http")
+    };
     match admin {
         Some(admin) => log::info!(
-            "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page); admin on http://{admin} (GET /health, GET /metrics)",
+            "sprocket {} listening on {ws}://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page); admin on {http}://{admin} (GET /health, GET /metrics)",
             env!("CARGO_PKG_VERSION"),
             opts.wamp_path
         ),
         None => log::info!(
-            "sprocket {} listening on ws://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health, GET /metrics)",
+            "sprocket {} listening on {ws}://{addr} (/echo, /chat, {} for WAMP v1; GET / for the demo page, GET /health, GET /metrics)",
             env!("CARGO_PKG_VERSION"),
             opts.wamp_path
         ),

@@ -14,6 +14,13 @@ pub struct Metrics {
     pub connections_over_limit: u64,
     /// `accept` failures (EMFILE and the like).
     pub accept_errors: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections that failed below HTTP (a bad ClientHello, an
+    /// alert from the client, no common version or cipher).
+    pub tls_handshake_failures: u64,
+    /// Plain-HTTP clients on a TLS port (answered 400).
+    pub tls_plain_http: u64,
     /// Opening handshakes that ended in 101.
     pub handshakes_ok: u64,
     /// HTTP answers other than 101, by status (refusals, pages, health).
@@ -221,6 +228,24 @@ impl Metrics {
             "counter",
             "Connections refused with 503 at the connection limit.",
             self.connections_over_limit,
+        );
+        one(
+            "tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed.",
+            self.tls_handshakes,
+        );
+        one(
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS connections that failed in the handshake or a record (the alert was sent).",
+            self.tls_handshake_failures,
+        );
+        one(
+            "tls_plain_http_total",
+            "counter",
+            "Plain-HTTP requests on a TLS port, answered 400.",
+            self.tls_plain_http,
         );
         one(
             "accept_errors_total",

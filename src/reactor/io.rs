@@ -5,6 +5,7 @@
 use super::core::{Conn, Phase};
 use super::dispatch::{self, call, ingest_own, ingest_shared, notify_close};
 use super::outbound::Done;
+use super::stream::{Stream, TlsFailure, TlsStream};
 use super::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN, READS_PER_TURN, Server, handshake};
 use crate::app::{ConnError, ConnId};
 use crate::http::response;
@@ -12,8 +13,8 @@ use crate::metrics::Metrics;
 use crate::ws::close;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 impl Server {
@@ -33,7 +34,8 @@ impl Server {
                 Ok((sock, peer)) => {
                     self.core.metrics.connections_accepted += 1;
                     let app = self.listeners[index].app;
-                    self.admit(sock, peer, app)
+                    let tls = self.listeners[index].tls;
+                    self.admit(sock, peer, app, tls)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -73,7 +75,7 @@ impl Server {
         let _ = sock.write(&out);
     }
 
-    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr, app: usize) {
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr, app: usize, tls: bool) {
         let per_ip = self.core.cfg.max_connections_per_ip;
         if per_ip != 0 && self.per_ip.get(&peer.ip()).copied().unwrap_or(0) as usize >= per_ip {
             log::warn!("{peer} refused: {per_ip} connections from this address already");
@@ -121,7 +123,18 @@ impl Server {
         if self.socks.len() <= key {
             self.socks.resize_with(key + 1, || None);
         }
-        self.socks[key] = Some(sock);
+        let stream = match self.tls.as_ref().filter(|_| tls) {
+            Some(state) => match TlsStream::new(sock, state.config.clone()) {
+                Ok(t) => Stream::Tls(Box::new(t)),
+                Err(e) => {
+                    log::error!("{peer}: cannot start TLS: {e}");
+                    self.core.conns.remove(key);
+                    return;
+                }
+            },
+            None => Stream::Plain(sock),
+        };
+        self.socks[key] = Some(stream);
         if per_ip != 0 {
             *self.per_ip.entry(peer.ip()).or_default() += 1;
         }
@@ -150,15 +163,31 @@ impl Server {
             } else {
                 sock.read(&mut self.rbuf)
             };
+            if let Stream::Tls(t) = sock
+                && t.take_handshake()
+            {
+                self.core.metrics.tls_handshakes += 1;
+            }
             let n = match result {
+                Ok(0) if sock.tls_handshaking() => {
+                    // Counted, but logged at debug only: load balancers'
+                    // TCP checks do this all day.
+                    self.core.metrics.tls_handshake_failures += 1;
+                    return self.gone(key, "peer closed the connection in the TLS handshake");
+                }
                 Ok(0) => return self.gone(key, "peer closed the connection"),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.input.release_if_empty(&mut self.core.in_pool);
+                    // Handshake records the socket did not take yet.
+                    if sock.wants_write() && !conn.dirty {
+                        conn.dirty = true;
+                        self.core.dirty.push(key);
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.gone(key, &e.to_string()),
+                Err(e) => return self.tls_failed(key, e),
             };
             self.core.metrics.socket_bytes_read += n as u64;
             let app = &mut *self.apps[conn.app()];
@@ -180,6 +209,14 @@ impl Server {
         else {
             return;
         };
+        if let Err(e) = sock.write_pending() {
+            return self.gone(key, &e.to_string());
+        }
+        // A TLS handshake that never finished has nobody to read an HTTP
+        // answer (a handshake timeout, say): close.
+        if matches!(conn.phase, Phase::Done { .. }) && sock.tls_handshaking() {
+            return self.remove(key);
+        }
         while conn.out_pos < conn.out.len() {
             match sock.write(&conn.out[conn.out_pos..]) {
                 Ok(0) => return self.gone(key, "write returned 0"),
@@ -192,8 +229,9 @@ impl Server {
                 Err(e) => return self.gone(key, &e.to_string()),
             }
         }
-        let pending = conn.out_pos < conn.out.len();
-        if pending && conn.ws_open() && conn.pending_out() > self.core.cfg.max_outbound {
+        let queued = conn.out_pos < conn.out.len();
+        let pending = queued || sock.wants_write();
+        if queued && conn.ws_open() && conn.pending_out() > self.core.cfg.max_outbound {
             log::warn!(
                 "{} {}: disconnecting slow consumer ({} bytes unsent after writing, limit {})",
                 conn.id,
@@ -218,7 +256,7 @@ impl Server {
             // our last words. Shut our side and drain until it closes.
             if !conn.write_shut {
                 conn.write_shut = true;
-                let _ = sock.shutdown(Shutdown::Write);
+                sock.shutdown_write();
             }
         }
         if pending != conn.writable {
@@ -228,7 +266,11 @@ impl Server {
             } else {
                 Interest::READABLE
             };
-            if let Err(e) = self.poll.registry().reregister(sock, Token(key), interest) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(sock.tcp_mut(), Token(key), interest)
+            {
                 log::error!("{}: reregister failed: {e}", conn.id);
             }
         }
@@ -274,6 +316,26 @@ impl Server {
         }
     }
 
+    /// A read failed: below HTTP on a TLS connection (counted and logged
+    /// with the peer), or the socket itself.
+    fn tls_failed(&mut self, key: usize, e: io::Error) {
+        let failure = e.get_ref().and_then(|e| e.downcast_ref::<TlsFailure>());
+        if let (Some(failure), Some(conn)) = (failure, self.core.conns.get(key)) {
+            match failure {
+                TlsFailure::NotTls => {
+                    self.core.metrics.tls_plain_http += 1;
+                    Metrics::bump(&mut self.core.metrics.http_responses, 400);
+                    log::info!("{}: plain HTTP on the TLS port: answered 400", conn.peer);
+                }
+                TlsFailure::Tls(err) => {
+                    self.core.metrics.tls_handshake_failures += 1;
+                    log::info!("{}: TLS failed: {err}", conn.peer);
+                }
+            }
+        }
+        self.gone(key, &e.to_string())
+    }
+
     /// The TCP connection is over (EOF or error): tell the app if it still
     /// thinks the connection open, and drop it.
     pub(super) fn gone(&mut self, key: usize, why: &str) {
@@ -294,7 +356,12 @@ impl Server {
         }
         let mut conn = self.core.remove(key);
         if let Some(mut sock) = self.socks.get_mut(key).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut sock);
+            if let Stream::Tls(t) = &mut sock
+                && !t.is_handshaking()
+            {
+                t.close_notify();
+            }
+            let _ = self.poll.registry().deregister(sock.tcp_mut());
         }
         if let std::collections::hash_map::Entry::Occupied(mut count) =
             self.per_ip.entry(conn.peer.ip())

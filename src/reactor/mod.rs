@@ -22,6 +22,8 @@ mod io;
 mod lifecycle;
 mod outbound;
 mod sink;
+#[doc(hidden)]
+pub mod stream;
 mod timers;
 mod zmq;
 
@@ -39,7 +41,7 @@ use crate::app::{Application, RedisId};
 use crate::clients::redis::RedisUrl;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io as stdio;
@@ -100,6 +102,15 @@ struct Listener {
     /// Bound with `SO_REUSEPORT`: at shutdown, new connections are left
     /// to the other sockets on the port (see `lifecycle.rs`).
     reuse_port: bool,
+    /// Connections accepted here speak TLS (with `Server::tls`).
+    tls: bool,
+}
+
+/// The TLS certificate in use and where it was loaded from (SIGHUP loads
+/// it again).
+struct TlsState {
+    files: crate::tls::TlsFiles,
+    config: Arc<rustls::ServerConfig>,
 }
 
 /// A WebSocket server: one reactor, one or more listeners, each serving
@@ -127,7 +138,10 @@ pub struct Server {
     next_generation: u32,
     /// Client sockets, by slab key (beside `core.conns`, which holds only
     /// protocol state).
-    socks: Vec<Option<TcpStream>>,
+    socks: Vec<Option<stream::Stream>>,
+    /// The certificate for TLS listeners; new connections take the current
+    /// one, existing connections keep theirs.
+    tls: Option<TlsState>,
     /// Outbound sockets (Redis, HTTP), by key (token `OUT_BASE + key`).
     out: Slab<outbound::io::OutSock>,
     /// Connections per client address, when that is limited.
@@ -177,6 +191,7 @@ impl Server {
             zmq_again: Vec::new(),
             next_generation: 0,
             socks: Vec::new(),
+            tls: None,
             out: Slab::new(),
             per_ip: std::collections::HashMap::new(),
             rng: u64::from_ne_bytes(seed) | 1,
@@ -250,6 +265,7 @@ impl Server {
             again_at: None,
             app: root,
             reuse_port,
+            tls: false,
         });
         self.apps.push(Box::new(app));
         self.core.listeners = self.listeners.len();
@@ -315,6 +331,29 @@ impl Server {
         let id = RedisId(self.core.outbound.redis.len() as u32);
         self.core.outbound.redis.push(RedisService::new(url, addr));
         Ok(id)
+    }
+
+    /// Loads the TLS certificate and key from `files` (PEM) for the
+    /// listeners [`Server::serve_tls`] marks. SIGHUP loads them again.
+    pub fn use_tls(&mut self, files: crate::tls::TlsFiles) -> Result<(), String> {
+        let config = files.load()?;
+        self.tls = Some(TlsState { files, config });
+        Ok(())
+    }
+
+    /// Connections accepted on the listener bound to `addr` speak TLS
+    /// (after [`Server::use_tls`]).
+    pub fn serve_tls(&mut self, addr: SocketAddr) -> stdio::Result<()> {
+        if self.tls.is_none() {
+            return Err(stdio::Error::other("no TLS certificate loaded"));
+        }
+        match self.listeners.iter_mut().find(|l| l.addr == addr) {
+            Some(l) => {
+                l.tls = true;
+                Ok(())
+            }
+            None => Err(stdio::Error::other(format!("no listener on {addr}"))),
+        }
     }
 
     /// The address of the first listener (useful with port 0).

@@ -76,11 +76,16 @@ pub fn spawn_command(mut cmd: Command) -> Running {
             break None;
         };
         startup.push(line.clone());
-        if let Some(rest) = line.split("listening on ws://").nth(1) {
+        let rest = line
+            .split("listening on ws://")
+            .nth(1)
+            .or_else(|| line.split("listening on wss://").nth(1));
+        if let Some(rest) = rest {
             let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
             let admin = line
                 .split("admin on http://")
                 .nth(1)
+                .or_else(|| line.split("admin on https://").nth(1))
                 .and_then(|r| r.split_whitespace().next())
                 .map(|a| a.parse().unwrap());
             break Some((addr, admin));
