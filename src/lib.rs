@@ -4,11 +4,13 @@
 
 pub mod app;
 pub mod bus;
+pub mod cidr;
 pub mod clients;
 pub mod config;
 pub mod grip;
 pub mod http;
 pub mod metrics;
+pub mod proxy;
 pub mod reactor;
 pub mod session;
 pub mod wamp;
