@@ -97,7 +97,16 @@ pub(crate) struct Attached {
 
 /// One client connection's protocol state (its socket is the server's).
 pub(crate) struct Conn {
+    /// The client: the socket's peer, or the address a trusted proxy
+    /// named (PROXY header, `Forwarded`).
     pub peer: SocketAddr,
+    /// The address forwarding headers are judged by: the socket's peer, or
+    /// the PROXY header's source.
+    pub hop: SocketAddr,
+    /// The address counted against `max_connections_per_ip`, if any.
+    pub counted: Option<std::net::IpAddr>,
+    /// A PROXY protocol header must be read before anything else.
+    pub proxy_pending: bool,
     pub id: ConnId,
     pub phase: Phase,
     /// RFC 6455 state; a placeholder until the handshake succeeds.
@@ -126,6 +135,9 @@ impl Conn {
     pub fn new(peer: SocketAddr, id: ConnId, app: usize, now: Instant) -> Self {
         Conn {
             peer,
+            hop: peer,
+            counted: None,
+            proxy_pending: false,
             id,
             app: u16::try_from(app).unwrap_or(u16::MAX),
             served: false,
@@ -222,6 +234,8 @@ pub(crate) struct Core {
     pub zmq: super::zmq::ZmqRoutes,
     /// Gauges of the server (listeners) for `/metrics`.
     pub listeners: usize,
+    /// Connections per client address, when that is limited.
+    pub per_ip: HashMap<std::net::IpAddr, u32>,
 }
 
 impl Core {
@@ -249,6 +263,7 @@ impl Core {
             bus: super::bus::Bus::default(),
             zmq: super::zmq::ZmqRoutes::default(),
             listeners: 0,
+            per_ip: HashMap::new(),
             cfg,
         }
     }

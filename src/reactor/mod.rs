@@ -21,6 +21,7 @@ mod inbox;
 mod io;
 mod lifecycle;
 mod outbound;
+mod proxy;
 mod sink;
 mod timers;
 mod zmq;
@@ -96,6 +97,8 @@ struct Listener {
     again_at: Option<Instant>,
     /// The root app serving it (an index into `Server::apps`).
     app: usize,
+    /// Connections start with a PROXY protocol header.
+    proxy_protocol: bool,
 }
 
 /// A WebSocket server: one reactor, one or more listeners, each serving
@@ -124,8 +127,6 @@ pub struct Server {
     socks: Vec<Option<TcpStream>>,
     /// Outbound sockets (Redis, HTTP), by key (token `OUT_BASE + key`).
     out: Slab<outbound::io::OutSock>,
-    /// Connections per client address, when that is limited.
-    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
     /// Jitter for reconnect back-off (xorshift64).
     rng: u64,
     /// ZeroMQ PULL listeners and their accepted peers (token
@@ -169,7 +170,6 @@ impl Server {
             next_generation: 0,
             socks: Vec::new(),
             out: Slab::new(),
-            per_ip: std::collections::HashMap::new(),
             rng: u64::from_ne_bytes(seed) | 1,
         })
     }
@@ -238,6 +238,7 @@ impl Server {
             addr: bound,
             again_at: None,
             app: root,
+            proxy_protocol: index == 0 && self.core.cfg.proxy_protocol,
         });
         self.apps.push(Box::new(app));
         self.core.listeners = self.listeners.len();
