@@ -100,11 +100,8 @@ pub(crate) struct Conn {
     /// The client: the socket's peer, or the address a trusted proxy
     /// named (PROXY header, `Forwarded`).
     pub peer: SocketAddr,
-    /// The address forwarding headers are judged by: the socket's peer, or
-    /// the PROXY header's source.
-    pub hop: SocketAddr,
-    /// The address counted against `max_connections_per_ip`, if any.
-    pub counted: Option<std::net::IpAddr>,
+    /// `peer`'s address is counted against `max_connections_per_ip`.
+    pub counted: bool,
     /// A PROXY protocol header must be read before anything else.
     pub proxy_pending: bool,
     pub id: ConnId,
@@ -135,8 +132,7 @@ impl Conn {
     pub fn new(peer: SocketAddr, id: ConnId, app: usize, now: Instant) -> Self {
         Conn {
             peer,
-            hop: peer,
-            counted: None,
+            counted: false,
             proxy_pending: false,
             id,
             app: u16::try_from(app).unwrap_or(u16::MAX),
@@ -236,6 +232,10 @@ pub(crate) struct Core {
     pub listeners: usize,
     /// Connections per client address, when that is limited.
     pub per_ip: HashMap<std::net::IpAddr, u32>,
+    /// For connections whose `peer` a proxy named: the address their
+    /// forwarding headers are judged by (the socket's peer, or the PROXY
+    /// header's source). Beside the slab: direct clients cost nothing.
+    pub hops: HashMap<ConnId, SocketAddr>,
 }
 
 impl Core {
@@ -264,6 +264,7 @@ impl Core {
             zmq: super::zmq::ZmqRoutes::default(),
             listeners: 0,
             per_ip: HashMap::new(),
+            hops: HashMap::new(),
             cfg,
         }
     }
@@ -300,6 +301,7 @@ impl Core {
     pub fn remove(&mut self, key: usize) -> Conn {
         let conn = self.conns.remove(key);
         self.attached.remove(&conn.id);
+        self.hops.remove(&conn.id);
         conn
     }
 
@@ -558,11 +560,14 @@ mod tests {
 #[cfg(test)]
 mod size {
     /// What every idle connection costs the slab (its socket and the
-    /// app's state aside): 248 bytes; was 232 before the reactor grew
-    /// sources and decisions later. A guard, so growth is a decision.
+    /// app's state aside): 256 bytes; was 232 before the reactor grew
+    /// sources and decisions later, 248 before the two proxy flags
+    /// (`counted`, `proxy_pending`; the proxy's own address lives in
+    /// `Core::hops`, paid only by proxied connections). A guard, so growth
+    /// is a decision.
     #[test]
     fn a_connection_fits_its_budget() {
-        assert!(std::mem::size_of::<super::Conn>() <= 248);
+        assert!(std::mem::size_of::<super::Conn>() <= 256);
         assert!(std::mem::size_of::<crate::ws::Connection>() <= 88);
     }
 }

@@ -128,7 +128,7 @@ impl Server {
         }
         self.socks[key] = Some(sock);
         if count {
-            self.core.count_ip(key, peer.ip());
+            self.core.count_ip(key);
         }
         log::debug!("{id} {peer} connected");
     }

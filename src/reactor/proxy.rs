@@ -19,22 +19,25 @@ impl Core {
         limit != 0 && self.per_ip.get(&ip).copied().unwrap_or(0) as usize >= limit
     }
 
-    /// Counts connection `key` against `ip` (and no longer against the
-    /// address it was counted for before).
-    pub fn count_ip(&mut self, key: usize, ip: IpAddr) {
+    /// Counts connection `key` against its `peer` (and no longer against
+    /// the address it was counted for before).
+    pub fn count_ip(&mut self, key: usize) {
         if self.cfg.max_connections_per_ip == 0 {
             return;
         }
         self.uncount_ip(key);
-        *self.per_ip.entry(ip).or_default() += 1;
-        self.conns[key].counted = Some(ip);
+        let conn = &mut self.conns[key];
+        *self.per_ip.entry(conn.peer.ip()).or_default() += 1;
+        conn.counted = true;
     }
 
     /// Stops counting connection `key` against its address.
     pub fn uncount_ip(&mut self, key: usize) {
-        let Some(ip) = self.conns.get_mut(key).and_then(|c| c.counted.take()) else {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| c.counted) else {
             return;
         };
+        conn.counted = false;
+        let ip = conn.peer.ip();
         if let std::collections::hash_map::Entry::Occupied(mut count) = self.per_ip.entry(ip) {
             *count.get_mut() -= 1;
             if *count.get() == 0 {
@@ -55,7 +58,7 @@ impl Core {
 /// connection against that address. A client over its limit: 429.
 pub(crate) fn resolve_client(core: &mut Core, key: usize, head: &Head<'_>) -> Result<(), Reject> {
     let conn = &core.conns[key];
-    let hop = conn.hop;
+    let hop = core.hops.get(&conn.id).copied().unwrap_or(conn.peer);
     let peer = match proxy::client_address(hop, &head.headers, &core.cfg.trusted_proxies) {
         Resolved::Direct => hop,
         Resolved::Ignored => {
@@ -72,13 +75,22 @@ pub(crate) fn resolve_client(core: &mut Core, key: usize, head: &Head<'_>) -> Re
             addr
         }
     };
-    core.conns[key].peer = peer;
-    if core.cfg.max_connections_per_ip != 0 && core.conns[key].counted != Some(peer.ip()) {
-        if core.ip_full(peer.ip()) {
-            return Err(Reject::new(429, "too many connections from your address"));
-        }
-        core.count_ip(key, peer.ip());
+    let conn = &core.conns[key];
+    let id = conn.id;
+    let same = conn.peer.ip() == peer.ip();
+    if peer != conn.peer {
+        core.hops.entry(id).or_insert(hop);
     }
+    if same && (conn.counted || core.cfg.max_connections_per_ip == 0) {
+        core.conns[key].peer = peer;
+        return Ok(());
+    }
+    core.uncount_ip(key);
+    core.conns[key].peer = peer;
+    if core.ip_full(peer.ip()) {
+        return Err(Reject::new(429, "too many connections from your address"));
+    }
+    core.count_ip(key);
     Ok(())
 }
 
@@ -142,6 +154,7 @@ impl Server {
         self.core.metrics.proxy_headers_ok += 1;
         let conn = &mut self.core.conns[key];
         conn.proxy_pending = false;
+        let id = conn.id;
         let believed = Cidr::any_contains(&self.core.cfg.trusted_proxies, conn.peer.ip());
         if !believed && header.source().is_some() {
             log::warn!(
@@ -155,8 +168,8 @@ impl Server {
                 conn.id,
                 conn.peer
             );
-            conn.hop = source;
             conn.peer = source;
+            self.core.hops.insert(id, source);
         }
         true
     }
