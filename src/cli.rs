@@ -237,6 +237,17 @@ OPTIONS:
                                     without Origin, get 403 [default: any origin]
         --block <IP[/PREFIX]>       Refuse clients from an address or CIDR block with 403;
                                     repeatable or comma-separated
+        --trusted-proxy <IP[/PREFIX]>
+                                    A proxy in front of sprocket: from these addresses the
+                                    client address is read from Forwarded (RFC 7239) or
+                                    X-Forwarded-For, right to left, skipping trusted
+                                    addresses; --block, --max-connections-per-ip, logs and
+                                    apps then see that client. Elsewhere those headers are
+                                    ignored. Repeatable or comma-separated
+        --proxy-protocol            Every connection to --listen starts with a PROXY protocol
+                                    v1 or v2 header (HAProxy send-proxy / send-proxy-v2);
+                                    without one it is closed. Needs --trusted-proxy: the
+                                    address in a header from anywhere else is ignored
         --max-message-size <SIZE>   Largest message a client may send; larger: close 1009
                                     [default: 16M]
         --max-frame-size <SIZE>     Largest frame a client may send; larger: close 1009
@@ -467,6 +478,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                     );
                 }
             }
+            "--trusted-proxy" => {
+                for item in split_list(&value()?) {
+                    cfg.trusted_proxies.push(
+                        item.parse()
+                            .map_err(|e| CliError(format!("--trusted-proxy: {e}")))?,
+                    );
+                }
+            }
+            "--proxy-protocol" => cfg.proxy_protocol = true,
             "--max-message-size" => cfg.max_message_size = parse_size(&name, &value()?)?,
             "--max-frame-size" => cfg.max_frame_size = parse_size(&name, &value()?)?,
             "--max-outbound" => cfg.max_outbound = parse_size(&name, &value()?)?,
@@ -747,6 +767,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             port.unwrap_or(default.port()),
         )
     });
+    if opts.config.proxy_protocol && opts.config.trusted_proxies.is_empty() {
+        return Err(CliError(
+            "--proxy-protocol needs --trusted-proxy: the addresses allowed to send PROXY headers"
+                .into(),
+        ));
+    }
     if opts.config.max_frame_size > opts.config.max_message_size {
         opts.config.max_frame_size = opts.config.max_message_size;
     }

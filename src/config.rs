@@ -59,6 +59,12 @@ pub struct Config {
     /// `write` per connection. Zero writes at the end of every loop turn.
     /// See docs/benchmarks.md for the trade.
     pub fanout_flush_delay: Duration,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers and PROXY
+    /// protocol headers are believed (`--trusted-proxy`). Empty: none.
+    pub trusted_proxies: Vec<crate::cidr::Cidr>,
+    /// Every connection on the first (public) listener starts with a
+    /// PROXY protocol v1 or v2 header (`--proxy-protocol`).
+    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -83,6 +89,8 @@ impl Default for Config {
             max_backend_response: 1 << 20,
             backend_connections: 32,
             fanout_flush_delay: Duration::from_millis(1),
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }

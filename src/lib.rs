@@ -4,12 +4,14 @@
 
 pub mod app;
 pub mod bus;
+pub mod cidr;
 pub mod clients;
 pub mod config;
 pub mod grip;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod proxy;
 pub mod pusher;
 pub mod reactor;
 pub mod session;

@@ -12,6 +12,16 @@ pub struct Metrics {
     pub connections_accepted: u64,
     /// Connections refused at accept because of the connection limit.
     pub connections_over_limit: u64,
+    /// PROXY protocol headers read (`--proxy-protocol`).
+    pub proxy_headers_ok: u64,
+    /// Connections closed for a missing or malformed PROXY header.
+    pub proxy_headers_bad: u64,
+    /// Requests whose client address came from `Forwarded` /
+    /// `X-Forwarded-For` of a trusted proxy.
+    pub forwarded_used: u64,
+    /// Requests with forwarding headers from a peer that is not a trusted
+    /// proxy (the headers were ignored).
+    pub forwarded_ignored: u64,
     /// `accept` failures (EMFILE and the like).
     pub accept_errors: u64,
     /// TLS handshakes completed.
@@ -246,6 +256,30 @@ impl Metrics {
             "counter",
             "Plain-HTTP requests on a TLS port, answered 400.",
             self.tls_plain_http,
+        );
+        one(
+            "proxy_headers_ok_total",
+            "counter",
+            "PROXY protocol headers read.",
+            self.proxy_headers_ok,
+        );
+        one(
+            "proxy_headers_bad_total",
+            "counter",
+            "Connections closed for a missing or malformed PROXY protocol header.",
+            self.proxy_headers_bad,
+        );
+        one(
+            "forwarded_used_total",
+            "counter",
+            "Requests whose client address came from a trusted proxy's Forwarded or X-Forwarded-For.",
+            self.forwarded_used,
+        );
+        one(
+            "forwarded_ignored_total",
+            "counter",
+            "Requests with forwarding headers from an untrusted peer (ignored).",
+            self.forwarded_ignored,
         );
         one(
             "accept_errors_total",

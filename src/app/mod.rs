@@ -26,6 +26,7 @@ mod route;
 mod router;
 mod session;
 
+pub use crate::cidr::BadCidr;
 pub use admin::Admin;
 pub use backend::{AuthBackend, Backend, Who, first_line};
 pub use blocklist::{Cidr, IpBlocklist};

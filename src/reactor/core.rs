@@ -97,7 +97,13 @@ pub(crate) struct Attached {
 
 /// One client connection's protocol state (its socket is the server's).
 pub(crate) struct Conn {
+    /// The client: the socket's peer, or the address a trusted proxy
+    /// named (PROXY header, `Forwarded`).
     pub peer: SocketAddr,
+    /// `peer`'s address is counted against `max_connections_per_ip`.
+    pub counted: bool,
+    /// A PROXY protocol header must be read before anything else.
+    pub proxy_pending: bool,
     pub id: ConnId,
     pub phase: Phase,
     /// RFC 6455 state; a placeholder until the handshake succeeds.
@@ -126,6 +132,8 @@ impl Conn {
     pub fn new(peer: SocketAddr, id: ConnId, app: usize, now: Instant) -> Self {
         Conn {
             peer,
+            counted: false,
+            proxy_pending: false,
             id,
             app: u16::try_from(app).unwrap_or(u16::MAX),
             served: false,
@@ -222,6 +230,12 @@ pub(crate) struct Core {
     pub zmq: super::zmq::ZmqRoutes,
     /// Gauges of the server (listeners) for `/metrics`.
     pub listeners: usize,
+    /// Connections per client address, when that is limited.
+    pub per_ip: HashMap<std::net::IpAddr, u32>,
+    /// For connections whose `peer` a proxy named: the address their
+    /// forwarding headers are judged by (the socket's peer, or the PROXY
+    /// header's source). Beside the slab: direct clients cost nothing.
+    pub hops: HashMap<ConnId, SocketAddr>,
 }
 
 impl Core {
@@ -249,6 +263,8 @@ impl Core {
             bus: super::bus::Bus::default(),
             zmq: super::zmq::ZmqRoutes::default(),
             listeners: 0,
+            per_ip: HashMap::new(),
+            hops: HashMap::new(),
             cfg,
         }
     }
@@ -285,6 +301,7 @@ impl Core {
     pub fn remove(&mut self, key: usize) -> Conn {
         let conn = self.conns.remove(key);
         self.attached.remove(&conn.id);
+        self.hops.remove(&conn.id);
         conn
     }
 
@@ -543,11 +560,14 @@ mod tests {
 #[cfg(test)]
 mod size {
     /// What every idle connection costs the slab (its socket and the
-    /// app's state aside): 248 bytes; was 232 before the reactor grew
-    /// sources and decisions later. A guard, so growth is a decision.
+    /// app's state aside): 256 bytes; was 232 before the reactor grew
+    /// sources and decisions later, 248 before the two proxy flags
+    /// (`counted`, `proxy_pending`; the proxy's own address lives in
+    /// `Core::hops`, paid only by proxied connections). A guard, so growth
+    /// is a decision.
     #[test]
     fn a_connection_fits_its_budget() {
-        assert!(std::mem::size_of::<super::Conn>() <= 248);
+        assert!(std::mem::size_of::<super::Conn>() <= 256);
         assert!(std::mem::size_of::<crate::ws::Connection>() <= 88);
     }
 }

@@ -37,6 +37,10 @@ pub(crate) fn head<A: Application + ?Sized>(
             return buf.len();
         }
     };
+    if let Err(reject) = super::proxy::resolve_client(core, key, &head) {
+        refuse(core, key, &reject);
+        return buf.len();
+    }
     let peer = core.conns[key].peer;
     match upgrade::check(&head) {
         Err(reject) => refuse(core, key, &reject),

@@ -34,8 +34,9 @@ impl Server {
                 Ok((sock, peer)) => {
                     self.core.metrics.connections_accepted += 1;
                     let app = self.listeners[index].app;
-                    let tls = self.listeners[index].tls;
-                    self.admit(sock, peer, app, tls)
+                    let listener = &self.listeners[index];
+                    let (tls, proxy_protocol) = (listener.tls, listener.proxy_protocol);
+                    self.admit(sock, peer, app, tls, proxy_protocol)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -75,9 +76,22 @@ impl Server {
         let _ = sock.write(&out);
     }
 
-    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr, app: usize, tls: bool) {
+    /// Takes a new connection: limits, socket options, registration, and
+    /// its stream (TLS on a TLS listener). With `proxy_protocol` its first
+    /// bytes must be a PROXY header, read below TLS.
+    fn admit(
+        &mut self,
+        mut sock: TcpStream,
+        peer: SocketAddr,
+        app: usize,
+        tls: bool,
+        proxy_protocol: bool,
+    ) {
         let per_ip = self.core.cfg.max_connections_per_ip;
-        if per_ip != 0 && self.per_ip.get(&peer.ip()).copied().unwrap_or(0) as usize >= per_ip {
+        // A trusted proxy's connections count for the clients they carry,
+        // once known (`proxy::resolve_client`).
+        let count = self.core.counts_at_accept(peer.ip());
+        if count && self.core.ip_full(peer.ip()) {
             log::warn!("{peer} refused: {per_ip} connections from this address already");
             return self.refuse_at_door(sock, 429, &[], "too many connections from your address\n");
         }
@@ -119,7 +133,8 @@ impl Server {
         }
         self.next_generation = self.next_generation.wrapping_add(1);
         let id = ConnId::new(key as u32, self.next_generation);
-        entry.insert(Conn::new(peer, id, app, self.core.now));
+        let conn = entry.insert(Conn::new(peer, id, app, self.core.now));
+        conn.proxy_pending = proxy_protocol;
         if self.socks.len() <= key {
             self.socks.resize_with(key + 1, || None);
         }
@@ -135,8 +150,8 @@ impl Server {
             None => Stream::Plain(sock),
         };
         self.socks[key] = Some(stream);
-        if per_ip != 0 {
-            *self.per_ip.entry(peer.ip()).or_default() += 1;
+        if count {
+            self.core.count_ip(key);
         }
         log::debug!("{id} {peer} connected");
     }
@@ -147,6 +162,10 @@ impl Server {
     /// A connection whose app is deciding is not read: its bytes wait in
     /// the kernel until the decision.
     pub(super) fn read(&mut self, key: usize) {
+        if self.core.conns.get(key).is_some_and(|c| c.proxy_pending) && !self.read_proxy_header(key)
+        {
+            return;
+        }
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.core.conns.get_mut(key) else {
                 return;
@@ -354,6 +373,7 @@ impl Server {
         if !self.core.conns.contains(key) {
             return;
         }
+        self.core.uncount_ip(key);
         let mut conn = self.core.remove(key);
         if let Some(mut sock) = self.socks.get_mut(key).and_then(Option::take) {
             if let Stream::Tls(t) = &mut sock
@@ -362,14 +382,6 @@ impl Server {
                 t.close_notify();
             }
             let _ = self.poll.registry().deregister(sock.tcp_mut());
-        }
-        if let std::collections::hash_map::Entry::Occupied(mut count) =
-            self.per_ip.entry(conn.peer.ip())
-        {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
-            }
         }
         let mut out = conn.out;
         out.clear();

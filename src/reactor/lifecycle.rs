@@ -105,7 +105,6 @@ impl Server {
         }
     }
 
-
     /// Starts a graceful shutdown: stops accepting, then starts the close
     /// handshake with every client.
     ///

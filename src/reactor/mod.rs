@@ -21,6 +21,7 @@ mod inbox;
 mod io;
 mod lifecycle;
 mod outbound;
+mod proxy;
 mod sink;
 #[doc(hidden)]
 pub mod stream;
@@ -104,6 +105,8 @@ struct Listener {
     reuse_port: bool,
     /// Connections accepted here speak TLS (with `Server::tls`).
     tls: bool,
+    /// Connections start with a PROXY protocol header.
+    proxy_protocol: bool,
 }
 
 /// The TLS certificate in use and where it was loaded from (SIGHUP loads
@@ -144,8 +147,6 @@ pub struct Server {
     tls: Option<TlsState>,
     /// Outbound sockets (Redis, HTTP), by key (token `OUT_BASE + key`).
     out: Slab<outbound::io::OutSock>,
-    /// Connections per client address, when that is limited.
-    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
     /// Jitter for reconnect back-off (xorshift64).
     rng: u64,
     /// ZeroMQ PULL listeners and their accepted peers (token
@@ -193,7 +194,6 @@ impl Server {
             socks: Vec::new(),
             tls: None,
             out: Slab::new(),
-            per_ip: std::collections::HashMap::new(),
             rng: u64::from_ne_bytes(seed) | 1,
             notifier: None,
         })
@@ -266,6 +266,7 @@ impl Server {
             app: root,
             reuse_port,
             tls: false,
+            proxy_protocol: index == 0 && self.core.cfg.proxy_protocol,
         });
         self.apps.push(Box::new(app));
         self.core.listeners = self.listeners.len();
