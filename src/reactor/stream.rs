@@ -248,3 +248,233 @@ impl Stream {
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+    use std::path::Path;
+
+    const CERT: &[u8] = include_bytes!("../../fuzz/tls/cert.pem");
+    const KEY: &[u8] = include_bytes!("../../fuzz/tls/key.pem");
+
+    /// Trusts exactly the test certificate (compared byte for byte) and
+    /// checks signatures with ring.
+    #[derive(Debug)]
+    struct Pinned(Vec<u8>);
+
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if end_entity.as_ref() == self.0.as_slice() {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General("not the pinned certificate".into()))
+            }
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// One direction of an in-memory pipe: bytes written on one side,
+    /// read on the other; `WouldBlock` when empty, or when more than
+    /// `cap` bytes wait.
+    #[derive(Default)]
+    struct Pipe {
+        to_server: Vec<u8>,
+        to_client: Vec<u8>,
+        cap: usize,
+    }
+
+    struct ServerEnd<'a>(&'a std::cell::RefCell<Pipe>);
+
+    impl Read for ServerEnd<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let mut p = self.0.borrow_mut();
+            if p.to_server.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(p.to_server.len());
+            buf[..n].copy_from_slice(&p.to_server[..n]);
+            p.to_server.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for ServerEnd<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut p = self.0.borrow_mut();
+            let room = p.cap.saturating_sub(p.to_client.len());
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = room.min(buf.len());
+            p.to_client.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn client() -> ClientConnection {
+        let cert = CertificateDer::pem_slice_iter(CERT)
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned(cert.to_vec())))
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap()
+    }
+
+    use rustls::pki_types::pem::PemObject;
+
+    /// Moves records from the client to the pipe and back.
+    /// Moves the client's records to the server and the server's to the
+    /// client; returns the plaintext the client received (read as it
+    /// comes, so its own buffer never fills).
+    fn pump(client: &mut ClientConnection, pipe: &std::cell::RefCell<Pipe>) -> Vec<u8> {
+        while client.wants_write() {
+            let mut out = Vec::new();
+            client.write_tls(&mut out).unwrap();
+            pipe.borrow_mut().to_server.extend_from_slice(&out);
+        }
+        let incoming = std::mem::take(&mut pipe.borrow_mut().to_client);
+        let mut slice = incoming.as_slice();
+        let mut got = Vec::new();
+        while !slice.is_empty() {
+            client.read_tls(&mut slice).unwrap();
+            client.process_new_packets().unwrap();
+            // WouldBlock once it has read all there is.
+            let _ = client.reader().read_to_end(&mut got);
+        }
+        got
+    }
+
+    #[test]
+    fn handshake_data_both_ways_buffer_limit_and_close_notify() {
+        let config =
+            crate::tls::config_from_pem(CERT, KEY, Path::new("c"), Path::new("k")).unwrap();
+        let pipe = std::cell::RefCell::new(Pipe {
+            cap: 1 << 30,
+            ..Pipe::default()
+        });
+        let mut server = TlsStream::new(ServerEnd(&pipe), config).unwrap();
+        let mut client = client();
+        let mut buf = [0u8; 4096];
+        for _ in 0..4 {
+            pump(&mut client, &pipe);
+            let r = server.read(&mut buf);
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        }
+        pump(&mut client, &pipe);
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        assert_eq!(client.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert!(server.take_handshake());
+        assert!(!server.take_handshake());
+
+        // Client to server.
+        client.writer().write_all(b"hello server").unwrap();
+        pump(&mut client, &pipe);
+        let n = server.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello server");
+        assert_eq!(
+            server.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+
+        // Server to client, with a transport that takes 1000 bytes only:
+        // rustls buffers up to its limit, then WouldBlock.
+        pipe.borrow_mut().cap = 1000;
+        let big = vec![7u8; 1 << 20];
+        let mut taken = 0;
+        loop {
+            match server.write(&big[taken..]) {
+                Ok(n) => taken += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(
+            (TLS_BUFFER_LIMIT / 2..2 * TLS_BUFFER_LIMIT).contains(&taken),
+            "{taken}"
+        );
+        assert!(server.wants_write());
+        // The transport opens: everything taken arrives intact.
+        pipe.borrow_mut().cap = 1 << 30;
+        server.write_tls().unwrap();
+        assert!(!server.wants_write());
+        let got = pump(&mut client, &pipe);
+        assert_eq!(got.len(), taken);
+        assert!(got.iter().all(|&b| b == 7));
+
+        // close_notify from us reaches the client as a clean end.
+        server.close_notify();
+        pump(&mut client, &pipe);
+        let mut rest = [0u8; 16];
+        assert_eq!(client.reader().read(&mut rest).unwrap(), 0);
+        // And the client's close_notify is a clean end for us.
+        client.send_close_notify();
+        pump(&mut client, &pipe);
+        assert_eq!(server.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn plain_http_gets_the_hint_and_an_error() {
+        let config =
+            crate::tls::config_from_pem(CERT, KEY, Path::new("c"), Path::new("k")).unwrap();
+        let pipe = std::cell::RefCell::new(Pipe {
+            cap: 1 << 20,
+            ..Pipe::default()
+        });
+        pipe.borrow_mut().to_server = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        let mut server = TlsStream::new(ServerEnd(&pipe), config).unwrap();
+        let e = server.read(&mut [0u8; 64]).unwrap_err();
+        let failure = e.get_ref().and_then(|e| e.downcast_ref::<TlsFailure>());
+        assert!(matches!(failure, Some(TlsFailure::NotTls)), "{e}");
+        assert_eq!(pipe.borrow().to_client, NOT_TLS_RESPONSE);
+    }
+}
