@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod fallible;
+pub mod pki;
 pub mod pushpin;
 pub mod services;
 
