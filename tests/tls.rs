@@ -455,3 +455,100 @@ fn bad_files_stop_the_start_with_a_clear_message() {
     let err = fails_to_start(&["--tls-cert", &srv1]);
     assert!(err.contains("--tls-cert needs --tls-key"), "{err}");
 }
+
+/// GET `path` on `addr` over https://, trusting the test CA: (status, body)
+/// or the error Python gave.
+fn https_get_at(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let url = format!("https://{addr}{path}");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import ssl, sys, urllib.request\n\
+             c = ssl.create_default_context(cafile=sys.argv[2])\n\
+             r = urllib.request.urlopen(sys.argv[1], context=c, timeout=5)\n\
+             print(r.status, r.read().decode(), end='')\n",
+            &url,
+            &pki.path("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let (status, body) = stdout.split_once(' ').unwrap_or((&stdout, ""));
+    Ok((status.parse().unwrap_or(0), body.to_owned()))
+}
+
+/// A plain-HTTP GET on `addr`: the whole answer as text.
+fn plain_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // One write: a TLS port answers the first bytes and closes.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn admin_tls_serves_health_and_metrics_over_https_only() {
+    let pki = Pki::new("admin");
+    let server = start(&pki, &["--admin-listen", "127.0.0.1:0", "--admin-tls"]);
+    assert!(
+        server.start_line().contains("admin on https://"),
+        "{}",
+        server.start_line()
+    );
+    let admin = server.admin.expect("the admin address");
+    let (status, body) = https_get_at(admin, &pki, "/health").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, metrics) = https_get_at(admin, &pki, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("sprocket_tls_handshakes_total "),
+        "{metrics}"
+    );
+    // Plain HTTP on the admin port gets the hint, not the page.
+    let answer = plain_get(admin, "/health");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("this port speaks TLS: use https:// or wss://"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn without_admin_tls_the_admin_listener_stays_plain() {
+    let pki = Pki::new("admin-plain");
+    let server = start(&pki, &["--admin-listen", "127.0.0.1:0"]);
+    assert!(
+        server.start_line().contains("admin on http://"),
+        "{}",
+        server.start_line()
+    );
+    let admin = server.admin.expect("the admin address");
+    let answer = plain_get(admin, "/health");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let metrics = plain_get(admin, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 "), "{metrics}");
+    assert!(
+        metrics.contains("sprocket_tls_handshakes_total "),
+        "{metrics}"
+    );
+    // No TLS there: an https client fails its handshake.
+    let err = https_get_at(admin, &pki, "/health").unwrap_err();
+    assert!(err.contains("SSL"), "{err}");
+    // The public port still speaks TLS (its demo page).
+    let (status, page) = https_get_at(server.addr, &pki, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("<html"), "{page}");
+}
