@@ -4,7 +4,7 @@
 // process exit as a last resort.
 "use strict";
 
-const { spawn } = require("node:child_process");
+const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
@@ -29,16 +29,46 @@ process.on("exit", () => {
 });
 
 /**
+ * Makes a self-signed certificate for 127.0.0.1 and localhost (P-256, two
+ * days) with the openssl CLI, in a fresh temporary directory. Returns
+ * { dir, cert, key, spki, remove() }: `spki` is the base64 SHA-256 of the
+ * certificate's public key, what Chromium's
+ * --ignore-certificate-errors-spki-list takes.
+ */
+function makeCertificate() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sprocket-cert-"));
+  const cert = path.join(dir, "cert.pem");
+  const key = path.join(dir, "key.pem");
+  const openssl = (args, input) => {
+    try {
+      return execFileSync("openssl", args, { input, stdio: ["pipe", "pipe", "pipe"] });
+    } catch (e) {
+      throw new Error(`openssl ${args.join(" ")}: ${e.stderr || e.message}`);
+    }
+  };
+  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=sprocket browser test",
+    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]);
+  const pubkey = openssl(["x509", "-in", cert, "-pubkey", "-noout"]);
+  const der = openssl(["pkey", "-pubin", "-outform", "der"], pubkey);
+  const spki = openssl(["dgst", "-sha256", "-binary"], der).toString("base64");
+  return { dir, cert, key, spki, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
  * Starts `$SPROCKET_BIN` (default target/release/sprocket) with
  * `--listen 127.0.0.1:0` and `args`; resolves once it logs its address.
  * Returns { addr, url (http://addr), wsUrl (ws://addr), log(), stop() }.
+ * With `tls` (a makeCertificate() result) it serves TLS (--tls-cert,
+ * --tls-key) and url/wsUrl are https:// and wss://.
  */
-function startSprocket(args = [], { timeoutMs = 10000 } = {}) {
+function startSprocket(args = [], { timeoutMs = 10000, tls = null } = {}) {
   const bin = process.env.SPROCKET_BIN || path.join(ROOT, "target/release/sprocket");
   if (!fs.existsSync(bin)) {
     throw new Error(`sprocket binary not found: ${bin} (build it or set SPROCKET_BIN)`);
   }
-  const child = spawn(bin, ["--listen", "127.0.0.1:0", ...args], {
+  const tlsArgs = tls ? ["--tls-cert", tls.cert, "--tls-key", tls.key] : [];
+  const child = spawn(bin, ["--listen", "127.0.0.1:0", ...tlsArgs, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
   });
@@ -65,15 +95,15 @@ function startSprocket(args = [], { timeoutMs = 10000 } = {}) {
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (chunk) => {
       log += chunk;
-      const m = /listening on ws:\/\/(\S+)/.exec(log);
+      const m = (tls ? /listening on wss:\/\/(\S+)/ : /listening on ws:\/\/(\S+)/).exec(log);
       if (!m || settled) return;
       settled = true;
       clearTimeout(timer);
       const addr = m[1];
       resolve({
         addr,
-        url: `http://${addr}`,
-        wsUrl: `ws://${addr}`,
+        url: `${tls ? "https" : "http"}://${addr}`,
+        wsUrl: `${tls ? "wss" : "ws"}://${addr}`,
         log: () => log,
         // SIGTERM (clean shutdown), SIGKILL after 5 s.
         async stop() {
@@ -92,9 +122,12 @@ function startSprocket(args = [], { timeoutMs = 10000 } = {}) {
 /**
  * Launches headless Chromium with a fresh temporary profile. Returns
  * { context, newPage(url), close() }; newPage records the page's console
- * errors and uncaught exceptions in page.problems.
+ * errors and uncaught exceptions in page.problems. `trustSpki` (base64
+ * SHA-256 public key hashes, as makeCertificate() gives) makes Chromium
+ * accept those certificates only, through
+ * --ignore-certificate-errors-spki-list.
  */
-async function launchBrowser() {
+async function launchBrowser({ trustSpki = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`Chromium not found at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM)`);
   }
@@ -105,7 +138,9 @@ async function launchBrowser() {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: trustSpki.length
+        ? [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${trustSpki.join(",")}`]
+        : CHROMIUM_ARGS,
       timeout: 30000,
     });
   } catch (e) {
@@ -137,4 +172,4 @@ async function launchBrowser() {
   };
 }
 
-module.exports = { startSprocket, launchBrowser, CHROMIUM_ARGS };
+module.exports = { startSprocket, launchBrowser, makeCertificate, CHROMIUM_ARGS };
