@@ -25,7 +25,15 @@ impl TlsFiles {
     pub fn load(&self) -> Result<Arc<ServerConfig>, String> {
         let cert_pem = read(&self.cert, "--tls-cert")?;
         let key_pem = read(&self.key, "--tls-key")?;
-        config_from_pem(&cert_pem, &key_pem, &self.cert, &self.key)
+        let config = config_from_pem(&cert_pem, &key_pem, &self.cert, &self.key)?;
+        if let Some(Ok(cert)) = CertificateDer::pem_slice_iter(&cert_pem).next() {
+            log::info!(
+                "TLS certificate {}: {}",
+                self.cert.display(),
+                describe(&cert)
+            );
+        }
+        Ok(config)
     }
 }
 
@@ -89,6 +97,59 @@ pub fn config_from_pem(
 /// small walk of its structure (Certificate → TBSCertificate → validity).
 /// `None` if the walk fails; rustls then judges the certificate alone.
 pub fn not_after(cert: &[u8]) -> Option<i64> {
+    let (validity, _) = validity_and_subject(cert)?;
+    let after = skip_time(validity)?;
+    let (tag, value) = (after.first()?, any_tlv(after)?.0);
+    parse_time(*tag, value)
+}
+
+/// `subject CN=example.com, O=Example, notAfter 2027-01-01 00:00:00 UTC`
+/// for a DER certificate (the common name, organisation, unit, locality,
+/// state and country attributes, in the certificate's order), for the log;
+/// what cannot be read says so rather than failing.
+pub fn describe(cert: &[u8]) -> String {
+    let subject = validity_and_subject(cert)
+        .and_then(|(_, subject)| subject_text(subject))
+        .unwrap_or_else(|| "(unreadable)".into());
+    let after = not_after(cert).map_or_else(|| "(unreadable)".into(), format_time);
+    format!("subject {subject}, notAfter {after}")
+}
+
+/// The attributes of a Name (a SEQUENCE of SETs of {OID, string}) that
+/// have a short name, as `CN=a, O=b`; `(empty)` when none has.
+fn subject_text(name: &[u8]) -> Option<String> {
+    let (mut rdns, _) = tlv(name, 0x30)?;
+    let mut parts = Vec::new();
+    while !rdns.is_empty() {
+        let (mut set, rest) = tlv(rdns, 0x31)?;
+        rdns = rest;
+        while !set.is_empty() {
+            let (pair, rest) = tlv(set, 0x30)?;
+            set = rest;
+            let (oid, value) = tlv(pair, 0x06)?;
+            let short = match oid {
+                [0x55, 0x04, 0x03] => "CN",
+                [0x55, 0x04, 0x0a] => "O",
+                [0x55, 0x04, 0x0b] => "OU",
+                [0x55, 0x04, 0x07] => "L",
+                [0x55, 0x04, 0x08] => "ST",
+                [0x55, 0x04, 0x06] => "C",
+                _ => continue,
+            };
+            let text = String::from_utf8_lossy(any_tlv(value)?.0);
+            parts.push(format!("{short}={}", text.escape_debug()));
+        }
+    }
+    Some(if parts.is_empty() {
+        "(empty)".into()
+    } else {
+        parts.join(", ")
+    })
+}
+
+/// The validity and the subject (whole TLV, tag included) of a DER
+/// certificate.
+fn validity_and_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
     let (cert, _) = tlv(cert, 0x30)?;
     let (tbs, _) = tlv(cert, 0x30)?;
     let mut rest = tbs;
@@ -99,10 +160,8 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
     rest = tlv(rest, 0x02)?.1; // serial
     rest = tlv(rest, 0x30)?.1; // signature algorithm
     rest = tlv(rest, 0x30)?.1; // issuer
-    let (validity, _) = tlv(rest, 0x30)?;
-    let after = skip_time(validity)?;
-    let (tag, value) = (after.first()?, any_tlv(after)?.0);
-    parse_time(*tag, value)
+    let (validity, subject) = tlv(rest, 0x30)?;
+    Some((validity, subject))
 }
 
 /// A TLV with the expected tag: (value, rest).
@@ -203,5 +262,15 @@ mod tests {
         assert_eq!(format_time(1_796_211_317), "2026-12-02 11:35:17 UTC");
         assert_eq!(parse_time(0x17, b"7001010000Z"), None);
         assert_eq!(not_after(b"\x30\x03\x02\x01\x00"), None);
+        assert_eq!(
+            describe(b"\x30\x03\x02\x01\x00"),
+            "subject (unreadable), notAfter (unreadable)"
+        );
+        // Name: CN=a.example, an unknown attribute, O=Ex.
+        let name = b"\x30\x2b\x31\x12\x30\x10\x06\x03\x55\x04\x03\x0c\x09a.example\
+                     \x31\x08\x30\x06\x06\x01\x2a\x0c\x01z\
+                     \x31\x0b\x30\x09\x06\x03\x55\x04\x0a\x0c\x02Ex";
+        assert_eq!(subject_text(name).as_deref(), Some("CN=a.example, O=Ex"));
+        assert_eq!(subject_text(b"\x30\x00").as_deref(), Some("(empty)"));
     }
 }

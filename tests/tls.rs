@@ -29,6 +29,17 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// What `openssl ARGS` printed.
+fn openssl_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl CLI");
+    assert!(out.status.success(), "openssl {args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A temporary directory with `ca.pem`, and server certificates
 /// `srv1.pem`/`srv1.key`, `srv2.pem`/`srv2.key` (another subject and
 /// serial, same CA), `expired.pem` (for srv1.key) and `other.key`.
@@ -272,6 +283,24 @@ fn sighup_swaps_the_certificate_and_open_connections_stay() {
             .status()
             .unwrap()
             .success()
+    );
+    // The log names the new certificate: its subject and notAfter, as
+    // openssl reads them.
+    let line = wait_log(&server, "cert.pem: subject ");
+    let end = openssl_out(
+        &pki.dir,
+        &[
+            "x509", "-in", "srv2.pem", "-noout", "-enddate", "-dateopt", "iso_8601",
+        ],
+    );
+    let end = end
+        .trim()
+        .strip_prefix("notAfter=")
+        .unwrap()
+        .replace('Z', " UTC");
+    assert!(
+        line.ends_with(&format!("subject CN=sprocket srv2, notAfter {end}")),
+        "{line} (openssl: {end})"
     );
     wait_log(&server, "TLS certificate reloaded");
     // The old connection (now index 1 after the new one opens) goes on.
