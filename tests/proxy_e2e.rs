@@ -75,7 +75,7 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     text
 }
 
-/// A proxy process, killed on drop; `log` names the file its errors go to.
+/// A proxy process, stopped on drop; `log` names the file its errors go to.
 struct Proxy {
     child: Child,
     port: u16,
@@ -121,7 +121,18 @@ impl Proxy {
 }
 
 impl Drop for Proxy {
+    /// SIGTERM first: nginx's master then stops its workers (a SIGKILL to
+    /// the master alone would orphan them); SIGKILL after 5 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
