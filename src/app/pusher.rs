@@ -557,12 +557,22 @@ impl PusherServer {
     }
 
     /// Pings connections silent for `activity_timeout`, closes those whose
-    /// ping went unanswered for `pong_timeout` (4201).
+    /// ping went unanswered for `pong_timeout` (4201). Anything heard
+    /// counts: a message, or a WebSocket ping or pong frame (which the
+    /// reactor answers itself), as Pusher's servers count them.
     fn check_activity(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
         let idle = Duration::from_secs(self.limits.activity_timeout);
         let mut late = Vec::new();
         for (id, c) in self.conns.iter_mut() {
+            if let Some(heard) = ctx.last_input(id)
+                && heard > c.last_seen
+            {
+                c.last_seen = heard;
+                if c.ping_sent.is_some_and(|at| heard >= at) {
+                    c.ping_sent = None;
+                }
+            }
             match c.ping_sent {
                 Some(at) if now.duration_since(at) >= self.limits.pong_timeout => late.push(id),
                 Some(_) => {}
