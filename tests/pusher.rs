@@ -206,6 +206,64 @@ fn a_silent_client_is_pinged_then_closed_with_4201() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// Sends a WebSocket control frame (`first`: 0x89 ping, 0x8A pong) every
+/// 250 ms for `for_`, reading what comes back: the data frames seen (the
+/// server's pongs to our pings are skipped).
+fn keep_alive_with_frames(c: &mut Client, first: u8, for_: Duration) -> Vec<WsFrame> {
+    let until = Instant::now() + for_;
+    let mut seen = Vec::new();
+    while Instant::now() < until {
+        c.send_frame(first, b"hi");
+        loop {
+            match c.read_timeout(Duration::from_millis(250)) {
+                Read_::Frame(f) if f.opcode == 10 => assert_eq!(f.payload, b"hi"),
+                Read_::Frame(f) => seen.push(f),
+                Read_::Timeout => break,
+                Read_::Eof => panic!("the server closed the connection"),
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn websocket_ping_and_pong_frames_count_as_activity() {
+    let limits = PusherLimits {
+        activity_timeout: 1,
+        pong_timeout: Duration::from_secs(1),
+        ..PusherLimits::default()
+    };
+    let s = server(limits);
+    let (pinger, _) = connect(&s);
+    let (ponger, _) = connect(&s);
+    let (mut silent, _) = connect(&s);
+    // Four activity timeouts with only control frames: never pinged, and
+    // still open at the end (a `pusher:ping` is answered).
+    let keep = |mut c: Client, first: u8| {
+        std::thread::spawn(move || {
+            let seen = keep_alive_with_frames(&mut c, first, Duration::from_secs(4));
+            send(&mut c, json!({"event": "pusher:ping", "data": {}}));
+            (seen, next(&mut c))
+        })
+    };
+    let pinger = keep(pinger, 0x89);
+    let ponger = keep(ponger, 0x8A);
+    // Meanwhile a silent one is pinged (the timeout is live)...
+    assert_eq!(next(&mut silent)["event"], "pusher:ping");
+    // ...and a WebSocket ping answers that as well as `pusher:pong` does:
+    // no 4201 for as long as the frames keep coming.
+    let seen = keep_alive_with_frames(&mut silent, 0x89, Duration::from_secs(3));
+    assert!(seen.is_empty(), "{seen:?}");
+    // Once they stop, the server pings again, then closes.
+    assert_eq!(next(&mut silent)["event"], "pusher:ping");
+    silent.answer_close(4201);
+    for (what, t) in [("pings", pinger), ("pongs", ponger)] {
+        let (seen, answer) = t.join().unwrap();
+        assert!(seen.is_empty(), "a client sending {what} got {seen:?}");
+        assert_eq!(answer["event"], "pusher:pong", "{what}");
+    }
+}
+
 #[test]
 fn wrong_keys_and_versions_close_with_the_protocol_codes() {
     let s = server(PusherLimits::default());

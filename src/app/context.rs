@@ -36,6 +36,12 @@ pub trait Sink {
     fn cancel_timer(&mut self, timer: TimerId) -> bool;
     /// The reactor's current time (read once per loop turn).
     fn now(&self) -> Instant;
+    /// When anything (a message, a ping or pong frame) last arrived on the
+    /// open WebSocket `conn`; `None` if it is not open, or not known here.
+    fn last_input(&self, conn: ConnId) -> Option<Instant> {
+        let _ = conn;
+        None
+    }
     /// Whether `conn` waits for a decision: a handshake or a plain HTTP
     /// request the app deferred.
     fn is_deciding(&self, conn: ConnId) -> bool {
@@ -283,6 +289,15 @@ impl<'a> Context<'a> {
     /// The reactor's current time.
     pub fn now(&self) -> Instant {
         self.sink.now()
+    }
+
+    /// When anything last arrived on the open WebSocket `conn`: a message,
+    /// or a ping or pong frame, which the reactor answers itself and apps
+    /// never see. For an app's own idle check (the Pusher server's
+    /// `activity_timeout`) that counts control frames as activity. `None`
+    /// if `conn` is not open (or the sink does not know).
+    pub fn last_input(&self, conn: ConnId) -> Option<Instant> {
+        self.sink.last_input(conn)
     }
 
     /// Whether `conn`'s handshake (or plain HTTP request) still waits for

@@ -20,7 +20,7 @@ use crate::pusher::channel::{Channel, Kind};
 use crate::pusher::protocol::{self, ClientMessage, Member};
 use crate::pusher::{PROTOCOL, code};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One Pusher app: its credentials and what its clients may do.
@@ -124,6 +124,8 @@ struct Conn {
 
 #[derive(Default)]
 struct Chan {
+    /// A cache channel: it remembers its last event from the API.
+    cache: bool,
     subscription: Option<Ticket>,
     subscribers: ConnSet,
     /// Presence: the user of each subscribed connection, and each user's
@@ -157,12 +159,16 @@ struct Hook {
     first: Instant,
 }
 
+/// What a leaving held back is about: the app, the channel, and `None`
+/// for `channel_vacated` or the user of `member_removed`.
+type HeldKey = (usize, String, Option<String>);
+
 /// A leaving held back for [`WEBHOOK_DEBOUNCE`].
 struct Held {
-    app: usize,
-    channel: String,
-    /// `None`: `channel_vacated`; else `member_removed` of this user.
-    user: Option<String>,
+    key: HeldKey,
+    /// Its number in [`PusherServer::held_live`]: a coming back removes
+    /// the key there, and this entry is then skipped when due.
+    seq: u64,
     due: Instant,
 }
 
@@ -186,8 +192,12 @@ pub struct PusherServer {
     /// Webhook events gathering per app, and the timer that sends them.
     batches: Vec<Vec<Value>>,
     batch_timer: Option<TimerId>,
-    /// Leavings held back, in order of their due time.
-    held: Vec<Held>,
+    /// Leavings held back, in order of their due time (all wait the same
+    /// time), and the number of the live one of each key: an arrival
+    /// cancels a leaving by removing its key, in O(1).
+    held: VecDeque<Held>,
+    held_live: HashMap<HeldKey, u64>,
+    held_seq: u64,
     /// Webhook requests out, by ticket, and those waiting to be retried.
     hooks_out: HashMap<Ticket, Hook>,
     retries: HashMap<TimerId, Hook>,
@@ -215,7 +225,9 @@ impl PusherServer {
             cached: HashMap::new(),
             batches,
             batch_timer: None,
-            held: Vec::new(),
+            held: VecDeque::new(),
+            held_live: HashMap::new(),
+            held_seq: 0,
             hooks_out: HashMap::new(),
             retries: HashMap::new(),
             sweep: None,
@@ -318,6 +330,7 @@ impl PusherServer {
         }
         let topic = topic(app, name);
         let chan = self.channels.entry(topic.clone()).or_default();
+        chan.cache = channel.cache;
         if let Some(m) = &member
             && !chan.members.contains_key(&m.user_id)
             && chan.members.len() >= self.limits.max_presence_members
@@ -470,17 +483,22 @@ impl PusherServer {
         if !app.client_events {
             return refuse(ctx, None, "client events are not enabled for this app");
         }
-        match Channel::parse(name) {
-            Ok(ch) if ch.allows_client_events() => {}
-            _ => {
-                return refuse(
-                    ctx,
-                    None,
-                    "client events are allowed on private and presence channels only",
-                );
-            }
+        // A channel subscribed to was checked then: its prefixes say the
+        // rest.
+        let subscribed = c.channels.iter().any(|n| n == name);
+        let allowed = if subscribed {
+            Channel::checked(name).allows_client_events()
+        } else {
+            Channel::parse(name).is_ok_and(|ch| ch.allows_client_events())
+        };
+        if !allowed {
+            return refuse(
+                ctx,
+                None,
+                "client events are allowed on private and presence channels only",
+            );
         }
-        if !c.channels.iter().any(|n| n == name) {
+        if !subscribed {
             return refuse(
                 ctx,
                 None,
@@ -557,12 +575,22 @@ impl PusherServer {
     }
 
     /// Pings connections silent for `activity_timeout`, closes those whose
-    /// ping went unanswered for `pong_timeout` (4201).
+    /// ping went unanswered for `pong_timeout` (4201). Anything heard
+    /// counts: a message, or a WebSocket ping or pong frame (which the
+    /// reactor answers itself), as Pusher's servers count them.
     fn check_activity(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
         let idle = Duration::from_secs(self.limits.activity_timeout);
         let mut late = Vec::new();
         for (id, c) in self.conns.iter_mut() {
+            if let Some(heard) = ctx.last_input(id)
+                && heard > c.last_seen
+            {
+                c.last_seen = heard;
+                if c.ping_sent.is_some_and(|at| heard >= at) {
+                    c.ping_sent = None;
+                }
+            }
             match c.ping_sent {
                 Some(at) if now.duration_since(at) >= self.limits.pong_timeout => late.push(id),
                 Some(_) => {}
@@ -682,7 +710,8 @@ impl PusherServer {
         for name in &t.channels {
             let text = protocol::channel_message(name, &t.name, &t.data);
             let topic = topic(a, name);
-            if Channel::parse(name).is_ok_and(|c| c.cache) {
+            // The names were checked when the request was decoded.
+            if Channel::checked(name).cache {
                 remember(&mut self.cached, &topic, &text, ctx.now());
             }
             let mut event = Event::raw(topic.clone(), text);
@@ -791,13 +820,14 @@ impl PusherServer {
     /// A channel became occupied here, or a user joined a presence
     /// channel: the webhook, unless it cancels a leaving still held.
     fn arrived(&mut self, ctx: &mut Context<'_>, app: usize, channel: &str, user: Option<&str>) {
-        let held = self
-            .held
-            .iter()
-            .position(|h| h.app == app && h.channel == channel && h.user.as_deref() == user);
-        if let Some(at) = held {
-            self.held.remove(at);
+        if self.apps[app].webhook.is_none() {
             return;
+        }
+        if !self.held_live.is_empty() {
+            let key = (app, channel.to_owned(), user.map(str::to_owned));
+            if self.held_live.remove(&key).is_some() {
+                return;
+            }
         }
         let event = match user {
             None => json!({"name": "channel_occupied", "channel": channel}),
@@ -809,10 +839,12 @@ impl PusherServer {
     /// The leaving counterpart: held back for [`WEBHOOK_DEBOUNCE`].
     fn departed(&mut self, ctx: &mut Context<'_>, app: usize, channel: &str, user: Option<&str>) {
         if self.apps[app].webhook.is_some() {
-            self.held.push(Held {
-                app,
-                channel: channel.to_owned(),
-                user: user.map(str::to_owned),
+            self.held_seq += 1;
+            let key = (app, channel.to_owned(), user.map(str::to_owned));
+            self.held_live.insert(key.clone(), self.held_seq);
+            self.held.push_back(Held {
+                key,
+                seq: self.held_seq,
                 due: ctx.now() + WEBHOOK_DEBOUNCE,
             });
         }
@@ -821,13 +853,20 @@ impl PusherServer {
     /// Sends the leavings whose time has come.
     fn release_held(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
-        while self.held.first().is_some_and(|h| h.due <= now) {
-            let h = self.held.remove(0);
-            let event = match &h.user {
-                None => json!({"name": "channel_vacated", "channel": h.channel}),
-                Some(u) => json!({"name": "member_removed", "channel": h.channel, "user_id": u}),
+        while self.held.front().is_some_and(|h| h.due <= now) {
+            let Some(h) = self.held.pop_front() else {
+                break;
             };
-            self.hook(ctx, h.app, event);
+            if self.held_live.get(&h.key) != Some(&h.seq) {
+                continue; // cancelled by a coming back
+            }
+            self.held_live.remove(&h.key);
+            let (app, channel, user) = h.key;
+            let event = match user {
+                None => json!({"name": "channel_vacated", "channel": channel}),
+                Some(u) => json!({"name": "member_removed", "channel": channel, "user_id": u}),
+            };
+            self.hook(ctx, app, event);
         }
     }
 
@@ -1087,26 +1126,20 @@ impl Application for PusherServer {
         let Some(topic) = self.by_subscription.get(&ticket) else {
             return;
         };
-        let Some(chan) = self.channels.get_mut(topic) else {
+        let Some(chan) = self.channels.get(topic) else {
             return;
         };
-        let targets: Vec<ConnId> = chan
-            .subscribers
-            .iter()
-            .filter(|&s| {
-                self.conns
-                    .get(s)
-                    .is_some_and(|c| event.admits(&c.socket_id, c.user.as_deref()))
-            })
-            .collect();
         // A cache channel remembers the last event from the API, also
         // one another process triggered; client events are not kept.
-        let name = topic.rsplit_once('/').map_or("", |(_, n)| n);
-        if Channel::parse(name).is_ok_and(|c| c.cache)
-            && !event.data.starts_with("{\"event\":\"client-")
-        {
+        if chan.cache && !event.data.starts_with("{\"event\":\"client-") {
             remember(&mut self.cached, topic, &event.data, ctx.now());
         }
+        let conns = &self.conns;
+        let targets = chan.subscribers.iter().filter(|&s| {
+            conns
+                .get(s)
+                .is_some_and(|c| event.admits(&c.socket_id, c.user.as_deref()))
+        });
         ctx.broadcast(targets, Message::Text(&event.data));
     }
 }

@@ -100,6 +100,20 @@ impl<'a> Channel<'a> {
                 _ => Err(NameError::Reserved),
             };
         }
+        Ok(Channel::checked(name))
+    }
+
+    /// The kind of a name [`Self::parse`] already accepted, by its
+    /// prefixes alone: no byte is checked again (for names kept in state,
+    /// or checked when a request was decoded).
+    pub fn checked(name: &'a str) -> Channel<'a> {
+        if name.starts_with(SERVER_TO_USER) {
+            return Channel {
+                name,
+                kind: Kind::User,
+                cache: false,
+            };
+        }
         let (kind, rest) = if let Some(rest) = name.strip_prefix("private-encrypted-") {
             (Kind::Encrypted, rest)
         } else if let Some(rest) = name.strip_prefix("private-") {
@@ -109,11 +123,11 @@ impl<'a> Channel<'a> {
         } else {
             (Kind::Public, name)
         };
-        Ok(Channel {
+        Channel {
             name,
             kind,
             cache: rest.starts_with("cache-"),
-        })
+        }
     }
 
     /// Subscribing needs a signature (`auth`).
@@ -142,7 +156,15 @@ mod tests {
 
     #[test]
     fn kinds_by_prefix() {
-        let kind = |n| Channel::parse(n).map(|c| (c.kind, c.cache));
+        // `checked` (prefixes only) agrees with `parse` on every kind.
+        let kind = |n| {
+            let parsed = Channel::parse(n).map(|c| (c.kind, c.cache));
+            if let Ok(p) = parsed {
+                let c = Channel::checked(n);
+                assert_eq!((c.kind, c.cache), p, "{n}");
+            }
+            parsed
+        };
         assert_eq!(kind("orders"), Ok((Kind::Public, false)));
         assert_eq!(kind("cache-prices"), Ok((Kind::Public, true)));
         assert_eq!(kind("private-user.7"), Ok((Kind::Private, false)));

@@ -202,6 +202,11 @@ impl Sink for Core {
         self.now
     }
 
+    fn last_input(&self, conn: ConnId) -> Option<Instant> {
+        let c = &self.conns[self.key_of(conn)?];
+        if c.ws_open() { c.ws.last_input() } else { None }
+    }
+
     fn is_deciding(&self, conn: ConnId) -> bool {
         self.key_of(conn).is_some_and(|k| {
             matches!(

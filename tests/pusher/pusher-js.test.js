@@ -312,3 +312,44 @@ test("Laravel Echo: listen, whisper, join with here/joining/leaving, and .error(
   const error = await new Promise((resolve) => refused.private("secret").error(resolve));
   assert.equal(error.status, 401);
 });
+
+test("private-encrypted channels: relayed unread, decrypted by pusher-js; client events refused", async () => {
+  // The master key stays with the app (the SDK): it derives each
+  // channel's key, hands it to subscribers as the authorisation's
+  // shared_secret, and encrypts what it triggers. sprocket sees ciphertext.
+  const masterKey = Buffer.alloc(32, 7).toString("base64");
+  const e2e = new PusherServer({
+    appId: APP, key: KEY, secret: SECRET, host: sprocket.host, port: sprocket.port, useTLS: false,
+    encryptionMasterKeyBase64: masterKey,
+  });
+  const sign = (socketId, name) => e2e.authorizeChannel(socketId, name);
+  const name = "private-encrypted-ledger.1";
+  assert.ok(sign("1.1", name).shared_secret, "the SDK gives no shared_secret");
+  const a = await connected(client({ authorize: sign }));
+  const b = await connected(client({ authorize: sign }));
+  const chA = await subscribed(a, name);
+  const chB = await subscribed(b, name);
+
+  // What travels on b's socket: an encrypted payload, not the secret.
+  const raw = [];
+  b.connection.connection.transport.socket.addEventListener("message", (m) => raw.push(m.data));
+  const got = next(chA, "balance");
+  await e2e.trigger(name, "balance", { eur: 1234, note: "top secret" });
+  assert.deepEqual(await got, { eur: 1234, note: "top secret" });
+  await new Promise((r) => setTimeout(r, 100));
+  const wire = raw.map((m) => JSON.parse(m)).find((m) => m.event === "balance");
+  assert.ok(wire, `b's socket saw no balance event: ${raw}`);
+  const payload = JSON.parse(wire.data);
+  assert.ok(payload.nonce && payload.ciphertext, wire.data);
+  assert.ok(!wire.data.includes("top secret"), "plaintext on the wire");
+
+  // Client events: pusher-js refuses to send them on an encrypted
+  // channel; sent anyway, the server refuses them and relays nothing.
+  assert.throws(() => chA.trigger("client-x", { n: 1 }), /not currently supported for encrypted channels/);
+  const refused = next(a.connection, "error");
+  a.send_event("client-x", { n: 2 }, name);
+  assert.match((await refused).data.message, /private and presence/);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!raw.some((m) => m.includes("client-x")), `relayed to b: ${raw}`);
+  assert.equal(a.connection.state, "connected");
+});

@@ -194,6 +194,13 @@ impl Connection {
         self.state == State::Open
     }
 
+    /// While open: when the last input of any kind arrived from the peer
+    /// (data, ping, pong), the instant [`Self::handle_input`] was called
+    /// with it. `None` once the close handshake began.
+    pub fn last_input(&self) -> Option<Instant> {
+        self.is_open().then_some(self.since)
+    }
+
     /// The permessage-deflate state, if negotiated.
     pub fn deflate(&self) -> Option<&Session> {
         self.deflate.as_deref()
