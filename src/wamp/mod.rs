@@ -17,6 +17,7 @@ mod broker;
 pub mod push;
 mod server;
 pub mod v1;
+pub mod v2;
 
 pub use broker::{Broker, CallError, ERROR_BACKEND, ERROR_BUSY, ERROR_NO_SUCH_PROCEDURE, Forward};
 pub use server::{
