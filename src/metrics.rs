@@ -134,6 +134,18 @@ fn family_help(family: &str) -> &'static str {
         "pusher_webhooks" => {
             "Pusher webhook requests: ok, retried, dropped (after 5 minutes of failures, or too many out)."
         }
+        "wamp2_sessions" => "WAMP v2 sessions that joined a realm.",
+        "wamp2_aborts" => {
+            "WAMP v2 sessions aborted: protocol_violation, other (no such realm ...)."
+        }
+        "wamp2_messages" => "WAMP v2 messages that could not be decoded.",
+        "wamp2_subscriptions" => "WAMP v2 subscriptions: ok, refused.",
+        "wamp2_publishes" => "WAMP v2 publishes: ok, refused.",
+        "wamp2_registrations" => "WAMP v2 registrations: ok, refused.",
+        "wamp2_calls" => {
+            "WAMP v2 calls: routed (to a callee), app (to the route's procedures or the RPC backend), meta, refused, timeout."
+        }
+        "wamp2_cancels" => "WAMP v2 call cancels by mode: skip, kill, killnowait.",
         _ => "Application events by outcome.",
     }
 }

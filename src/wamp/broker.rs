@@ -312,6 +312,10 @@ impl WampApp for Broker {
         // connection gone and are dropped.
     }
 
+    fn guards_subscriptions(&self) -> bool {
+        self.subscribe.is_some()
+    }
+
     fn on_subscribe(
         &mut self,
         ctx: &mut WampContext<'_, '_>,
@@ -368,12 +372,14 @@ impl WampApp for Broker {
                     resp.status,
                     first_line(&resp)
                 );
+                ctx.refuse_subscription(conn, &topic, "refused by the backend");
             }
             Err(e) => {
                 ctx.context().count("backend_subscribe", "failed");
                 log::warn!(
                     "{conn}: subscription to {topic} refused: the subscribe backend failed: {e}"
                 );
+                ctx.refuse_subscription(conn, &topic, "the subscribe backend failed");
             }
         }
     }

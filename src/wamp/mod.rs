@@ -21,6 +21,6 @@ pub mod v2;
 
 pub use broker::{Broker, CallError, ERROR_BACKEND, ERROR_BUSY, ERROR_NO_SUCH_PROCEDURE, Forward};
 pub use server::{
-    Call, ERROR_INVALID_CALL, MAX_PREFIXES, MAX_SUBSCRIPTIONS, META_GAP, META_POSITION,
-    META_PREFIX, Subscribe, WampApp, WampContext, WampServer,
+    Call, DEFAULT_REALM, ERROR_INVALID_CALL, MAX_PREFIXES, MAX_SUBSCRIPTIONS, META_GAP,
+    META_POSITION, META_PREFIX, Subscribe, WampApp, WampContext, WampServer,
 };

@@ -4,12 +4,16 @@
 //! `TopicManager`.
 
 use super::v1::{self, DecodeError, Exclude, Incoming};
+use super::v2::Serializer;
+use super::v2::router::{Router, Upcall};
 use crate::app::{Application, ConnId, ConnMap, Context, Message, Reply, Request, Ticket, TimerId};
 use crate::ws::close;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// The realm WAMP v2 sessions join when none is configured.
+pub const DEFAULT_REALM: &str = "realm1";
 /// Error URI sent with CALLERROR for a CALL that could not be decoded.
 pub const ERROR_INVALID_CALL: &str = "urn:sprocket:error:invalid-call";
 /// Most CURIE prefixes one session may define.
@@ -133,6 +137,13 @@ pub trait WampApp {
         ctx.broadcast_from(conn, topic, event, exclude, eligible);
     }
 
+    /// Whether subscriptions are decided by someone (a subscribe backend):
+    /// then WAMP v2's pattern-based subscriptions, which no one could
+    /// decide topic by topic, are refused. The default: false.
+    fn guards_subscriptions(&self) -> bool {
+        false
+    }
+
     /// A timer this app created fired.
     fn on_timer(&mut self, ctx: &mut WampContext<'_, '_>, timer: TimerId) {
         let _ = (ctx, timer);
@@ -173,6 +184,8 @@ pub struct WampState {
     /// it (the replay had them; they may come live later) are skipped
     /// for that session, until one beyond it comes.
     floors: HashMap<(ConnId, String), (String, crate::bus::remote::durable::StreamId)>,
+    /// The WAMP v2 sessions, realms, broker and dealer.
+    v2: Router,
 }
 
 /// A resume under way: the call to answer, and the live events held
@@ -369,6 +382,12 @@ impl<'c, 'a> WampContext<'c, 'a> {
 
     /// Answers a call with its result.
     pub fn call_result(&mut self, call: &Call, result: &Value) -> bool {
+        if self.state.v2.has(call.conn) {
+            return call
+                .id
+                .parse()
+                .is_ok_and(|r| self.state.v2.app_result(self.ctx, call.conn, r, result));
+        }
         self.ctx
             .send_text(call.conn, &v1::call_result(&call.id, result))
     }
@@ -381,6 +400,13 @@ impl<'c, 'a> WampContext<'c, 'a> {
         desc: &str,
         details: Option<&Value>,
     ) -> bool {
+        if self.state.v2.has(call.conn) {
+            return call.id.parse().is_ok_and(|r| {
+                self.state
+                    .v2
+                    .app_error(self.ctx, call.conn, r, error_uri, desc, details)
+            });
+        }
         self.ctx.send_text(
             call.conn,
             &v1::call_error(&call.id, error_uri, desc, details),
@@ -462,8 +488,25 @@ impl<'c, 'a> WampContext<'c, 'a> {
     /// `conn` gets `topic`'s events from now on. False if the session is
     /// gone, already subscribed or at its subscription limit.
     pub fn subscribe(&mut self, conn: ConnId, topic: &str) -> bool {
+        if self.state.v2.has(conn) {
+            return self
+                .state
+                .v2
+                .decide_subscription(self.ctx, conn, topic, Ok(()));
+        }
         self.state
             .add_subscription(self.ctx, conn, topic.to_owned())
+    }
+
+    /// Refuses a subscription the app answered [`Subscribe::Later`]: a
+    /// WAMP v2 session gets ERROR `wamp.error.not_authorized` with
+    /// `reason`; WAMP v1 has no such answer (false).
+    pub fn refuse_subscription(&mut self, conn: ConnId, topic: &str, reason: &str) -> bool {
+        self.state.v2.has(conn)
+            && self
+                .state
+                .v2
+                .decide_subscription(self.ctx, conn, topic, Err(reason))
     }
 
     /// The connection of a WAMP session id.
@@ -520,12 +563,56 @@ pub struct WampServer<A> {
 }
 
 impl<A: WampApp> WampServer<A> {
-    /// Wraps `app`; WELCOME names the server `sprocket/<version>`.
+    /// Wraps `app`; WELCOME names the server `sprocket/<version>`. WAMP
+    /// v2 sessions join the realm `realm1` (see [`Self::realms`]).
     pub fn new(app: A) -> Self {
         WampServer {
             app,
             state: WampState::default(),
             ident: format!("sprocket/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// The realms WAMP v2 sessions may join; the first shares its topics
+    /// with WAMP v1 (and the backend's pushes). Empty: `realm1`.
+    pub fn realms(mut self, realms: Vec<String>) -> Self {
+        let realms = if realms.is_empty() {
+            vec![DEFAULT_REALM.to_owned()]
+        } else {
+            realms
+        };
+        self.state.v2 = Router::new(realms, self.ident.clone(), Default::default());
+        self
+    }
+
+    /// WAMP v2 sessions joined, in every realm.
+    pub fn v2_sessions(&self) -> usize {
+        self.state.v2.session_count()
+    }
+
+    /// A WAMP v2 connection's message: the router's, and what it hands
+    /// to the app.
+    fn v2_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        let guarded = self.app.guards_subscriptions();
+        match self.state.v2.message(ctx, conn, msg, guarded) {
+            None => {}
+            Some(Upcall::Call(c)) => {
+                let call = Call {
+                    conn,
+                    id: c.request.to_string(),
+                };
+                self.split(ctx, |app, w| app.on_call(w, call, &c.procedure, &c.args));
+            }
+            Some(Upcall::Subscribe { topic }) => {
+                let mut decision = Subscribe::Refuse;
+                self.split(ctx, |app, w| decision = app.on_subscribe(w, conn, &topic));
+                let answer = match decision {
+                    Subscribe::Allow => Ok(()),
+                    Subscribe::Refuse => Err("subscription refused"),
+                    Subscribe::Later => return,
+                };
+                self.state.v2.decide_subscription(ctx, conn, &topic, answer);
+            }
         }
     }
 
@@ -790,10 +877,15 @@ fn new_session_id() -> Option<String> {
 
 impl<A: WampApp> Application for WampServer<A> {
     fn protocols(&self) -> &[&str] {
-        &["wamp"]
+        &["wamp", "wamp.2.json", "wamp.2.msgpack"]
     }
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
+        if let Some(serializer) = req.protocol.as_deref().and_then(Serializer::from_protocol) {
+            // WAMP v2: the client speaks first (HELLO).
+            self.state.v2.open(conn, serializer);
+            return self.split(ctx, |app, w| app.on_open(w, conn, req));
+        }
         let Some(id) = new_session_id() else {
             log::error!("{conn}: no randomness for a WAMP session id");
             return ctx.close(conn, close::INTERNAL_ERROR, "internal error");
@@ -810,6 +902,9 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, msg: Message<'_>) {
+        if self.state.v2.has(conn) {
+            return self.v2_message(ctx, conn, msg);
+        }
         let Message::Text(text) = msg else {
             return self.protocol_error(
                 ctx,
@@ -831,6 +926,10 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _code: u16, _reason: &str) {
+        if self.state.v2.has(conn) {
+            self.state.v2.close(ctx, conn);
+            return self.split(ctx, |app, w| app.on_close(w, conn));
+        }
         let Some(session) = self.state.sessions.remove(conn) else {
             return;
         };
@@ -851,6 +950,9 @@ impl<A: WampApp> Application for WampServer<A> {
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+        if self.state.v2.owns_timer(timer) {
+            return self.state.v2.timer(ctx, timer);
+        }
         self.split(ctx, |app, w| app.on_timer(w, timer));
     }
 
@@ -862,6 +964,19 @@ impl<A: WampApp> Application for WampServer<A> {
             return self.split(ctx, |app, w| {
                 app.on_reply(w, ticket, Reply::History(answer))
             });
+        }
+        if self.state.v2.owns_ticket(ticket) {
+            match reply {
+                Reply::Bus(event) => {
+                    self.state.v2.bus_event(ctx, ticket, event);
+                    return;
+                }
+                Reply::Gap { topic, missed } => {
+                    log::debug!("WAMP v2 subscribers of {topic:?} missed {missed:?} events");
+                    return;
+                }
+                _ => {}
+            }
         }
         if self.state.bus_topics.contains_key(&ticket) {
             match reply {

@@ -231,3 +231,4 @@ impl Message {
         }
     }
 }
+pub mod router;

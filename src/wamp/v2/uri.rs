@@ -24,7 +24,7 @@ pub enum Rules {
 }
 
 /// How the URI is used, which decides where empty components may be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Policy {
     /// A plain URI: no empty component.
     Exact,
