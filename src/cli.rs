@@ -238,9 +238,9 @@ CONFIG FILE (--config FILE, TOML; see docs/operations.md and contrib/sprocket.to
 
 Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level
 [default: info]. SIGINT or SIGTERM closes every connection with 1001 and exits 0;
-SIGHUP reloads --tls-cert and --tls-key (open connections keep theirs; a bad pair
-is logged and the old one kept). At start the open-files limit is raised to its
-hard limit, and logged.
+SIGHUP reloads --tls-cert and --tls-key (open connections keep theirs; a bad pair is
+logged and the old one kept; without TLS it is logged and ignored). At start the
+open-files limit is raised to its hard limit, and logged.
 
 With NOTIFY_SOCKET set (systemd's Type=notify), READY=1 is sent once every listener
 serves and STOPPING=1 when a shutdown begins (contrib/systemd, docs/operations.md).";
