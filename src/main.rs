@@ -30,6 +30,10 @@ fn main() -> ExitCode {
             println!("sprocket {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Ok(Command::CheckConfig(settings)) => {
+            print!("{settings}");
+            return ExitCode::SUCCESS;
+        }
         Ok(Command::ProbeHelp) => {
             print!("{}", cli::PROBE_HELP);
             return ExitCode::SUCCESS;
@@ -166,7 +170,13 @@ fn serve(mut opts: Options) -> Result<(), String> {
         }
         router = router.prefixes(
             &["/app/", "/apps/"],
-            PusherServer::new(opts.pusher_apps.clone(), PusherLimits::default()),
+            PusherServer::new(
+                opts.pusher_apps.clone(),
+                PusherLimits {
+                    activity_timeout: opts.pusher_activity_timeout.as_secs(),
+                    ..PusherLimits::default()
+                },
+            ),
         );
     }
     let mut publish = secret
