@@ -52,7 +52,7 @@ pub struct Options {
     pub allowed_origins: Vec<String>,
     /// Addresses refused with 403.
     pub blocked: Vec<Cidr>,
-    /// Where the WAMP v1 broker is mounted.
+    /// Where the WAMP broker (v1 and v2) is mounted.
     pub wamp_path: String,
     /// `--realm`: the WAMP v2 realms served on the WAMP route.
     pub realms: Vec<String>,
@@ -210,8 +210,9 @@ Serves, on one thread:
     /          demo page (plain HTTP GET): a WAMP v1 chat and RPC in the browser
     /echo      echoes every message back to its sender
     /chat      relays every message to all other /chat clients
-    /wamp      WAMP v1 broker (subprotocol wamp): pub/sub for all, plus the
-               procedures urn:sprocket:echo and urn:sprocket:add
+    /wamp      WAMP v1 (subprotocol wamp) and WAMP v2 (wamp.2.json, wamp.2.msgpack;
+               realm realm1 unless --realm) on one broker: pub/sub for all, v2
+               callees, and the procedures urn:sprocket:echo and urn:sprocket:add
     /health    plain HTTP GET, answers 200 ok        } on --admin-listen instead
     /metrics   plain HTTP GET, Prometheus metrics    } when it is given";
 
@@ -364,11 +365,11 @@ struct GeneralArgs {
     /// Idle time before TCP keepalive probes; 0 disables
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     tcp_keepalive: Duration,
-    /// Where to mount the WAMP v1 broker
+    /// Where to mount the WAMP broker (v1 and v2)
     #[arg(long, value_name = "PATH", default_value = "/wamp", value_parser = wamp_path)]
     wamp_path: String,
     /// A WAMP v2 realm served on the WAMP route (repeatable; no whitespace, at most 255
-    /// bytes)
+    /// bytes); the first shares its topics with WAMP v1, pushes and the bus
     #[arg(long = "realm", value_name = "NAME", default_value = "realm1", value_parser = realm)]
     realms: Vec<String>,
     /// Serve POST /publish (on --admin-listen when given) for pushes from the backend,

@@ -151,7 +151,10 @@ fn serve(mut opts: Options) -> Result<(), String> {
         .page("/", demo_page(&opts.wamp_path))
         .route("/echo", Echo)
         .route("/chat", Chat::default())
-        .route(opts.wamp_path.clone(), WampServer::new(broker));
+        .route(
+            opts.wamp_path.clone(),
+            WampServer::new(broker).realms(opts.realms.clone()),
+        );
     for (path, url) in &opts.grip_routes {
         log::info!("GRIP route: WebSocket connections to {path} are run by {url}");
         router = router.route(path.clone(), GripRoute::new(url.clone()));
