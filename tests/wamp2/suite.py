@@ -412,7 +412,8 @@ async def cancel_case(ctx, mode):
     """A long call cancelled with CANCEL.Options.mode=MODE (sent by hand:
     Autobahn|Python's own cancel() sends no mode).
     kill:       the callee gets INTERRUPT; the caller's ERROR
-                wamp.error.canceled comes after the callee's ERROR.
+                wamp.error.canceled comes after the callee's ERROR
+                (the callee takes 1 s to send it).
     killnowait: INTERRUPT to the callee, ERROR to the caller at once.
     skip:       no INTERRUPT; the spec sends the caller ERROR at once.
                 Crossbar 26.10.1 sends the caller nothing at all, not
@@ -433,8 +434,9 @@ async def cancel_case(ctx, mode):
             return "late"
         except asyncio.CancelledError:
             interrupted.set_result(time.monotonic())
-            if mode == "kill":
-                await asyncio.sleep(0.3)  # the caller's ERROR must wait for this one
+            # The callee takes 1 s to answer the INTERRUPT: with kill the
+            # caller's ERROR waits for it, with killnowait it does not.
+            await asyncio.sleep(1.0)
             raise
 
     await callee.register(long, p)
@@ -463,9 +465,9 @@ async def cancel_case(ctx, mode):
         return {"caller": e.error, "callee_interrupted": False}
     t_int = await wait(interrupted, "the callee's INTERRUPT")
     if mode == "kill":
-        check(t_err >= t_int + 0.25, f"kill: caller's ERROR {t_err - t_int:.3f} s after the INTERRUPT")
+        check(t_err >= t_int + 0.9, f"kill: caller's ERROR {t_err - t_int:.3f} s after the INTERRUPT, not after the callee's ERROR")
     else:
-        check(t_err - t0 < 0.25, f"killnowait: caller's ERROR after {t_err - t0:.3f} s")
+        check(t_err - t0 < 0.9, f"killnowait: caller's ERROR after {t_err - t0:.3f} s, it waited for the callee")
     check(e.error == "wamp.error.canceled", f"error {e.error}")
     ctx.info["args"] = list(e.args)
     return {"caller": e.error, "callee_interrupted": True}
