@@ -62,7 +62,8 @@ pub mod error {
     pub const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
     pub const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
     pub const CANCELED: &str = "wamp.error.canceled";
-    pub const TIMEOUT: &str = "wamp.error.timeout";
+    pub const PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY: &str =
+        "wamp.error.procedure_exists_with_different_invocation_policy";
     pub const UNAVAILABLE: &str = "wamp.error.unavailable";
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
     pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
@@ -171,6 +172,9 @@ struct Pending {
     /// The caller was answered (skip/killnowait cancel, timeout): later
     /// answers of the callee are dropped.
     answered: bool,
+    /// Canceled with `kill`: the callee's ERROR reaches the caller as
+    /// `wamp.error.canceled`.
+    killed: bool,
 }
 
 #[derive(Default)]
@@ -611,6 +615,10 @@ impl Router {
                 };
                 self.send(ctx, conn, &msg);
                 self.leave(ctx, conn);
+                // The session is over; so is the transport, as Crossbar
+                // does (AutobahnJS reports a connection it closes itself
+                // after GOODBYE as lost).
+                ctx.close(conn, close::NORMAL, "");
             }
             (State::Joined, Message::Abort { reason, .. }) => {
                 log::debug!("{conn}: WAMP v2 client aborted: {reason}");
@@ -1043,16 +1051,18 @@ impl Router {
                         r.patterns.insert((policy, topic.clone()), id);
                     }
                 }
-                let info = json!({
-                    "id": id, "created": created, "uri": topic,
-                    "match": policy_name(policy),
-                });
-                self.meta_event(
-                    ctx,
-                    realm,
-                    "wamp.subscription.on_create",
-                    vec![json!(sid), info],
-                );
+                if !topic.starts_with("wamp.") {
+                    let info = json!({
+                        "id": id, "created": created, "uri": topic,
+                        "match": policy_name(policy),
+                    });
+                    self.meta_event(
+                        ctx,
+                        realm,
+                        "wamp.subscription.on_create",
+                        vec![json!(sid), info],
+                    );
+                }
                 id
             }
         };
@@ -1071,12 +1081,14 @@ impl Router {
             },
         );
         ctx.count("wamp2_subscriptions", "ok");
-        self.meta_event(
-            ctx,
-            realm,
-            "wamp.subscription.on_subscribe",
-            vec![json!(sid), json!(id)],
-        );
+        if !topic.starts_with("wamp.") {
+            self.meta_event(
+                ctx,
+                realm,
+                "wamp.subscription.on_subscribe",
+                vec![json!(sid), json!(id)],
+            );
+        }
     }
 
     fn unsubscribe(&mut self, ctx: &mut Context<'_>, conn: ConnId, request: Id, subscription: Id) {
@@ -1122,12 +1134,17 @@ impl Router {
         };
         sub.subscribers.retain(|&c| c != conn);
         let gone = sub.subscribers.is_empty();
-        self.meta_event(
-            ctx,
-            realm,
-            "wamp.subscription.on_unsubscribe",
-            vec![json!(sid), json!(id)],
-        );
+        // Subscriptions to the meta topics are not announced themselves
+        // (nor are they by Crossbar).
+        let announce = !sub.topic.starts_with("wamp.");
+        if announce {
+            self.meta_event(
+                ctx,
+                realm,
+                "wamp.subscription.on_unsubscribe",
+                vec![json!(sid), json!(id)],
+            );
+        }
         if !gone {
             return;
         }
@@ -1147,12 +1164,14 @@ impl Router {
                 r.patterns.remove(&(p, sub.topic.clone()));
             }
         }
-        self.meta_event(
-            ctx,
-            realm,
-            "wamp.subscription.on_delete",
-            vec![json!(sid), json!(id)],
-        );
+        if announce {
+            self.meta_event(
+                ctx,
+                realm,
+                "wamp.subscription.on_delete",
+                vec![json!(sid), json!(id)],
+            );
+        }
     }
 
     /// The subscriptions of `realm` that `topic` matches.
@@ -1205,7 +1224,7 @@ impl Router {
         }
         let parsed = (|| -> Result<(Audience, bool, bool), ()> {
             let exclude_me = bool_of(options, "exclude_me")?.unwrap_or(true);
-            let disclose = bool_of(options, "disclose_me")?.unwrap_or(false);
+            let disclose = bool_of(options, "disclose_me")?.unwrap_or(true);
             let a = Audience {
                 exclude: ids_of(options.get("exclude"))?.unwrap_or_default(),
                 eligible: ids_of(options.get("eligible"))?,
@@ -1341,7 +1360,7 @@ impl Router {
             };
             let (mut json_to, mut mp_to) = (Vec::new(), Vec::new());
             for &c in &sub.subscribers {
-                let Some(s) = self.sessions.get(c) else {
+                let Some(s) = self.sessions.get(c).filter(|s| s.state == State::Joined) else {
                     continue;
                 };
                 if !audience.admits(ctx, c, s) {
@@ -1483,16 +1502,18 @@ impl Router {
                 let Some(reg) = r.regs.get_mut(&id) else {
                     return;
                 };
-                if reg.invoke == Invoke::Single || reg.invoke != invoke {
-                    let text = if reg.invoke == Invoke::Single || invoke == Invoke::Single {
-                        format!("{procedure} is registered already")
-                    } else {
-                        format!(
-                            "{procedure} is registered already with invoke {}",
-                            reg.invoke.name()
-                        )
-                    };
+                if reg.invoke == Invoke::Single && invoke == Invoke::Single {
+                    let text = format!("{procedure} is registered already");
                     return fail(self, ctx, error::PROCEDURE_ALREADY_EXISTS, &text);
+                }
+                if reg.invoke != invoke {
+                    // Crossbar's URI (the spec names none).
+                    let text = format!(
+                        "{procedure} is registered already with invoke {}",
+                        reg.invoke.name()
+                    );
+                    let uri = error::PROCEDURE_EXISTS_WITH_DIFFERENT_INVOCATION_POLICY;
+                    return fail(self, ctx, uri, &text);
                 }
                 if reg.callees.contains(&conn) {
                     let text = format!("{procedure} is registered already by this session");
@@ -1658,7 +1679,9 @@ impl Router {
                 }
             },
         };
-        let disclose = matches!(options.get("disclose_me"), Some(Value::Bool(true)));
+        // Disclosed unless the caller says disclose_me: false (the realm's
+        // sessions are listed by the meta API anyway; docs/wamp.md).
+        let disclose = !matches!(options.get("disclose_me"), Some(Value::Bool(false)));
         let receive_progress = matches!(options.get("receive_progress"), Some(Value::Bool(true)));
         let r = &mut self.realms[realm];
         let Some(reg) = r
@@ -1741,6 +1764,7 @@ impl Router {
                 progress,
                 timer,
                 answered: false,
+                killed: false,
             },
         );
         if let Some(s) = self.sessions.get_mut(conn) {
@@ -1935,7 +1959,11 @@ impl Router {
         let mode = if can_interrupt { mode } else { "skip" };
         ctx.count("wamp2_cancels", mode_name(mode));
         if mode == "kill" {
-            // The callee answers the INTERRUPT; its answer goes to the caller.
+            // The callee answers the INTERRUPT; its answer goes to the caller
+            // (an ERROR as wamp.error.canceled).
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.killed = true;
+            }
             self.interrupt(ctx, callee, key, "kill");
             return;
         }
@@ -1945,9 +1973,16 @@ impl Router {
                 self.cancel_timer(ctx, p.timer);
                 self.owe_less(callee);
             }
-        } else if let Some(p) = self.pending.get_mut(&key) {
-            // skip: the callee's answer, when it comes, is dropped.
-            p.answered = true;
+        } else {
+            // skip: the callee's answer, when it comes, is dropped, and the
+            // caller is sent nothing, as Crossbar does: AutobahnJS settles
+            // a call it cancels without `kill` by itself, and takes an
+            // ERROR for it later as a protocol violation (docs/wamp.md).
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.answered = true;
+            }
+            self.forget_call(conn, request);
+            return;
         }
         self.forget_call(conn, request);
         self.error(ctx, conn, code::CALL, request, error::CANCELED, "canceled");
@@ -2065,6 +2100,11 @@ impl Router {
             return;
         }
         self.forget_call(p.caller, p.call);
+        let error = if p.killed {
+            error::CANCELED.to_owned()
+        } else {
+            error
+        };
         let msg = Message::Error {
             request_type: code::CALL,
             request: p.call,
@@ -2076,8 +2116,8 @@ impl Router {
         self.send(ctx, p.caller, &msg);
     }
 
-    /// A call timeout fired: the caller gets `wamp.error.timeout` and the
-    /// callee an INTERRUPT (killnowait).
+    /// A call timeout fired: the caller gets `wamp.error.canceled` (as
+    /// Crossbar answers) and the callee an INTERRUPT (killnowait).
     pub fn timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         let Some(key) = self.timers.remove(&timer) else {
             return;
@@ -2095,7 +2135,7 @@ impl Router {
                 p.caller,
                 code::CALL,
                 p.call,
-                error::TIMEOUT,
+                error::CANCELED,
                 "the call timed out",
             );
         }
