@@ -1795,123 +1795,88 @@ impl Router {
         procedure: &str,
         args: Option<&[Value]>,
     ) -> Option<AppCall> {
+        type Answer = Result<Value, (&'static str, String)>;
         let realm = self.sessions.get(conn)?.realm;
         let args = args.unwrap_or(&[]);
-        let result = |v: Value| Message::Result {
-            request,
-            details: Dict::new(),
-            args: Some(vec![v]),
-            kwargs: None,
-        };
         let r = &self.realms[realm];
-        let answer = match procedure {
-            "wamp.session.count" => Ok(result(json!(r.sessions.len()))),
-            "wamp.session.list" => {
-                let ids: Vec<Id> = r.sessions.keys().copied().collect();
-                Ok(result(json!(ids)))
-            }
-            "wamp.session.get" => match args.first().and_then(Value::as_u64) {
-                Some(id) => match r.sessions.get(&id) {
-                    Some(&c) => Ok(result(self.session_info(c))),
-                    None => Err((error::NO_SUCH_SESSION, format!("no session {id}"))),
-                },
-                None => Err((error::INVALID_ARGUMENT, "takes a session id".to_owned())),
-            },
-            "wamp.subscription.lookup" | "wamp.subscription.match" => {
-                match args.first().and_then(Value::as_str) {
-                    Some(topic) if procedure == "wamp.subscription.lookup" => {
-                        Ok(result(json!(r.exact.get(topic))))
-                    }
-                    Some(topic) => {
-                        let ids = self.matching(realm, topic);
-                        Ok(result(if ids.is_empty() {
-                            Value::Null
-                        } else {
-                            json!(ids)
-                        }))
-                    }
-                    None => Err((error::INVALID_ARGUMENT, "takes a topic".to_owned())),
+        let id_arg = |what: &str| {
+            args.first()
+                .and_then(Value::as_u64)
+                .ok_or_else(|| (error::INVALID_ARGUMENT, format!("takes a {what} id")))
+        };
+        let uri_arg = |what: &str| {
+            args.first()
+                .and_then(Value::as_str)
+                .ok_or_else(|| (error::INVALID_ARGUMENT, format!("takes a {what}")))
+        };
+        let sub = |id: Id| {
+            r.subs
+                .get(&id)
+                .ok_or_else(|| (error::NO_SUCH_SUBSCRIPTION, format!("no subscription {id}")))
+        };
+        let reg = |id: Id| {
+            r.regs
+                .get(&id)
+                .ok_or_else(|| (error::NO_SUCH_REGISTRATION, format!("no registration {id}")))
+        };
+        let session_ids = |conns: &[ConnId]| -> Value {
+            let ids: Vec<Id> = conns
+                .iter()
+                .filter_map(|&c| self.sessions.get(c).map(|s| s.id))
+                .collect();
+            json!(ids)
+        };
+        let answer: Answer = match procedure {
+            "wamp.session.count" => Ok(json!(r.sessions.len())),
+            "wamp.session.list" => Ok(json!(r.sessions.keys().collect::<Vec<_>>())),
+            "wamp.session.get" => id_arg("session").and_then(|id| {
+                r.sessions
+                    .get(&id)
+                    .map(|&c| self.session_info(c))
+                    .ok_or_else(|| (error::NO_SUCH_SESSION, format!("no session {id}")))
+            }),
+            "wamp.subscription.lookup" => uri_arg("topic").map(|t| json!(r.exact.get(t))),
+            "wamp.subscription.match" => uri_arg("topic").map(|t| {
+                let ids = self.matching(realm, t);
+                if ids.is_empty() {
+                    Value::Null
+                } else {
+                    json!(ids)
                 }
-            }
-            "wamp.subscription.get" => match args.first().and_then(Value::as_u64) {
-                Some(id) => match r.subs.get(&id) {
-                    Some(s) => Ok(result(json!({
-                        "id": s.id, "created": s.created, "uri": s.topic,
-                        "match": policy_name(s.policy),
-                    }))),
-                    None => Err((error::NO_SUCH_SUBSCRIPTION, format!("no subscription {id}"))),
-                },
-                None => Err((
-                    error::INVALID_ARGUMENT,
-                    "takes a subscription id".to_owned(),
-                )),
-            },
-            "wamp.subscription.list_subscribers" => match args.first().and_then(Value::as_u64) {
-                Some(id) => match r.subs.get(&id) {
-                    Some(s) => {
-                        let ids: Vec<Id> = s
-                            .subscribers
-                            .iter()
-                            .filter_map(|&c| self.sessions.get(c).map(|s| s.id))
-                            .collect();
-                        Ok(result(json!(ids)))
-                    }
-                    None => Err((error::NO_SUCH_SUBSCRIPTION, format!("no subscription {id}"))),
-                },
-                None => Err((
-                    error::INVALID_ARGUMENT,
-                    "takes a subscription id".to_owned(),
-                )),
-            },
-            "wamp.subscription.count_subscribers" => match args.first().and_then(Value::as_u64) {
-                Some(id) => match r.subs.get(&id) {
-                    Some(s) => Ok(result(json!(s.subscribers.len()))),
-                    None => Err((error::NO_SUCH_SUBSCRIPTION, format!("no subscription {id}"))),
-                },
-                None => Err((
-                    error::INVALID_ARGUMENT,
-                    "takes a subscription id".to_owned(),
-                )),
-            },
-            "wamp.registration.lookup" => match args.first().and_then(Value::as_str) {
-                Some(p) => Ok(result(json!(r.procedures.get(p)))),
-                None => Err((error::INVALID_ARGUMENT, "takes a procedure".to_owned())),
-            },
-            "wamp.registration.get" => match args.first().and_then(Value::as_u64) {
-                Some(id) => match r.regs.get(&id) {
-                    Some(g) => Ok(result(json!({
-                        "id": g.id, "created": g.created, "uri": g.procedure,
-                        "match": "exact", "invoke": g.invoke.name(),
-                    }))),
-                    None => Err((error::NO_SUCH_REGISTRATION, format!("no registration {id}"))),
-                },
-                None => Err((
-                    error::INVALID_ARGUMENT,
-                    "takes a registration id".to_owned(),
-                )),
-            },
-            "wamp.registration.list_callees" => match args.first().and_then(Value::as_u64) {
-                Some(id) => match r.regs.get(&id) {
-                    Some(g) => {
-                        let ids: Vec<Id> = g
-                            .callees
-                            .iter()
-                            .filter_map(|&c| self.sessions.get(c).map(|s| s.id))
-                            .collect();
-                        Ok(result(json!(ids)))
-                    }
-                    None => Err((error::NO_SUCH_REGISTRATION, format!("no registration {id}"))),
-                },
-                None => Err((
-                    error::INVALID_ARGUMENT,
-                    "takes a registration id".to_owned(),
-                )),
-            },
+            }),
+            "wamp.subscription.get" => id_arg("subscription").and_then(sub).map(|s| {
+                json!({
+                    "id": s.id, "created": s.created, "uri": s.topic,
+                    "match": policy_name(s.policy),
+                })
+            }),
+            "wamp.subscription.list_subscribers" => id_arg("subscription")
+                .and_then(sub)
+                .map(|s| session_ids(&s.subscribers)),
+            "wamp.subscription.count_subscribers" => id_arg("subscription")
+                .and_then(sub)
+                .map(|s| json!(s.subscribers.len())),
+            "wamp.registration.lookup" => uri_arg("procedure").map(|p| json!(r.procedures.get(p))),
+            "wamp.registration.get" => id_arg("registration").and_then(reg).map(|g| {
+                json!({
+                    "id": g.id, "created": g.created, "uri": g.procedure,
+                    "match": "exact", "invoke": g.invoke.name(),
+                })
+            }),
+            "wamp.registration.list_callees" => id_arg("registration")
+                .and_then(reg)
+                .map(|g| session_ids(&g.callees)),
             _ => Err((
                 error::NO_SUCH_PROCEDURE,
                 format!("no procedure {procedure}"),
             )),
         };
+        let answer = answer.map(|v| Message::Result {
+            request,
+            details: Dict::new(),
+            args: Some(vec![v]),
+            kwargs: None,
+        });
         match answer {
             Ok(msg) => {
                 ctx.count("wamp2_calls", "meta");
