@@ -39,6 +39,18 @@ if [ ! -f "$CACHE/py/.done-$PY_WEBSOCKETS" ]; then
 fi
 "$CACHE/py/bin/python" -c "import websockets" || { log "python peer does not load"; exit 1; }
 
+# WAMP v2 peer: Crossbar (the reference router) in its own Python 3.11
+# virtualenv (bench/wamp2_bench.py; about 4 minutes and 380 MB the first time).
+CROSSBAR_VERSION=26.10.1
+if [ ! -f "$CACHE/crossbar/.done-$CROSSBAR_VERSION" ]; then
+  log "pip: crossbar==$CROSSBAR_VERSION"
+  command -v python3.11 >/dev/null || { log "crossbar needs python3.11"; exit 1; }
+  python3.11 -m venv "$CACHE/crossbar"
+  "$CACHE/crossbar/bin/pip" install -q "crossbar==$CROSSBAR_VERSION" >&2
+  touch "$CACHE/crossbar/.done-$CROSSBAR_VERSION"
+fi
+"$CACHE/crossbar/bin/crossbar" version >/dev/null 2>&1 || { log "crossbar does not run"; exit 1; }
+
 # Rust: sprocket itself (target/release/sprocket), then the load tool and the
 # tokio-tungstenite and mio-raw peers, which share one target dir under the
 # (git-ignored) /target.

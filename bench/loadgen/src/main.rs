@@ -13,6 +13,7 @@ mod payload;
 mod procstat;
 mod report;
 mod tls;
+mod wamp2;
 mod ws;
 
 use procstat::CpuUse;
@@ -33,6 +34,13 @@ USAGE:
                     [--read-every-ms 4] [--tick-ms 1]
                     [--flavour grip --channel NAME --publish-url URL [--publish-batch 1]]
     loadgen connect --addr HOST:PORT [--path /echo] [--conns 10000]
+                    [--concurrency 100] [--hold 1]
+    loadgen wamp2-rpc    --addr HOST:PORT [--path /wamp] [--realm realm1] [--callers 10]
+                    [--inflight 16] [--procedure bench.echo] [--size 32] [--warmup 1] [--duration 5]
+    loadgen wamp2-fanout --addr HOST:PORT [--path /wamp] [--realm realm1] [--subs 1000]
+                    [--topic bench.topic] [--rate 0] [--max-lag 100] [--size 32]
+                    [--concurrency 100] [--warmup 1] [--duration 3]
+    loadgen wamp2-idle   --addr HOST:PORT [--path /wamp] [--realm realm1] [--sessions 1000]
                     [--concurrency 100] [--hold 1]
 
 Every mode: --server-pid PID samples the server's CPU time (utime+stime from
@@ -65,6 +73,18 @@ fanout    N subscribers and P publishing connections on a chat-style path;
           with --flavour grip the subscribers only connect (their backend
           subscribes them to --channel) and a delivery is the content as is.
 connect   Opens C idle connections; handshakes/s, server RSS per connection.
+wamp2-*   WAMP v2, JSON serializer (subprotocol wamp.2.json); every session
+          sends HELLO and waits for WELCOME; ABORT or ERROR fails it.
+          wamp2-rpc: one callee registers --procedure and YIELDs every
+          INVOCATION's args back; C callers keep P CALLs in flight each; every
+          RESULT is checked. Reports calls/s and RTT percentiles.
+          wamp2-fanout: N subscribers on --topic, one publisher (PUBLISH
+          without acknowledge) at --rate events/s, or as fast as allowed
+          with --rate 0; either way never more than --max-lag events ahead
+          of the slowest subscriber. The send time is in the event's args.
+          Reports deliveries/s, delivery latency, lost / reordered events.
+          wamp2-idle: N sessions opened and held; server RSS per session
+          (with --server-pid), then GOODBYE (answered) and close.
 
 Output: one JSON line on stdout, a human summary on stderr (--quiet: none).
 Exit status: 0 valid run, 1 run with errors (JSON has ok=false), 2 usage.
@@ -229,7 +249,36 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
             a.check_unused()?;
             connect::run(&common, &o)
         }
-        other => return Err(format!("unknown mode {other:?} (echo, fanout, connect)")),
+        "wamp2-rpc" | "wamp2-fanout" | "wamp2-idle" => {
+            let o = wamp2::Wamp2Opts {
+                path: a.get("path", "/wamp".to_string())?,
+                realm: a.get("realm", "realm1".to_string())?,
+                size: a.size("size", 32)?,
+                warmup: a.get("warmup", 1.0)?,
+                duration: a.get("duration", if mode == "wamp2-rpc" { 5.0 } else { 3.0 })?,
+                concurrency: a.get("concurrency", 100)?,
+                callers: a.get("callers", 10)?,
+                inflight: a.get("inflight", 16)?,
+                procedure: a.get("procedure", "bench.echo".to_string())?,
+                subs: a.get("subs", 1000)?,
+                topic: a.get("topic", "bench.topic".to_string())?,
+                rate: a.get("rate", 0.0)?,
+                max_lag: a.get("max-lag", 100)?,
+                sessions: a.get("sessions", 1000)?,
+                hold: a.get("hold", 1.0)?,
+            };
+            a.check_unused()?;
+            match mode {
+                "wamp2-rpc" => wamp2::run_rpc(&common, &o),
+                "wamp2-fanout" => wamp2::run_fanout(&common, &o),
+                _ => wamp2::run_idle(&common, &o),
+            }
+        }
+        other => {
+            return Err(format!(
+                "unknown mode {other:?} (echo, fanout, connect, wamp2-rpc, wamp2-fanout, wamp2-idle)"
+            ));
+        }
     };
     let mut out = match outcome {
         Ok(o) => o,

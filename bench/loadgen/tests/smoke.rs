@@ -725,3 +725,370 @@ fn untrusted_certificate_is_an_error() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+// ------------------------------------------------------------- WAMP v2
+
+/// Faults of the tiny WAMP v2 router.
+#[derive(Clone, Copy, Default)]
+struct WampFaults {
+    /// Answer the n-th CALL with another call's arguments.
+    wrong_result_nth: Option<u64>,
+    /// Skip every n-th EVENT to the first subscriber.
+    drop_event_every: Option<u64>,
+}
+
+#[derive(Default)]
+struct Router {
+    /// Writers of every session, by connection id.
+    socks: std::collections::HashMap<u64, TcpStream>,
+    callee: Option<u64>,
+    /// Invocation id -> (caller, its request id).
+    calls: std::collections::HashMap<u64, (u64, String)>,
+    next_inv: u64,
+    call_count: u64,
+    /// The arguments of the previous CALL (for the wrong-result fault).
+    last_args: String,
+    subscribers: Vec<u64>,
+    published: u64,
+}
+
+/// A WAMP v2 router for the load tool's messages only (realm1, JSON, a
+/// thread per connection): HELLO, REGISTER/CALL/YIELD, SUBSCRIBE/PUBLISH,
+/// GOODBYE. Not a parser: the fields are split at commas, which the tool's
+/// messages allow.
+fn wamp2_server(f: WampFaults) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let router = Arc::new(Mutex::new(Router::default()));
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+            let r = router.clone();
+            thread::spawn(move || serve_wamp2(s, id, f, r));
+        }
+    });
+    addr
+}
+
+fn serve_wamp2(s: TcpStream, id: u64, f: WampFaults, router: Arc<Mutex<Router>>) {
+    s.set_nodelay(true).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut key = String::new();
+    let mut proto = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("sec-websocket-key") {
+                key = v.trim().to_owned();
+            } else if k.eq_ignore_ascii_case("sec-websocket-protocol") {
+                proto = v.trim().to_owned();
+            }
+        }
+    }
+    assert_eq!(proto, "wamp.2.json", "the tool asks for wamp.2.json");
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    write!(
+        &s,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: wamp.2.json\r\n\r\n"
+    )
+    .unwrap();
+    router
+        .lock()
+        .unwrap()
+        .socks
+        .insert(id, s.try_clone().unwrap());
+    let send = |rt: &Router, to: u64, msg: &str| {
+        if let Some(sock) = rt.socks.get(&to) {
+            let _ = (&mut &*sock).write_all(&frame(0x1, msg.as_bytes()));
+        }
+    };
+    while let Some((op, data)) = read_frame(&mut r) {
+        if op == 0x8 {
+            let _ = (&s).write_all(&frame(0x8, &data));
+            break;
+        }
+        if op != 0x1 {
+            continue;
+        }
+        let msg = String::from_utf8(data).unwrap();
+        let inner = &msg[1..msg.len() - 1];
+        let ty = inner.split(',').next().unwrap();
+        let mut rt = router.lock().unwrap();
+        match ty {
+            "1" => {
+                let realm = inner.split(',').nth(1).unwrap();
+                if realm == "\"realm1\"" {
+                    send(
+                        &rt,
+                        id,
+                        &format!("[2,{id},{{\"roles\":{{\"broker\":{{}}}}}}]"),
+                    );
+                } else {
+                    send(&rt, id, "[3,{},\"wamp.error.no_such_realm\"]");
+                }
+            }
+            "64" => {
+                rt.callee = Some(id);
+                let req = inner.split(',').nth(1).unwrap();
+                send(&rt, id, &format!("[65,{req},7]"));
+            }
+            "48" => {
+                let p: Vec<&str> = inner.splitn(5, ',').collect();
+                rt.call_count += 1;
+                let args = if f.wrong_result_nth == Some(rt.call_count) {
+                    rt.last_args.clone()
+                } else {
+                    p[4].to_owned()
+                };
+                rt.last_args = p[4].to_owned();
+                rt.next_inv += 1;
+                let inv = rt.next_inv;
+                rt.calls.insert(inv, (id, p[1].to_owned()));
+                let callee = rt.callee.unwrap();
+                send(&rt, callee, &format!("[68,{inv},7,{{}},{args}]"));
+            }
+            "70" => {
+                let p: Vec<&str> = inner.splitn(4, ',').collect();
+                let (caller, req) = rt.calls.remove(&p[1].parse().unwrap()).unwrap();
+                send(&rt, caller, &format!("[50,{req},{{}},{}]", p[3]));
+            }
+            "32" => {
+                rt.subscribers.push(id);
+                let req = inner.split(',').nth(1).unwrap();
+                send(&rt, id, &format!("[33,{req},9]"));
+            }
+            "16" => {
+                let args = inner.splitn(5, ',').nth(4).unwrap();
+                rt.published += 1;
+                let n = rt.published;
+                let ev = format!("[36,9,{n},{{}},{args}]");
+                let first = rt.subscribers.first().copied();
+                for &sub in &rt.subscribers {
+                    let skip = f.drop_event_every.is_some_and(|k| n.is_multiple_of(k))
+                        && Some(sub) == first;
+                    if !skip {
+                        send(&rt, sub, &ev);
+                    }
+                }
+            }
+            "6" => send(&rt, id, "[6,{},\"wamp.close.goodbye_and_out\"]"),
+            other => panic!("tiny router: unexpected message type {other}: {msg}"),
+        }
+    }
+    let mut rt = router.lock().unwrap();
+    rt.socks.remove(&id);
+    rt.subscribers.retain(|&x| x != id);
+    let _ = s.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn wamp2_rpc_counts_and_validates() {
+    let addr = wamp2_server(WampFaults::default());
+    let r = loadgen(
+        &[
+            &[
+                "wamp2-rpc",
+                "--addr",
+                &addr,
+                "--callers",
+                "3",
+                "--inflight",
+                "4",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert!(r.num("validated") > 100.0, "{}", r.json);
+    assert_eq!(r.num("validated"), r.num("invocations"));
+    assert_eq!(r.num("unanswered"), 0.0);
+    assert!(r.num("calls_per_s") > 50.0);
+    assert!(r.num("rtt_p50_us") > 0.0);
+}
+
+#[test]
+fn wamp2_rpc_detects_a_wrong_result() {
+    let addr = wamp2_server(WampFaults {
+        wrong_result_nth: Some(50),
+        ..Default::default()
+    });
+    let r = loadgen(&[&["wamp2-rpc", "--addr", &addr, "--callers", "2"], SHORT].concat());
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.json.contains("carries the arguments"), "{}", r.json);
+}
+
+#[test]
+fn wamp2_fanout_counts_every_delivery() {
+    let addr = wamp2_server(WampFaults::default());
+    let r = loadgen(
+        &[
+            &[
+                "wamp2-fanout",
+                "--addr",
+                &addr,
+                "--subs",
+                "20",
+                "--max-lag",
+                "10",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("lost"), 0.0);
+    assert_eq!(r.num("reordered"), 0.0);
+    let (published, deliveries) = (r.num("published"), r.num("deliveries"));
+    assert!(deliveries > 100.0, "{}", r.json);
+    // Every event reaches all 20; the window may cut at most the lag bound.
+    assert!(
+        (deliveries - published * 20.0).abs() <= 10.0 * 20.0,
+        "{}",
+        r.json
+    );
+    // Open loop at a fixed rate: about that many events.
+    let f = loadgen(
+        &[
+            &[
+                "wamp2-fanout",
+                "--addr",
+                &addr,
+                "--subs",
+                "5",
+                "--rate",
+                "200",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(f.code, 0, "{}", f.json);
+    let rate = f.num("publishes_per_s");
+    assert!((150.0..250.0).contains(&rate), "{}", f.json);
+}
+
+#[test]
+fn wamp2_fanout_detects_loss() {
+    let addr = wamp2_server(WampFaults {
+        drop_event_every: Some(7),
+        ..Default::default()
+    });
+    let r = loadgen(
+        &[
+            &[
+                "wamp2-fanout",
+                "--addr",
+                &addr,
+                "--subs",
+                "5",
+                "--rate",
+                "300",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.num("lost") > 0.0, "{}", r.json);
+}
+
+#[test]
+fn wamp2_idle_opens_and_says_goodbye() {
+    let addr = wamp2_server(WampFaults::default());
+    let r = loadgen(&[
+        "wamp2-idle",
+        "--addr",
+        &addr,
+        "--sessions",
+        "100",
+        "--concurrency",
+        "20",
+        "--hold",
+        "0.2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.json);
+    assert_eq!(r.num("welcomed"), 100.0);
+    assert_eq!(r.num("goodbyes_answered"), 100.0);
+    r.num("rss_per_session");
+}
+
+#[test]
+fn wamp2_abort_is_an_error() {
+    let addr = wamp2_server(WampFaults::default());
+    let r = loadgen(&[
+        "wamp2-idle",
+        "--addr",
+        &addr,
+        "--sessions",
+        "3",
+        "--realm",
+        "nope",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.json);
+    assert!(r.json.contains("no_such_realm"), "{}", r.json);
+}
+
+/// The three WAMP v2 modes against the real router, when it has been built.
+#[test]
+fn sprocket_wamp2_if_built() {
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/sprocket");
+    if !std::path::Path::new(bin).exists() {
+        eprintln!("skipped: {bin} not built");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--ping-interval",
+            "0",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    let base = ["--addr", &addr, "--server-pid", &pid];
+    let rpc = loadgen(&[&["wamp2-rpc", "--callers", "3"], &base[..], SHORT].concat());
+    let fan = loadgen(&[&["wamp2-fanout", "--subs", "50"], &base[..], SHORT].concat());
+    let idle = loadgen(
+        &[
+            &["wamp2-idle", "--sessions", "100", "--hold", "0.2"],
+            &base[..],
+        ]
+        .concat(),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(rpc.code, 0, "{}", rpc.json);
+    assert!(rpc.num("validated") > 100.0);
+    assert!(rpc.num("server_cpu_us_per_call") > 0.0, "{}", rpc.json);
+    assert_eq!(fan.code, 0, "{}", fan.json);
+    assert_eq!(fan.num("lost"), 0.0);
+    assert!(fan.num("deliveries") > 100.0);
+    assert_eq!(idle.code, 0, "{}", idle.json);
+    assert_eq!(idle.num("goodbyes_answered"), 100.0);
+}
