@@ -17,6 +17,7 @@ use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 use sprocket::app::Cidr;
 use sprocket::clients::http::Url;
 use sprocket::config::Config;
+use sprocket::proxy::ForwardedHeader;
 use sprocket::session::SessionSettings;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -322,11 +323,17 @@ struct GeneralArgs {
     #[arg(long, value_name = "IP[/PREFIX]", value_parser = cidr_list)]
     block: Vec<Listed<Cidr>>,
     /// A proxy in front of sprocket: from these addresses the client address is read from
-    /// Forwarded (RFC 7239) or X-Forwarded-For, right to left, skipping trusted addresses;
+    /// the header of --forwarded-header, right to left, skipping trusted addresses;
     /// --block, --max-connections-per-ip, logs and apps then see that client. Elsewhere
     /// those headers are ignored. Repeatable or comma-separated
     #[arg(long = "trusted-proxy", value_name = "IP[/PREFIX]", value_parser = cidr_list)]
     trusted_proxies: Vec<Listed<Cidr>>,
+    /// The one header a --trusted-proxy sets, and the only one read: x-forwarded-for (nginx
+    /// $proxy_add_x_forwarded_for, HAProxy option forwardfor) or forwarded (RFC 7239). The
+    /// other is ignored: proxies pass a client's own copy of it on
+    #[arg(long, value_name = "x-forwarded-for|forwarded", default_value = "x-forwarded-for",
+          value_parser = forwarded_header, action = ArgAction::Set)]
+    forwarded_header: ForwardedHeader,
     /// Every connection to --listen starts with a PROXY protocol v1 or v2 header (HAProxy
     /// send-proxy / send-proxy-v2); without one it is closed. Needs --trusted-proxy: the
     /// address in a header from anywhere else is ignored
@@ -681,6 +688,10 @@ fn whole_seconds(v: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn forwarded_header(v: &str) -> Result<ForwardedHeader, String> {
+    v.parse()
+}
+
 fn log_format(v: &str) -> Result<bool, String> {
     match v {
         "text" => Ok(false),
@@ -803,6 +814,7 @@ impl Cli {
         };
         cfg.trusted_proxies = g.trusted_proxies.into_iter().flat_map(|l| l.0).collect();
         cfg.proxy_protocol = g.proxy_protocol;
+        cfg.forwarded_header = g.forwarded_header;
         cfg.max_message_size = g.max_message_size;
         cfg.max_frame_size = g.max_frame_size.min(g.max_message_size);
         cfg.max_outbound = g.max_outbound;
@@ -827,6 +839,11 @@ impl Cli {
         if cfg.proxy_protocol && cfg.trusted_proxies.is_empty() {
             return err(
                 "--proxy-protocol needs --trusted-proxy: the addresses allowed to send PROXY headers",
+            );
+        }
+        if cfg.forwarded_header != ForwardedHeader::default() && cfg.trusted_proxies.is_empty() {
+            return err(
+                "--forwarded-header forwarded needs --trusted-proxy: the proxies whose header is read",
             );
         }
 
@@ -1746,5 +1763,40 @@ pusher-webhook = "http://127.0.0.1:1/hook"
         assert!(p.contains("listen = \"0.0.0.0:9\""), "{p}");
         assert!(with_file("nope = 1", &["check-config", "f.toml"]).is_err());
         assert!(parse(["check-config".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn forwarded_header_names_the_one_header_read() {
+        let cfg = |args: &[&str]| run(args).map(|o| o.config.forwarded_header);
+        let trusted = ["--trusted-proxy", "127.0.0.1"];
+        assert_eq!(cfg(&trusted).unwrap(), ForwardedHeader::XForwardedFor);
+        let with = |v: &'static str| [trusted[0], trusted[1], "--forwarded-header", v];
+        assert_eq!(cfg(&with("forwarded")).unwrap(), ForwardedHeader::Forwarded);
+        assert_eq!(
+            cfg(&with("x-forwarded-for")).unwrap(),
+            ForwardedHeader::XForwardedFor
+        );
+        let bad = cfg(&with("x-real-ip")).unwrap_err().0;
+        assert!(
+            bad.contains("--forwarded-header") && bad.contains("x-real-ip"),
+            "{bad}"
+        );
+        // Without a trusted proxy no header is read: asking for one is a mistake.
+        let lone = cfg(&["--forwarded-header", "forwarded"]).unwrap_err().0;
+        assert!(lone.contains("needs --trusted-proxy"), "{lone}");
+        // The file's key is the option's name.
+        let file = "trusted-proxy = [\"10.0.0.0/8\"]\nforwarded-header = \"forwarded\"\n";
+        let o = run_file(file, &[]).unwrap();
+        assert_eq!(o.config.forwarded_header, ForwardedHeader::Forwarded);
+        let Command::CheckConfig(printed) = with_file(file, &["check-config", "f.toml"]).unwrap()
+        else {
+            panic!("not check-config")
+        };
+        assert!(
+            printed
+                .lines()
+                .any(|l| l == "forwarded-header = \"forwarded\""),
+            "{printed}"
+        );
     }
 }

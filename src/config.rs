@@ -59,9 +59,13 @@ pub struct Config {
     /// `write` per connection. Zero writes at the end of every loop turn.
     /// See docs/benchmarks.md for the trade.
     pub fanout_flush_delay: Duration,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers and PROXY
+    /// Proxies whose `Forwarded` or `X-Forwarded-For` header and PROXY
     /// protocol headers are believed (`--trusted-proxy`). Empty: none.
     pub trusted_proxies: Vec<crate::cidr::Cidr>,
+    /// The one forwarding header read from a trusted proxy
+    /// (`--forwarded-header`); the other is ignored, since a proxy that
+    /// sets one passes a client's own copy of the other on.
+    pub forwarded_header: crate::proxy::ForwardedHeader,
     /// Every connection on the first (public) listener starts with a
     /// PROXY protocol v1 or v2 header (`--proxy-protocol`).
     pub proxy_protocol: bool,
@@ -90,6 +94,7 @@ impl Default for Config {
             backend_connections: 32,
             fanout_flush_delay: Duration::from_millis(1),
             trusted_proxies: Vec::new(),
+            forwarded_header: crate::proxy::ForwardedHeader::XForwardedFor,
             proxy_protocol: false,
         }
     }

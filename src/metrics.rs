@@ -22,6 +22,9 @@ pub struct Metrics {
     /// Requests with forwarding headers from a peer that is not a trusted
     /// proxy (the headers were ignored).
     pub forwarded_ignored: u64,
+    /// Requests from a trusted proxy carrying the forwarding header that
+    /// `--forwarded-header` does not name (that header was ignored).
+    pub forwarded_other_ignored: u64,
     /// `accept` failures (EMFILE and the like).
     pub accept_errors: u64,
     /// TLS handshakes completed.
@@ -292,6 +295,12 @@ impl Metrics {
             "counter",
             "Requests with forwarding headers from an untrusted peer (ignored).",
             self.forwarded_ignored,
+        );
+        one(
+            "forwarded_other_header_ignored_total",
+            "counter",
+            "Requests from a trusted proxy with the forwarding header --forwarded-header does not name (ignored).",
+            self.forwarded_other_ignored,
         );
         one(
             "accept_errors_total",

@@ -1,12 +1,15 @@
-//! The real client behind a trusted proxy: `X-Forwarded-For`, `Forwarded`
-//! and the PROXY protocol (v1, v2) decide what `--block` and the per-IP
+//! The real client behind a trusted proxy: `X-Forwarded-For` or `Forwarded`
+//! (whichever `--forwarded-header` names; the other is ignored) and the
+//! PROXY protocol (v1, v2) decide what `--block` and the per-IP
 //! limit see; the same headers from anyone else change nothing. Clients
 //! connect from distinct loopback sources (all of 127/8 is loopback).
 
 mod common;
 
 use common::{TestServer, status_of, upgrade_request};
-use sprocket::{Config, Echo, IpBlocklist};
+use sprocket::app::Admin;
+use sprocket::proxy::ForwardedHeader;
+use sprocket::{Config, Echo, IpBlocklist, Router};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -38,27 +41,56 @@ fn exchange(s: &mut TcpStream, bytes: &[u8]) -> String {
 }
 
 fn server(proxy_protocol: bool, per_ip: usize) -> TestServer {
+    server_reading(ForwardedHeader::default(), proxy_protocol, per_ip)
+}
+
+fn server_reading(read: ForwardedHeader, proxy_protocol: bool, per_ip: usize) -> TestServer {
     let cfg = Config {
         trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        forwarded_header: read,
         proxy_protocol,
         max_connections_per_ip: per_ip,
         ..Config::default()
     };
     let blocked = ["127.0.0.5".parse().unwrap(), "127.0.0.9".parse().unwrap()];
-    TestServer::start(cfg, move || IpBlocklist::new(Echo, blocked))
+    // `/metrics` (Admin) beside the echo, to read the counters.
+    let app = move || {
+        let routes = Router::new().route("/", Echo).route("/metrics", Admin);
+        IpBlocklist::new(routes, blocked)
+    };
+    TestServer::start(cfg, app)
 }
 
 fn handshake(extra: &[(&str, &str)]) -> Vec<u8> {
     upgrade_request("/", extra).into_bytes()
 }
 
+/// The status of a handshake with headers `h` from `src`.
+fn status_from(srv: &TestServer, src: [u8; 4], h: &[(&str, &str)]) -> u16 {
+    let mut s = connect_from(src, srv.addr);
+    status_of(&exchange(&mut s, &handshake(h)))
+}
+
+/// `sprocket_forwarded_*_total` (`outcome` is `used`, `ignored`,
+/// `other_header_ignored`) of `srv`'s metrics page.
+fn forwarded_metric(srv: &TestServer, outcome: &str) -> u64 {
+    let mut s = connect_from([127, 0, 0, 30], srv.addr);
+    let page = exchange(
+        &mut s,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    // The head is in; the body may follow in more reads.
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    let page = page + &rest;
+    let series = format!("sprocket_forwarded_{outcome}_total");
+    common::metric(&page, &series).unwrap_or_else(|| panic!("no {series} in {page}"))
+}
+
 #[test]
-fn forwarded_headers_from_a_trusted_proxy_only() {
+fn x_forwarded_for_from_a_trusted_proxy_by_default() {
     let srv = server(false, 0);
-    let via_proxy = |h: &[(&str, &str)]| {
-        let mut s = connect_from([127, 0, 0, 1], srv.addr);
-        status_of(&exchange(&mut s, &handshake(h)))
-    };
+    let via_proxy = |h: &[(&str, &str)]| status_from(&srv, [127, 0, 0, 1], h);
     assert_eq!(via_proxy(&[("X-Forwarded-For", "127.0.0.5")]), 403);
     assert_eq!(via_proxy(&[("X-Forwarded-For", "127.0.0.6")]), 101);
     // A client prepending an unblocked address is still itself.
@@ -66,26 +98,57 @@ fn forwarded_headers_from_a_trusted_proxy_only() {
         via_proxy(&[("X-Forwarded-For", "127.0.0.6, 127.0.0.5")]),
         403
     );
+    // The hole behind nginx setting X-Forwarded-For only: the blocked
+    // client's own Forwarded comes through untouched, and is not read.
+    let forged = [
+        ("Forwarded", "for=127.0.0.6"),
+        ("X-Forwarded-For", "127.0.0.5"),
+    ];
+    assert_eq!(via_proxy(&forged), 403);
+    // Forwarded alone does not move the client off the proxy's address
+    // (127.0.0.1, not blocked), whatever it names.
+    assert_eq!(via_proxy(&[("Forwarded", "for=127.0.0.5")]), 101);
+    assert_eq!(forwarded_metric(&srv, "other_header_ignored"), 2);
+    assert_eq!(forwarded_metric(&srv, "used"), 4);
+    assert_eq!(forwarded_metric(&srv, "ignored"), 0);
+    // Straight from 127.0.0.9 (blocked, not a trusted proxy): the header
+    // that would unblock it is ignored.
+    let spoof = [("X-Forwarded-For", "127.0.0.6")];
+    assert_eq!(status_from(&srv, [127, 0, 0, 9], &spoof), 403);
+    // 127.0.0.7 is not blocked, and its headers naming 127.0.0.5 are ignored.
+    for h in [
+        ("X-Forwarded-For", "127.0.0.5"),
+        ("Forwarded", "for=127.0.0.5"),
+    ] {
+        assert_eq!(status_from(&srv, [127, 0, 0, 7], &[h]), 101);
+    }
+    assert_eq!(forwarded_metric(&srv, "ignored"), 3);
+}
+
+#[test]
+fn only_forwarded_with_forwarded_header_forwarded() {
+    let srv = server_reading(ForwardedHeader::Forwarded, false, 0);
+    let via_proxy = |h: &[(&str, &str)]| status_from(&srv, [127, 0, 0, 1], h);
     assert_eq!(
         via_proxy(&[("Forwarded", "for=127.0.0.5;proto=https")]),
         403
     );
     assert_eq!(via_proxy(&[("Forwarded", "for=\"127.0.0.6:4711\"")]), 101);
-    // Forwarded wins over X-Forwarded-For.
-    let both = [
+    // A forged X-Forwarded-For passed through by the proxy is not read.
+    let forged = [
         ("X-Forwarded-For", "127.0.0.6"),
         ("Forwarded", "for=127.0.0.5"),
     ];
-    assert_eq!(via_proxy(&both), 403);
-    // Straight from 127.0.0.9 (blocked, not a trusted proxy): the header
-    // that would unblock it is ignored.
-    let mut s = connect_from([127, 0, 0, 9], srv.addr);
-    let spoof = handshake(&[("X-Forwarded-For", "127.0.0.6")]);
-    assert_eq!(status_of(&exchange(&mut s, &spoof)), 403);
-    // 127.0.0.7 is not blocked, and its header naming 127.0.0.5 is ignored.
-    let mut s = connect_from([127, 0, 0, 7], srv.addr);
-    let frame = handshake(&[("X-Forwarded-For", "127.0.0.5")]);
-    assert_eq!(status_of(&exchange(&mut s, &frame)), 101);
+    assert_eq!(via_proxy(&forged), 403);
+    assert_eq!(via_proxy(&[("X-Forwarded-For", "127.0.0.5")]), 101);
+    assert_eq!(forwarded_metric(&srv, "other_header_ignored"), 2);
+    assert_eq!(forwarded_metric(&srv, "used"), 3);
+    // An untrusted peer's headers are ignored here too.
+    let spoof = [("Forwarded", "for=127.0.0.6")];
+    assert_eq!(status_from(&srv, [127, 0, 0, 9], &spoof), 403);
+    let frame = [("Forwarded", "for=127.0.0.5")];
+    assert_eq!(status_from(&srv, [127, 0, 0, 7], &frame), 101);
+    assert_eq!(forwarded_metric(&srv, "ignored"), 2);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! filled in by the test): a wss:// echo session, the WAMP v1 demo flow,
 //! `POST /publish` reaching a subscriber, and the real client address
 //! (`--block 127.0.0.2` refuses a client from 127.0.0.2 only, whatever
-//! forwarding header that client forges). The client is Python's
+//! forwarding headers that client forges: the one the proxy does not set
+//! passes through it and must be ignored). The client is Python's
 //! `websockets`, binding its socket to a chosen loopback source (all of
 //! 127/8 is loopback on Linux).
 
@@ -422,6 +423,9 @@ fn through(proxy: &Proxy, pki: &Pki, server: &Running) {
     assert_eq!(c.ask("recv framed"), "msg still served");
 }
 
+/// nginx as in contrib: it appends to `X-Forwarded-For` and passes the
+/// clients' forged `Forwarded` on untouched; sprocket (default
+/// `--forwarded-header x-forwarded-for`) does not read it.
 #[test]
 fn nginx_in_front_with_tls() {
     let pki = Pki::new("e2e-nginx");
@@ -435,30 +439,38 @@ fn nginx_in_front_with_tls() {
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "sprocket_forwarded_ignored_total"), 0);
+    // The forger's and the framer's Forwarded.
+    assert!(
+        metric(&metrics, "sprocket_forwarded_other_header_ignored_total") >= 2,
+        "{metrics}"
+    );
 }
 
-/// nginx with only `X-Forwarded-For` (the contrib config's `Forwarded`
-/// line replaced by one that clears the header): the list a forger starts
-/// is read right to left, and the address nginx appended wins. Clearing
-/// matters: nginx passes a client's own `Forwarded` on untouched, and
-/// sprocket prefers `Forwarded` when present.
+/// nginx setting `Forwarded` instead (the contrib config's
+/// `X-Forwarded-For` line replaced by the one its comment gives), sprocket
+/// with `--forwarded-header forwarded`: nginx now passes the clients'
+/// forged `X-Forwarded-For` on untouched, and sprocket does not read it.
 #[test]
-fn nginx_with_x_forwarded_for_only() {
-    let pki = Pki::new("e2e-nginx-xff");
-    let server = sprocket(&pki, &[]);
+fn nginx_with_forwarded_only() {
+    let pki = Pki::new("e2e-nginx-forwarded");
+    let server = sprocket(&pki, &["--forwarded-header", "forwarded"]);
     let proxy = nginx(&pki, server.addr, |conf| {
-        let line = conf
-            .lines()
-            .find(|l| l.trim_start().starts_with("proxy_set_header Forwarded "))
-            .expect("the Forwarded line")
-            .to_owned();
-        conf.replace(&line, "            proxy_set_header Forwarded \"\";")
+        let xff = "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;";
+        assert!(conf.contains(xff), "the X-Forwarded-For line");
+        let forwarded = "proxy_set_header Forwarded \"for=\\\"$remote_addr\\\";proto=$scheme\";";
+        assert!(conf.contains(forwarded), "the commented Forwarded line");
+        conf.replace(xff, forwarded)
     });
     through(&proxy, &pki, &server);
     let mut c = Client::new(proxy.port, &pki);
     let (_, metrics) = c.http("GET", "/metrics", "-", "");
     assert!(
         metric(&metrics, "sprocket_forwarded_used_total") >= 8,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "sprocket_forwarded_ignored_total"), 0);
+    assert!(
+        metric(&metrics, "sprocket_forwarded_other_header_ignored_total") >= 2,
         "{metrics}"
     );
 }

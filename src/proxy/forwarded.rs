@@ -1,5 +1,11 @@
-//! The client address from `Forwarded` (RFC 7239) and `X-Forwarded-For`,
+//! The client address from `Forwarded` (RFC 7239) or `X-Forwarded-For`,
 //! read right to left against the trusted proxies.
+//!
+//! Only one of the two headers is read, the one the operator's proxy sets
+//! ([`ForwardedHeader`], `--forwarded-header`). A proxy that sets one
+//! usually passes the other on as the client wrote it (nginx does, unless
+//! told otherwise), so reading whichever is present would let a client
+//! name any address.
 //!
 //! Each proxy appends the address it got the request from, so the list
 //! reads `client, proxy1, proxy2` and the immediate peer is the last
@@ -24,6 +30,60 @@ pub enum Resolved {
     Client(SocketAddr),
 }
 
+/// The forwarding header a trusted proxy sets, the only one read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`: nginx's `$proxy_add_x_forwarded_for`, HAProxy's
+    /// `option forwardfor`.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), `for=` parameters.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lower case (also the `--forwarded-header` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+
+    /// The header that is not read.
+    pub fn other(self) -> ForwardedHeader {
+        match self {
+            ForwardedHeader::XForwardedFor => ForwardedHeader::Forwarded,
+            ForwardedHeader::Forwarded => ForwardedHeader::XForwardedFor,
+        }
+    }
+
+    /// Whether `headers` hold at least one line of this header.
+    pub fn is_in(self, headers: &[(&str, &str)]) -> bool {
+        headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(self.name()))
+    }
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    /// `x-forwarded-for` or `forwarded`, in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded]
+            .into_iter()
+            .find(|h| s.trim().eq_ignore_ascii_case(h.name()))
+            .ok_or_else(|| format!("expected x-forwarded-for or forwarded, not {s:?}"))
+    }
+}
+
+impl std::fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One hop named in a header: an address, or something that is not one
 /// (`unknown`, an obfuscated `_name`, a malformed entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,30 +92,39 @@ enum Node {
     Opaque,
 }
 
-/// The client behind `peer`, from the request's `headers`. `Forwarded`
-/// is preferred: with any `Forwarded` field, `X-Forwarded-For` is not read.
+/// The client behind `peer` from `X-Forwarded-For` alone (the default
+/// of [`ForwardedHeader`]); see [`client_address_from`].
 pub fn client_address(peer: SocketAddr, headers: &[(&str, &str)], trusted: &[Cidr]) -> Resolved {
-    let named = |n: &'static str| {
-        headers
-            .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| *v)
-    };
-    let mut nodes = Vec::new();
-    for value in named("forwarded") {
-        forwarded_nodes(value, &mut nodes);
-    }
-    let had_forwarded = named("forwarded").next().is_some();
-    if !had_forwarded {
-        for value in named("x-forwarded-for") {
-            nodes.extend(value.split(',').map(|e| node(e.trim())));
-        }
-    }
-    if !had_forwarded && named("x-forwarded-for").next().is_none() {
+    client_address_from(peer, headers, trusted, ForwardedHeader::default())
+}
+
+/// The client behind `peer`, from the request's `headers` of kind `read`;
+/// the other forwarding header is never read (the caller may want to know
+/// it was there: [`ForwardedHeader::is_in`]). A peer that is not trusted
+/// gets [`Resolved::Ignored`] when it sent either header.
+pub fn client_address_from(
+    peer: SocketAddr,
+    headers: &[(&str, &str)],
+    trusted: &[Cidr],
+    read: ForwardedHeader,
+) -> Resolved {
+    if !read.is_in(headers) && !read.other().is_in(headers) {
         return Resolved::Direct;
     }
     if !Cidr::any_contains(trusted, peer.ip()) {
         return Resolved::Ignored;
+    }
+    let mut nodes = Vec::new();
+    for (_, value) in headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(read.name()))
+    {
+        match read {
+            ForwardedHeader::Forwarded => forwarded_nodes(value, &mut nodes),
+            ForwardedHeader::XForwardedFor => {
+                nodes.extend(value.split(',').map(|e| node(e.trim())));
+            }
+        }
     }
     let mut client = None;
     for hop in nodes.iter().rev() {
@@ -147,6 +216,11 @@ mod tests {
         client_address(peer.parse().unwrap(), headers, &trusted())
     }
 
+    fn resolve_fwd(peer: &str, headers: &[(&str, &str)]) -> Resolved {
+        let read = ForwardedHeader::Forwarded;
+        client_address_from(peer.parse().unwrap(), headers, &trusted(), read)
+    }
+
     fn client(s: &str) -> Resolved {
         Resolved::Client(s.parse().unwrap())
     }
@@ -194,28 +268,71 @@ mod tests {
         let p = "127.0.0.1:5555";
         // RFC 7239 §4 examples.
         let h = [("Forwarded", "for=\"_gazonk\"")];
-        assert_eq!(resolve(p, &h), Resolved::Direct);
+        assert_eq!(resolve_fwd(p, &h), Resolved::Direct);
         let h = [("Forwarded", "For=\"[2001:db8:cafe::17]:4711\"")];
-        assert_eq!(resolve(p, &h), client("[2001:db8:cafe::17]:4711"));
+        assert_eq!(resolve_fwd(p, &h), client("[2001:db8:cafe::17]:4711"));
         let h = [("Forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43")];
-        assert_eq!(resolve(p, &h), client("192.0.2.60:0"));
+        assert_eq!(resolve_fwd(p, &h), client("192.0.2.60:0"));
         let h = [("Forwarded", "for=192.0.2.43, for=198.51.100.17")];
-        assert_eq!(resolve(p, &h), client("198.51.100.17:0"));
+        assert_eq!(resolve_fwd(p, &h), client("198.51.100.17:0"));
         // Several lines, quoted commas and semicolons, a trusted hop.
         let h = [
             ("Forwarded", "for=192.0.2.43;by=\"a,b;c\""),
             ("forwarded", "for=10.0.0.7"),
         ];
-        assert_eq!(resolve(p, &h), client("192.0.2.43:0"));
+        assert_eq!(resolve_fwd(p, &h), client("192.0.2.43:0"));
         // unknown stops the walk: the last trusted hop stands.
         let h = [("Forwarded", "for=1.2.3.4, for=unknown, for=10.0.0.7")];
-        assert_eq!(resolve(p, &h), client("10.0.0.7:0"));
-        // Forwarded wins over X-Forwarded-For.
-        let h = [
+        assert_eq!(resolve_fwd(p, &h), client("10.0.0.7:0"));
+    }
+
+    #[test]
+    fn only_the_chosen_header_is_read() {
+        let p = "127.0.0.1:5555";
+        let both = [
             ("X-Forwarded-For", "6.6.6.6"),
             ("Forwarded", "for=\"192.0.2.1:80\""),
         ];
-        assert_eq!(resolve(p, &h), client("192.0.2.1:80"));
-        assert_eq!(resolve("192.0.2.9:1", &h), Resolved::Ignored);
+        assert_eq!(resolve(p, &both), client("6.6.6.6:0"));
+        assert_eq!(resolve_fwd(p, &both), client("192.0.2.1:80"));
+        // The spoof behind nginx setting X-Forwarded-For only: the
+        // client's own Forwarded reaches sprocket untouched.
+        let forged = [
+            ("Forwarded", "for=1.2.3.4"),
+            ("X-Forwarded-For", "203.0.113.7"),
+        ];
+        assert_eq!(resolve(p, &forged), client("203.0.113.7:0"));
+        // The other header alone from a trusted proxy: the peer stands.
+        assert_eq!(
+            resolve(p, &[("forwarded", "for=1.2.3.4")]),
+            Resolved::Direct
+        );
+        assert_eq!(
+            resolve_fwd(p, &[("x-forwarded-for", "1.2.3.4")]),
+            Resolved::Direct
+        );
+        // From an untrusted peer either header is ignored, whichever is read.
+        for h in [&both[..], &both[..1], &both[1..]] {
+            assert_eq!(resolve("192.0.2.9:1", h), Resolved::Ignored);
+            assert_eq!(resolve_fwd("192.0.2.9:1", h), Resolved::Ignored);
+        }
+    }
+
+    #[test]
+    fn header_names() {
+        for h in [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded] {
+            assert_eq!(h.name().parse::<ForwardedHeader>(), Ok(h));
+            assert_eq!(h.to_string(), h.name());
+            assert_ne!(h.other(), h);
+            assert_eq!(h.other().other(), h);
+        }
+        assert_eq!(
+            "X-Forwarded-For".parse(),
+            Ok(ForwardedHeader::XForwardedFor)
+        );
+        assert_eq!(ForwardedHeader::default(), ForwardedHeader::XForwardedFor);
+        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+        assert!(ForwardedHeader::Forwarded.is_in(&[("FORWARDED", "for=a")]));
+        assert!(!ForwardedHeader::Forwarded.is_in(&[("X-Forwarded-For", "a")]));
     }
 }

@@ -1,6 +1,7 @@
 //! The real client behind a trusted proxy: the PROXY protocol header read
-//! off the raw TCP socket before anything else, and `Forwarded` /
-//! `X-Forwarded-For` read from each request head before the app decides.
+//! off the raw TCP socket before anything else, and `X-Forwarded-For` or
+//! `Forwarded` (`--forwarded-header`) read from each request head before
+//! the app decides.
 //! Also the per-address connection count, which follows the real client.
 
 use super::Server;
@@ -59,7 +60,18 @@ impl Core {
 pub(crate) fn resolve_client(core: &mut Core, key: usize, head: &Head<'_>) -> Result<(), Reject> {
     let conn = &core.conns[key];
     let hop = core.hops.get(&conn.id).copied().unwrap_or(conn.peer);
-    let peer = match proxy::client_address(hop, &head.headers, &core.cfg.trusted_proxies) {
+    let read = core.cfg.forwarded_header;
+    let resolved = proxy::client_address_from(hop, &head.headers, &core.cfg.trusted_proxies, read);
+    // Not `Ignored`: the hop is trusted (or sent no forwarding header).
+    if resolved != Resolved::Ignored && read.other().is_in(&head.headers) {
+        core.metrics.forwarded_other_ignored += 1;
+        log::debug!(
+            "{} {hop}: {} header ignored (--forwarded-header {read})",
+            conn.id,
+            read.other().name()
+        );
+    }
+    let peer = match resolved {
         Resolved::Direct => hop,
         Resolved::Ignored => {
             core.metrics.forwarded_ignored += 1;
