@@ -184,7 +184,15 @@ fn presence_members_and_counts_span_processes_and_a_killed_process_leaves() {
     drop(a2);
     expect_member(&mut b, "pusher_internal:member_removed", "a");
     settle();
+    assert_eq!(users(p1.addr), ["b"], "process 1 has no subscriber left");
     assert_eq!(users(p2.addr), ["b"]);
+    let info = api_get(
+        p1.addr,
+        &format!("/apps/7/channels/{ROOM}"),
+        Some("info=user_count"),
+    );
+    assert_eq!(info["user_count"], 1, "{info}");
+    assert_eq!(info["occupied"], true, "{info}");
 
     // C on process 1 sees B; process 2 is killed (-9): B leaves within
     // the heartbeat TTL (15 s) and the next liveness check (5 s).

@@ -193,6 +193,19 @@ struct Cluster {
     checks: HashMap<Ticket, String>,
     /// Sweeps since the last heartbeat.
     ticks: u32,
+    /// HTTP API requests waiting for a channel's members, by ticket.
+    api_pending: HashMap<Ticket, PendingApi>,
+}
+
+/// A presence channel's info or users asked of the HTTP API, waiting for
+/// the members of the other processes.
+struct PendingApi {
+    conn: ConnId,
+    app: usize,
+    name: String,
+    /// `/users` (else the channel's info).
+    users: bool,
+    info: String,
 }
 
 /// A presence subscription checked and waiting for the cluster's members.
@@ -343,6 +356,7 @@ impl PusherServer {
             pending: HashMap::new(),
             checks: HashMap::new(),
             ticks: HEARTBEAT_EVERY,
+            api_pending: HashMap::new(),
         });
         self
     }
@@ -780,13 +794,16 @@ impl PusherServer {
     }
 
     /// The HTTP API: `/apps/{id}/...`.
-    fn api(&mut self, ctx: &mut Context<'_>, req: &Request) -> Page {
+    /// Answers an HTTP API request: the page now, or `None` when it comes
+    /// later through [`Context::respond`] (a presence channel's info and
+    /// users with the Redis bus: the cluster's members are read first).
+    fn api(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Option<Page> {
         let Some(rest) = req.path.strip_prefix("/apps/") else {
-            return Page::text(404, "not found\n");
+            return Some(Page::text(404, "not found\n"));
         };
         let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
         let Some(app) = self.apps.iter().position(|a| a.id == id) else {
-            return api_error(404, &format!("unknown app id {id:?}"));
+            return Some(api_error(404, &format!("unknown app id {id:?}")));
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -804,7 +821,7 @@ impl PusherServer {
             Err(e) => {
                 ctx.count("pusher_api", "unauthorized");
                 log::info!("{}: Pusher API {} refused: {e}", req.peer, req.path);
-                return api_error(401, &e.to_string());
+                return Some(api_error(401, &e.to_string()));
             }
         };
         let param = |name: &str| {
@@ -813,6 +830,32 @@ impl PusherServer {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
+        if let (Some(cluster), "GET", Some(rest)) = (
+            &mut self.cluster,
+            req.method.as_str(),
+            what.strip_prefix("channels/"),
+        ) {
+            let (name, users) = match rest.strip_suffix("/users") {
+                Some(name) => (name, true),
+                None => (rest, false),
+            };
+            let key = members_key(&self.apps[app], name);
+            if name.starts_with("presence-")
+                && let Some(t) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()])
+            {
+                cluster.api_pending.insert(
+                    t,
+                    PendingApi {
+                        conn,
+                        app,
+                        name: name.to_owned(),
+                        users,
+                        info: param("info").unwrap_or("").to_owned(),
+                    },
+                );
+                return None;
+            }
+        }
         let page = match (req.method.as_str(), what) {
             ("POST", "events") => match api::parse_trigger(&req.body, &self.limits.api) {
                 Ok(t) => {
@@ -871,7 +914,63 @@ impl PusherServer {
             "pusher_api",
             if page.status == 200 { "ok" } else { "refused" },
         );
-        page
+        Some(page)
+    }
+
+    /// Answers a [`PendingApi`] with the members of this process and of
+    /// the others (`members`, from the channel's Redis hash).
+    fn answer_api(
+        &mut self,
+        ctx: &mut Context<'_>,
+        pending: PendingApi,
+        members: Result<Vec<(String, String, Value)>, String>,
+    ) {
+        let members = match members {
+            Ok(m) => m,
+            Err(why) => {
+                log::warn!(
+                    "Pusher API: the members of {} are unknown: {why}",
+                    pending.name
+                );
+                ctx.count("pusher_api", "refused");
+                let page = api_error(503, "the cluster's members are unreachable");
+                ctx.respond(pending.conn, page);
+                return;
+            }
+        };
+        let topic = topic(&self.apps[pending.app], &pending.name);
+        let chan = self.channels.get(&topic);
+        let mut users: Vec<String> = chan.map(|c| c.order.clone()).unwrap_or_default();
+        let mut others: Vec<String> = members.into_iter().map(|(_, u, _)| u).collect();
+        others.sort();
+        others.dedup();
+        for u in others {
+            if !users.contains(&u) {
+                users.push(u);
+            }
+        }
+        let page = if pending.users {
+            let list: Vec<Value> = users.iter().map(|id| json!({"id": id})).collect();
+            Page::json(200, json!({ "users": list }).to_string())
+        } else {
+            let local = chan.map_or(0, |c| c.subscribers.len());
+            let mut out = Map::new();
+            for want in pending.info.split(',') {
+                match want {
+                    "subscription_count" => {
+                        out.insert(want.into(), json!(local));
+                    }
+                    "user_count" => {
+                        out.insert(want.into(), json!(users.len()));
+                    }
+                    _ => {}
+                }
+            }
+            out.insert("occupied".into(), json!(local > 0 || !users.is_empty()));
+            Page::json(200, Value::Object(out).to_string())
+        };
+        ctx.count("pusher_api", "ok");
+        ctx.respond(pending.conn, page);
     }
 
     /// Publishes `t` on each of its channels; the `info` asked for, per
@@ -1402,9 +1501,12 @@ impl Application for PusherServer {
         self.heartbeat(ctx);
     }
 
-    fn http(&mut self, ctx: &mut Context<'_>, _conn: ConnId, req: &Request) -> Http {
+    fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
         if req.path.starts_with("/apps/") {
-            Http::Respond(self.api(ctx, req))
+            match self.api(ctx, conn, req) {
+                Some(page) => Http::Respond(page),
+                None => Http::Later,
+            }
         } else {
             Http::Pass
         }
@@ -1552,6 +1654,13 @@ impl Application for PusherServer {
                     Err(e) => Err(e.to_string()),
                 };
                 return self.joined_cluster(ctx, pending, members);
+            }
+            if let Some(pending) = cluster.api_pending.remove(&ticket) {
+                let members = match result {
+                    Ok(r) => members_of(r, &cluster.process),
+                    Err(e) => Err(e.to_string()),
+                };
+                return self.answer_api(ctx, pending, members);
             }
             if let Some(process) = cluster.checks.remove(&ticket)
                 && let Ok(crate::clients::resp::Reply::Integer(0)) = result
