@@ -147,6 +147,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
         );
         broker = broker.subscribe_backend(f);
     }
+    let max_grip_publish = opts.config.max_http_body;
+    let mut server =
+        Server::new(opts.config).map_err(|e| format!("cannot start the reactor: {e}"))?;
     let mut router = Router::new()
         .page("/", demo_page(&opts.wamp_path))
         .route("/echo", Echo)
@@ -171,16 +174,23 @@ fn serve(mut opts: Options) -> Result<(), String> {
         if let Some(url) = &opts.pusher_webhook {
             log::info!("Pusher webhooks: POST {url}");
         }
-        router = router.prefixes(
-            &["/app/", "/apps/"],
-            PusherServer::new(
-                opts.pusher_apps.clone(),
-                PusherLimits {
-                    activity_timeout: opts.pusher_activity_timeout.as_secs(),
-                    ..PusherLimits::default()
-                },
-            ),
+        let mut pusher = PusherServer::new(
+            opts.pusher_apps.clone(),
+            PusherLimits {
+                activity_timeout: opts.pusher_activity_timeout.as_secs(),
+                ..PusherLimits::default()
+            },
         );
+        if let Some(url) = &opts.bus.url {
+            // Presence members across processes live on the bus's Redis.
+            let parsed = sprocket::clients::redis::RedisUrl::parse(url)
+                .map_err(|e| format!("--bus {url}: {e}"))?;
+            let redis = server
+                .add_redis_url(parsed)
+                .map_err(|e| format!("--bus {url}: {e}"))?;
+            pusher = pusher.cluster(redis);
+        }
+        router = router.prefixes(&["/app/", "/apps/"], pusher);
     }
     let mut publish = secret
         .as_ref()
@@ -192,14 +202,11 @@ fn serve(mut opts: Options) -> Result<(), String> {
         }
     }
     let blocked = opts.blocked.clone();
-    let max_grip_publish = opts.config.max_http_body;
     if !opts.grip_routes.is_empty() && opts.admin_listen.is_none() {
         log::warn!(
             "GRIP publishing (POST /publish/) is served on --admin-listen only, and none is given"
         );
     }
-    let mut server =
-        Server::new(opts.config).map_err(|e| format!("cannot start the reactor: {e}"))?;
     if let Some(files) = &opts.tls {
         server.use_tls(files.clone())?;
         log::info!(

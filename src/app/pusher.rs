@@ -11,7 +11,7 @@
 //! members counted per user, the last event of cache channels, activity.
 
 use super::{Application, ConnId, ConnMap, ConnSet, Context, Http, Message, Page, Reply, Request};
-use super::{Ticket, TimerId};
+use super::{RedisId, Ticket, TimerId};
 use crate::bus::Event;
 use crate::clients::http::{Request as HttpRequest, Url};
 use crate::pusher::api::{self, Limits, Trigger};
@@ -134,6 +134,109 @@ struct Chan {
     members: HashMap<String, (usize, Value)>,
     /// Their order of arrival (`ids` of `subscription_succeeded`).
     order: Vec<String>,
+    /// With the Redis bus, on a presence channel: the subscription to its
+    /// membership topic, and the members other processes announced there
+    /// (user id to the processes that have them, with their info).
+    control: Option<Ticket>,
+    remote: HashMap<String, HashMap<String, Value>>,
+}
+
+impl Chan {
+    /// Whether `user` is a member anywhere in the cluster.
+    fn has(&self, user: &str) -> bool {
+        self.members.contains_key(user) || self.remote.contains_key(user)
+    }
+
+    /// Members cluster-wide.
+    fn member_count(&self) -> usize {
+        self.members.len()
+            + self
+                .remote
+                .keys()
+                .filter(|u| !self.members.contains_key(*u))
+                .count()
+    }
+
+    /// Every member once, ours in order of arrival, then the others'.
+    fn all_members(&self) -> Vec<(&str, &Value)> {
+        let mut out: Vec<(&str, &Value)> = self
+            .order
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|(_, info)| (id.as_str(), info)))
+            .collect();
+        let mut others: Vec<(&String, &HashMap<String, Value>)> = self
+            .remote
+            .iter()
+            .filter(|(u, _)| !self.members.contains_key(*u))
+            .collect();
+        others.sort_by(|a, b| a.0.cmp(b.0));
+        for (u, procs) in others {
+            if let Some(info) = procs.values().next() {
+                out.push((u.as_str(), info));
+            }
+        }
+        out
+    }
+}
+
+/// Presence across processes (`docs/pusher.md`, "Several processes"):
+/// where membership lives in Redis and who this process is.
+struct Cluster {
+    /// The Redis server of the bus.
+    redis: RedisId,
+    /// This process, in membership fields and announcements.
+    process: String,
+    /// Subscriptions waiting for the channel's members from Redis, by
+    /// the `HGETALL` ticket.
+    pending: HashMap<Ticket, PendingJoin>,
+    /// Liveness checks out, by ticket: the process asked about.
+    checks: HashMap<Ticket, String>,
+    /// Sweeps since the last heartbeat.
+    ticks: u32,
+    /// HTTP API requests waiting for a channel's members, by ticket.
+    api_pending: HashMap<Ticket, PendingApi>,
+}
+
+/// A presence channel's info or users asked of the HTTP API, waiting for
+/// the members of the other processes.
+struct PendingApi {
+    conn: ConnId,
+    app: usize,
+    name: String,
+    /// `/users` (else the channel's info).
+    users: bool,
+    info: String,
+}
+
+/// A presence subscription checked and waiting for the cluster's members.
+struct PendingJoin {
+    app: usize,
+    conn: ConnId,
+    name: String,
+    cache: bool,
+    member: Member,
+}
+
+/// A process refreshes its liveness key this often...
+pub const HEARTBEAT_EVERY: u32 = 5;
+/// ...which lives this many seconds: a process gone for longer (killed)
+/// has its presence members removed by the others' next check.
+pub const HEARTBEAT_TTL: u32 = 15;
+
+/// The bus topic of the membership announcements of `channel`.
+fn control_topic(app: &PusherApp, channel: &str) -> String {
+    format!("pusher-presence/{}/{channel}", app.id)
+}
+
+/// The Redis hash of the members of `channel`: a field per process and
+/// user (`{process} {user}`), the user's info as value.
+fn members_key(app: &PusherApp, channel: &str) -> String {
+    format!("pusher-presence:{}:{channel}", app.id)
+}
+
+/// The liveness key of `process`.
+fn alive_key(process: &str) -> String {
+    format!("pusher-alive:{process}")
 }
 
 /// Webhook events are sent in batches: at most this many events...
@@ -203,6 +306,10 @@ pub struct PusherServer {
     retries: HashMap<TimerId, Hook>,
     sweep: Option<TimerId>,
     seed: u64,
+    /// With the Redis bus: presence members across processes.
+    cluster: Option<Cluster>,
+    /// Control topic to the channel's topic, by subscription.
+    by_control: HashMap<Ticket, String>,
 }
 
 /// The bus topic of `channel` of `app`.
@@ -232,7 +339,26 @@ impl PusherServer {
             retries: HashMap::new(),
             sweep: None,
             seed: u64::from_le_bytes(seed) | 1,
+            cluster: None,
+            by_control: HashMap::new(),
         }
+    }
+
+    /// Presence members and counts across the processes sharing the
+    /// Redis bus, kept on `redis` (the bus's Redis server).
+    pub fn cluster(mut self, redis: RedisId) -> Self {
+        let mut id = [0u8; 8];
+        let _ = getrandom::fill(&mut id);
+        let process = id.iter().map(|b| format!("{b:02x}")).collect();
+        self.cluster = Some(Cluster {
+            redis,
+            process,
+            pending: HashMap::new(),
+            checks: HashMap::new(),
+            ticks: HEARTBEAT_EVERY,
+            api_pending: HashMap::new(),
+        });
+        self
     }
 
     /// A new socket id: a random number of twelve digits and the
@@ -328,21 +454,71 @@ impl PusherServer {
             }
             _ => {}
         }
+        match (member, &mut self.cluster) {
+            (Some(member), Some(cluster)) => {
+                // The members of other processes first, from Redis.
+                let key = members_key(app, name);
+                let control = control_topic(app, name);
+                let Some(ticket) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]) else {
+                    return refuse(ctx, "Unavailable", "the cluster state is unreachable", 503);
+                };
+                cluster.pending.insert(
+                    ticket,
+                    PendingJoin {
+                        app: c.app,
+                        conn,
+                        name: name.to_owned(),
+                        cache: channel.cache,
+                        member,
+                    },
+                );
+                let topic = topic(app, name);
+                let chan = self.channels.entry(topic.clone()).or_default();
+                if chan.control.is_none() {
+                    chan.control = ctx.bus_subscribe(&control);
+                    if let Some(t) = chan.control {
+                        self.by_control.insert(t, topic);
+                    }
+                }
+            }
+            (member, _) => self.join(ctx, conn, name, channel.cache, member),
+        }
+    }
+
+    /// Subscribes `conn` to the checked channel `name` (as `member` of a
+    /// presence channel).
+    fn join(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        name: &str,
+        cache: bool,
+        member: Option<Member>,
+    ) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        if c.channels.iter().any(|n| n == name) {
+            return;
+        }
+        let app = &self.apps[c.app];
+        let refuse = |ctx: &mut Context<'_>, kind: &str, why: &str, status: u16| {
+            ctx.count("pusher_subscriptions", "refused");
+            ctx.send_text(conn, &protocol::subscription_error(name, kind, why, status));
+        };
         let topic = topic(app, name);
         let chan = self.channels.entry(topic.clone()).or_default();
-        chan.cache = channel.cache;
+        chan.cache = cache;
         if let Some(m) = &member
-            && !chan.members.contains_key(&m.user_id)
-            && chan.members.len() >= self.limits.max_presence_members
+            && !chan.has(&m.user_id)
+            && chan.member_count() >= self.limits.max_presence_members
         {
             let why = format!(
                 "the channel has {} members, the most allowed",
                 self.limits.max_presence_members
             );
-            if chan.subscribers.is_empty() {
-                self.channels.remove(&topic);
-            }
-            return refuse(ctx, "LimitReached", &why, 400);
+            refuse(ctx, "LimitReached", &why, 400);
+            return self.drop_if_empty(ctx, &topic);
         }
         if chan.subscription.is_none() {
             chan.subscription = ctx.bus_subscribe(&topic);
@@ -370,23 +546,24 @@ impl PusherServer {
                 };
                 chan.member_of.insert(conn, m.user_id.clone());
                 if first {
-                    let added = protocol::member_added(name, &m.user_id, &m.user_info);
-                    let others: Vec<ConnId> =
-                        chan.subscribers.iter().filter(|&o| o != conn).collect();
-                    ctx.broadcast(others, Message::Text(&added));
-                    joined = Some(m.user_id.clone());
+                    if let Some(cluster) = &self.cluster {
+                        announce(ctx, cluster, app, name, "+", &m.user_id, &m.user_info);
+                    }
+                    if !chan.remote.contains_key(&m.user_id) {
+                        let added = protocol::member_added(name, &m.user_id, &m.user_info);
+                        let others: Vec<ConnId> =
+                            chan.subscribers.iter().filter(|&o| o != conn).collect();
+                        ctx.broadcast(others, Message::Text(&added));
+                        joined = Some(m.user_id.clone());
+                    }
                 }
-                let members = chan
-                    .order
-                    .iter()
-                    .filter_map(|id| chan.members.get(id).map(|(_, info)| (id.as_str(), info)));
-                protocol::presence_succeeded(name, members)
+                protocol::presence_succeeded(name, chan.all_members())
             }
             None => protocol::subscription_succeeded(name),
         };
         ctx.send_text(conn, &answer);
         let mut missed = false;
-        if channel.cache {
+        if cache {
             match self.cached.get(&topic) {
                 Some((last, _)) => ctx.send_text(conn, last),
                 None => {
@@ -441,18 +618,27 @@ impl PusherServer {
             if *n == 0 {
                 chan.members.remove(&user);
                 chan.order.retain(|u| u != &user);
-                let removed = protocol::member_removed(name, &user);
-                ctx.broadcast(chan.subscribers.iter(), Message::Text(&removed));
-                gone_user = Some(user);
+                if let Some(cluster) = &self.cluster {
+                    announce(
+                        ctx,
+                        cluster,
+                        &self.apps[app],
+                        name,
+                        "-",
+                        &user,
+                        &Value::Null,
+                    );
+                }
+                if !chan.remote.contains_key(&user) {
+                    let removed = protocol::member_removed(name, &user);
+                    ctx.broadcast(chan.subscribers.iter(), Message::Text(&removed));
+                    gone_user = Some(user);
+                }
             }
         }
         let vacated = chan.subscribers.is_empty();
         if vacated {
-            if let Some(t) = chan.subscription {
-                ctx.bus_unsubscribe(t);
-                self.by_subscription.remove(&t);
-            }
-            self.channels.remove(topic);
+            self.drop_if_empty(ctx, topic);
         }
         if let Some(user) = gone_user {
             self.departed(ctx, app, name, Some(&user));
@@ -608,13 +794,16 @@ impl PusherServer {
     }
 
     /// The HTTP API: `/apps/{id}/...`.
-    fn api(&mut self, ctx: &mut Context<'_>, req: &Request) -> Page {
+    /// Answers an HTTP API request: the page now, or `None` when it comes
+    /// later through [`Context::respond`] (a presence channel's info and
+    /// users with the Redis bus: the cluster's members are read first).
+    fn api(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Option<Page> {
         let Some(rest) = req.path.strip_prefix("/apps/") else {
-            return Page::text(404, "not found\n");
+            return Some(Page::text(404, "not found\n"));
         };
         let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
         let Some(app) = self.apps.iter().position(|a| a.id == id) else {
-            return api_error(404, &format!("unknown app id {id:?}"));
+            return Some(api_error(404, &format!("unknown app id {id:?}")));
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -632,7 +821,7 @@ impl PusherServer {
             Err(e) => {
                 ctx.count("pusher_api", "unauthorized");
                 log::info!("{}: Pusher API {} refused: {e}", req.peer, req.path);
-                return api_error(401, &e.to_string());
+                return Some(api_error(401, &e.to_string()));
             }
         };
         let param = |name: &str| {
@@ -641,6 +830,32 @@ impl PusherServer {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
+        if let (Some(cluster), "GET", Some(rest)) = (
+            &mut self.cluster,
+            req.method.as_str(),
+            what.strip_prefix("channels/"),
+        ) {
+            let (name, users) = match rest.strip_suffix("/users") {
+                Some(name) => (name, true),
+                None => (rest, false),
+            };
+            let key = members_key(&self.apps[app], name);
+            if name.starts_with("presence-")
+                && let Some(t) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()])
+            {
+                cluster.api_pending.insert(
+                    t,
+                    PendingApi {
+                        conn,
+                        app,
+                        name: name.to_owned(),
+                        users,
+                        info: param("info").unwrap_or("").to_owned(),
+                    },
+                );
+                return None;
+            }
+        }
         let page = match (req.method.as_str(), what) {
             ("POST", "events") => match api::parse_trigger(&req.body, &self.limits.api) {
                 Ok(t) => {
@@ -699,7 +914,63 @@ impl PusherServer {
             "pusher_api",
             if page.status == 200 { "ok" } else { "refused" },
         );
-        page
+        Some(page)
+    }
+
+    /// Answers a [`PendingApi`] with the members of this process and of
+    /// the others (`members`, from the channel's Redis hash).
+    fn answer_api(
+        &mut self,
+        ctx: &mut Context<'_>,
+        pending: PendingApi,
+        members: Result<Vec<(String, String, Value)>, String>,
+    ) {
+        let members = match members {
+            Ok(m) => m,
+            Err(why) => {
+                log::warn!(
+                    "Pusher API: the members of {} are unknown: {why}",
+                    pending.name
+                );
+                ctx.count("pusher_api", "refused");
+                let page = api_error(503, "the cluster's members are unreachable");
+                ctx.respond(pending.conn, page);
+                return;
+            }
+        };
+        let topic = topic(&self.apps[pending.app], &pending.name);
+        let chan = self.channels.get(&topic);
+        let mut users: Vec<String> = chan.map(|c| c.order.clone()).unwrap_or_default();
+        let mut others: Vec<String> = members.into_iter().map(|(_, u, _)| u).collect();
+        others.sort();
+        others.dedup();
+        for u in others {
+            if !users.contains(&u) {
+                users.push(u);
+            }
+        }
+        let page = if pending.users {
+            let list: Vec<Value> = users.iter().map(|id| json!({"id": id})).collect();
+            Page::json(200, json!({ "users": list }).to_string())
+        } else {
+            let local = chan.map_or(0, |c| c.subscribers.len());
+            let mut out = Map::new();
+            for want in pending.info.split(',') {
+                match want {
+                    "subscription_count" => {
+                        out.insert(want.into(), json!(local));
+                    }
+                    "user_count" => {
+                        out.insert(want.into(), json!(users.len()));
+                    }
+                    _ => {}
+                }
+            }
+            out.insert("occupied".into(), json!(local > 0 || !users.is_empty()));
+            Page::json(200, Value::Object(out).to_string())
+        };
+        ctx.count("pusher_api", "ok");
+        ctx.respond(pending.conn, page);
     }
 
     /// Publishes `t` on each of its channels; the `info` asked for, per
@@ -738,7 +1009,7 @@ impl PusherServer {
                     out.insert(want.into(), json!(chan.map_or(0, |c| c.subscribers.len())));
                 }
                 "user_count" => {
-                    out.insert(want.into(), json!(chan.map_or(0, |c| c.members.len())));
+                    out.insert(want.into(), json!(chan.map_or(0, Chan::member_count)));
                 }
                 _ => {}
             }
@@ -783,7 +1054,12 @@ impl PusherServer {
         let users: Vec<Value> = self
             .channels
             .get(&topic)
-            .map(|c| c.order.iter().map(|id| json!({"id": id})).collect())
+            .map(|c| {
+                c.all_members()
+                    .iter()
+                    .map(|(id, _)| json!({"id": id}))
+                    .collect()
+            })
             .unwrap_or_default();
         Page::json(200, json!({ "users": users }).to_string())
     }
@@ -949,6 +1225,173 @@ impl PusherServer {
         self.retries.insert(timer, hook);
     }
 
+    /// Ends the bus subscriptions of the channel `topic` and forgets it,
+    /// if nobody here is subscribed.
+    fn drop_if_empty(&mut self, ctx: &mut Context<'_>, topic: &str) {
+        if !self
+            .channels
+            .get(topic)
+            .is_some_and(|c| c.subscribers.is_empty())
+        {
+            return;
+        }
+        if let Some(chan) = self.channels.remove(topic) {
+            if let Some(t) = chan.subscription {
+                ctx.bus_unsubscribe(t);
+                self.by_subscription.remove(&t);
+            }
+            if let Some(t) = chan.control {
+                ctx.bus_unsubscribe(t);
+                self.by_control.remove(&t);
+            }
+        }
+    }
+
+    /// The members of another process's subscription waited for: the
+    /// channel learns them (announcing the new ones to its subscribers
+    /// here), then the subscription goes on.
+    fn joined_cluster(
+        &mut self,
+        ctx: &mut Context<'_>,
+        pending: PendingJoin,
+        members: Result<Vec<(String, String, Value)>, String>,
+    ) {
+        let app = &self.apps[pending.app];
+        let topic = topic(app, &pending.name);
+        match members {
+            Ok(members) => {
+                let chan = self.channels.entry(topic.clone()).or_default();
+                for (process, user, info) in members {
+                    if !chan.has(&user) {
+                        let added = protocol::member_added(&pending.name, &user, &info);
+                        ctx.broadcast(chan.subscribers.iter(), Message::Text(&added));
+                    }
+                    chan.remote.entry(user).or_default().insert(process, info);
+                }
+            }
+            Err(why) => log::warn!(
+                "Pusher app {}: the members of {} on other processes are unknown: {why}",
+                app.id,
+                pending.name
+            ),
+        }
+        let chan = self.channels.entry(topic.clone()).or_default();
+        if chan.control.is_none() {
+            chan.control = ctx.bus_subscribe(&control_topic(app, &pending.name));
+            if let Some(t) = chan.control {
+                self.by_control.insert(t, topic.clone());
+            }
+        }
+        self.join(
+            ctx,
+            pending.conn,
+            &pending.name,
+            pending.cache,
+            Some(pending.member),
+        );
+        self.drop_if_empty(ctx, &topic);
+    }
+
+    /// An announcement on the membership topic of the channel `topic`:
+    /// another process's first connection of a user came (`+`) or its
+    /// last went (`-`); subscribers here hear of it when the user's
+    /// cluster-wide presence changes.
+    fn remote_change(&mut self, ctx: &mut Context<'_>, topic: &str, data: &str) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return log::warn!("{topic}: a malformed membership announcement: {data:?}");
+        };
+        let (Some(process), Some(op), Some(user)) =
+            (v["p"].as_str(), v["op"].as_str(), v["u"].as_str())
+        else {
+            return log::warn!("{topic}: a membership announcement without p, op or u: {data:?}");
+        };
+        if process == cluster.process {
+            return;
+        }
+        let Some(name) = topic.splitn(3, '/').nth(2) else {
+            return;
+        };
+        let Some(chan) = self.channels.get_mut(topic) else {
+            return;
+        };
+        match op {
+            "+" => {
+                let info = v.get("i").cloned().unwrap_or(Value::Null);
+                if !chan.has(user) {
+                    let added = protocol::member_added(name, user, &info);
+                    ctx.broadcast(chan.subscribers.iter(), Message::Text(&added));
+                }
+                chan.remote
+                    .entry(user.to_owned())
+                    .or_default()
+                    .insert(process.to_owned(), info);
+            }
+            "-" => remove_remote(ctx, chan, name, user, process),
+            _ => log::warn!("{topic}: a membership announcement with op {op:?}"),
+        }
+    }
+
+    /// Another process is gone (its liveness key expired): its members
+    /// leave every channel, here and in Redis.
+    fn purge(&mut self, ctx: &mut Context<'_>, process: &str) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        log::info!("Pusher: process {process} is gone; its presence members leave");
+        ctx.count("pusher_cluster", "process_gone");
+        for (topic, chan) in &mut self.channels {
+            let Some(name) = topic.splitn(3, '/').nth(2) else {
+                continue;
+            };
+            let users: Vec<String> = chan
+                .remote
+                .iter()
+                .filter(|(_, procs)| procs.contains_key(process))
+                .map(|(u, _)| u.clone())
+                .collect();
+            let key = topic.replacen("pusher/", "pusher-presence:", 1);
+            let key = key.replacen('/', ":", 1);
+            for user in users {
+                remove_remote(ctx, chan, name, &user, process);
+                let field = format!("{process} {user}");
+                ctx.redis(cluster.redis, &[b"HDEL", key.as_bytes(), field.as_bytes()]);
+            }
+        }
+    }
+
+    /// The heartbeat of this process, and a liveness check of every other
+    /// process with members here.
+    fn heartbeat(&mut self, ctx: &mut Context<'_>) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let key = alive_key(&cluster.process);
+        let ttl = HEARTBEAT_TTL.to_string();
+        ctx.redis(
+            cluster.redis,
+            &[b"SET", key.as_bytes(), b"1", b"EX", ttl.as_bytes()],
+        );
+        let mut others: Vec<&String> = self
+            .channels
+            .values()
+            .flat_map(|c| c.remote.values().flat_map(|p| p.keys()))
+            .collect();
+        others.sort();
+        others.dedup();
+        for process in others {
+            if cluster.checks.values().any(|p| p == process) {
+                continue;
+            }
+            let key = alive_key(process);
+            if let Some(t) = ctx.redis(cluster.redis, &[b"EXISTS", key.as_bytes()]) {
+                cluster.checks.insert(t, process.clone());
+            }
+        }
+    }
+
     /// Leaves every channel of a connection that is going.
     fn forget(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         let Some(c) = self.conns.remove(conn) else {
@@ -977,6 +1420,77 @@ fn remember(
     }
 }
 
+/// `process` no longer has `user` on the presence channel `name`: the
+/// subscribers here hear of it if nobody else has them.
+fn remove_remote(ctx: &mut Context<'_>, chan: &mut Chan, name: &str, user: &str, process: &str) {
+    let Some(procs) = chan.remote.get_mut(user) else {
+        return;
+    };
+    procs.remove(process);
+    if procs.is_empty() {
+        chan.remote.remove(user);
+        if !chan.members.contains_key(user) {
+            let removed = protocol::member_removed(name, user);
+            ctx.broadcast(chan.subscribers.iter(), Message::Text(&removed));
+        }
+    }
+}
+
+/// Tells the other processes that this one's first connection of `user`
+/// came to presence channel `name` (`+`) or its last went (`-`), and
+/// keeps it in the channel's Redis hash for those that subscribe later.
+fn announce(
+    ctx: &mut Context<'_>,
+    cluster: &Cluster,
+    app: &PusherApp,
+    name: &str,
+    op: &str,
+    user: &str,
+    info: &Value,
+) {
+    let key = members_key(app, name);
+    let field = format!("{} {user}", cluster.process);
+    if op == "+" {
+        let value = info.to_string();
+        ctx.redis(
+            cluster.redis,
+            &[b"HSET", key.as_bytes(), field.as_bytes(), value.as_bytes()],
+        );
+    } else {
+        ctx.redis(cluster.redis, &[b"HDEL", key.as_bytes(), field.as_bytes()]);
+    }
+    let data = json!({"p": cluster.process, "op": op, "u": user, "i": info});
+    ctx.publish(Event::new(control_topic(app, name), &data));
+}
+
+/// The fields of a channel's members hash (`HGETALL`) but this process's:
+/// (process, user, info).
+fn members_of(
+    reply: &crate::clients::resp::Reply,
+    own: &str,
+) -> Result<Vec<(String, String, Value)>, String> {
+    use crate::clients::resp::Reply as R;
+    let R::Array(Some(items)) = reply else {
+        return Err(format!("HGETALL answered {reply:?}"));
+    };
+    let mut out = Vec::new();
+    for pair in items.chunks(2) {
+        let [R::Bulk(Some(field)), R::Bulk(Some(value))] = pair else {
+            continue;
+        };
+        let field = String::from_utf8_lossy(field);
+        let Some((process, user)) = field.split_once(' ') else {
+            continue;
+        };
+        if process == own {
+            continue;
+        }
+        let info = serde_json::from_slice(value).unwrap_or(Value::Null);
+        out.push((process.to_owned(), user.to_owned(), info));
+    }
+    Ok(out)
+}
+
 fn api_error(status: u16, reason: &str) -> Page {
     Page::json(status, json!({ "error": reason }).to_string())
 }
@@ -984,11 +1498,15 @@ fn api_error(status: u16, reason: &str) -> Page {
 impl Application for PusherServer {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         self.sweep = Some(ctx.add_periodic_timer(Duration::from_secs(1)));
+        self.heartbeat(ctx);
     }
 
-    fn http(&mut self, ctx: &mut Context<'_>, _conn: ConnId, req: &Request) -> Http {
+    fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
         if req.path.starts_with("/apps/") {
-            Http::Respond(self.api(ctx, req))
+            match self.api(ctx, conn, req) {
+                Some(page) => Http::Respond(page),
+                None => Http::Later,
+            }
         } else {
             Http::Pass
         }
@@ -1101,6 +1619,13 @@ impl Application for PusherServer {
         if Some(timer) == self.sweep {
             self.check_activity(ctx);
             self.release_held(ctx);
+            if let Some(cluster) = &mut self.cluster {
+                cluster.ticks += 1;
+                if cluster.ticks >= HEARTBEAT_EVERY {
+                    cluster.ticks = 0;
+                    self.heartbeat(ctx);
+                }
+            }
             let now = ctx.now();
             self.cached
                 .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
@@ -1120,9 +1645,37 @@ impl Application for PusherServer {
             }
             return;
         }
+        if let Reply::Redis(result) = &reply
+            && let Some(cluster) = &mut self.cluster
+        {
+            if let Some(pending) = cluster.pending.remove(&ticket) {
+                let members = match result {
+                    Ok(r) => members_of(r, &cluster.process),
+                    Err(e) => Err(e.to_string()),
+                };
+                return self.joined_cluster(ctx, pending, members);
+            }
+            if let Some(pending) = cluster.api_pending.remove(&ticket) {
+                let members = match result {
+                    Ok(r) => members_of(r, &cluster.process),
+                    Err(e) => Err(e.to_string()),
+                };
+                return self.answer_api(ctx, pending, members);
+            }
+            if let Some(process) = cluster.checks.remove(&ticket)
+                && let Ok(crate::clients::resp::Reply::Integer(0)) = result
+            {
+                self.purge(ctx, &process);
+            }
+            return;
+        }
         let Reply::Bus(event) = reply else {
             return;
         };
+        if let Some(topic) = self.by_control.get(&ticket) {
+            let topic = topic.clone();
+            return self.remote_change(ctx, &topic, &event.data);
+        }
         let Some(topic) = self.by_subscription.get(&ticket) else {
             return;
         };
