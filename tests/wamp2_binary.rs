@@ -193,3 +193,45 @@ fn v2_topics_cross_processes_on_the_bus() {
     );
     sub_b.nothing();
 }
+
+#[test]
+fn durable_topics_reach_each_v2_subscription_once() {
+    let redis = RedisServer::start(None);
+    let bus = redis.url("", 0);
+    let srv = binary::spawn(
+        BIN.as_ref(),
+        &["--bus", &bus, "--durable-topics", "orders."],
+        &[],
+    );
+    let mut s = V2::join(srv.addr);
+    let exact = s.subscribe(1, "orders.eu")[2].as_u64().unwrap();
+    s.send(json!([32, 2, {"match": "prefix"}, "orders."]));
+    let prefix = s.recv()[2].as_u64().unwrap();
+    let mut p = V2::join(srv.addr);
+    // The first publishes may come before the stream is read: wait for one.
+    let mut seen = Vec::new();
+    for i in 0..50 {
+        p.send(json!([16, 100 + i, {}, "orders.eu", ["probe"]]));
+        if let Read_::Frame(f) = s.c.read_timeout(Duration::from_millis(100)) {
+            seen.push(serde_json::from_slice::<Value>(&f.payload).unwrap());
+            break;
+        }
+    }
+    assert!(!seen.is_empty(), "no event on the durable topic");
+    while let Read_::Frame(_) = s.c.read_timeout(Duration::from_millis(300)) {}
+    p.send(json!([16, 1, {"acknowledge": true}, "orders.eu", ["one"]]));
+    assert_eq!(p.recv()[0], 17);
+    // Exactly one EVENT per subscription, from the stream.
+    let mut subs: Vec<u64> = (0..2)
+        .map(|_| {
+            let e = s.recv();
+            assert_eq!(e[4], json!(["one"]), "{e}");
+            e[1].as_u64().unwrap()
+        })
+        .collect();
+    subs.sort();
+    let mut want = vec![exact, prefix];
+    want.sort();
+    assert_eq!(subs, want);
+    s.nothing();
+}

@@ -81,12 +81,16 @@ impl From<bool> for Subscribe {
 /// A WAMP v1 application: the shape of Ratchet's `WampServerInterface`.
 /// URIs given to it are full URIs (CURIEs already expanded).
 pub trait WampApp {
-    /// A session opened (WELCOME already sent).
+    /// A session opened (WELCOME already sent). For a WAMP v2 connection:
+    /// the connection opened (its HELLO is still to come); calls and
+    /// subscriptions of v2 sessions reach the app as v1's do, with the
+    /// request id as the call id.
     fn on_open(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId, req: &Request) {
         let _ = (ctx, conn, req);
     }
 
-    /// A session closed; it has already left all its topics.
+    /// A session closed (for WAMP v2: the connection); it has already left
+    /// all its topics.
     fn on_close(&mut self, ctx: &mut WampContext<'_, '_>, conn: ConnId) {
         let _ = (ctx, conn);
     }

@@ -1258,19 +1258,22 @@ impl Router {
         let bus_name = bus_topic(realm, &r.name, topic);
         let durable = ctx.is_durable(&bus_name);
         let own = self.bus.get(&(realm, topic.to_owned())).copied();
-        // A durable topic's exact subscribers get it from the stream, in
-        // its order; pattern subscribers here at once.
-        self.deliver(
-            ctx,
-            realm,
-            topic,
-            publication,
-            publisher.as_ref(),
-            &audience,
-            args.as_ref(),
-            kwargs.as_ref(),
-            durable && own.is_some(),
-        );
+        // On a durable topic with an exact subscription here, everyone
+        // here gets it from the stream, in its order (the bus event comes
+        // in on that subscription and reaches the pattern subscriptions
+        // too); otherwise here and now.
+        if !(durable && own.is_some()) {
+            self.deliver(
+                ctx,
+                realm,
+                topic,
+                publication,
+                publisher.as_ref(),
+                &audience,
+                args.as_ref(),
+                kwargs.as_ref(),
+            );
+        }
         // The bus: v1 sessions, other apps, other processes.
         let data = v1_payload(args.as_ref(), kwargs.as_ref());
         let mut exclude: Vec<String> = audience.exclude.iter().map(Id::to_string).collect();
@@ -1332,16 +1335,12 @@ impl Router {
         audience: &Audience,
         args: Option<&List>,
         kwargs: Option<&Dict>,
-        skip_exact: bool,
     ) -> usize {
         let mut reached = 0;
         for id in self.matching(realm, topic) {
             let Some(sub) = self.realms[realm].subs.get(&id) else {
                 continue;
             };
-            if skip_exact && sub.policy == Policy::Exact {
-                continue;
-            }
             let mut details = Dict::new();
             if sub.policy != Policy::Exact {
                 details.insert("topic".into(), Value::String(topic.to_owned()));
@@ -1418,7 +1417,6 @@ impl Router {
             &audience,
             Some(&args),
             None,
-            false,
         )
     }
 
@@ -1437,7 +1435,6 @@ impl Router {
             &Audience::default(),
             Some(&args),
             None,
-            false,
         );
     }
 
