@@ -66,7 +66,6 @@ pub mod error {
         "wamp.error.procedure_exists_with_different_invocation_policy";
     pub const UNAVAILABLE: &str = "wamp.error.unavailable";
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
-    pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
     /// A per-session bound ([`super::Limits`]) was reached.
     pub const LIMIT: &str = "sprocket.error.limit_exceeded";
 }
@@ -201,6 +200,8 @@ struct Session {
     serializer: Serializer,
     state: State,
     id: Id,
+    /// `id` in decimal: how the bus and v1 name this session.
+    id_text: String,
     realm: usize,
     authid: String,
     authrole: String,
@@ -385,7 +386,7 @@ struct Audience {
 impl Audience {
     fn admits(&self, ctx: &Context<'_>, conn: ConnId, s: &Session) -> bool {
         if let Some(event) = &self.bus {
-            return event.admits(&s.id.to_string(), ctx.user(conn).as_deref());
+            return event.admits(&s.id_text, ctx.user(conn).as_deref());
         }
         !self.exclude.contains(&s.id)
             && self.eligible.as_ref().is_none_or(|e| e.contains(&s.id))
@@ -481,6 +482,7 @@ impl Router {
                 serializer,
                 state: State::Hello,
                 id: 0,
+                id_text: String::new(),
                 realm: 0,
                 authid: String::new(),
                 authrole: String::new(),
@@ -752,6 +754,7 @@ impl Router {
         };
         s.state = State::Joined;
         s.id = id;
+        s.id_text = id.to_string();
         s.realm = index;
         s.authid = authid.clone();
         s.authrole = authrole.clone();
@@ -1292,9 +1295,9 @@ impl Router {
                 if s.state == State::Joined
                     && s.realm == realm
                     && !audience.admits(ctx, c, s)
-                    && !exclude.contains(&s.id.to_string())
+                    && !exclude.contains(&s.id_text)
                 {
-                    exclude.push(s.id.to_string());
+                    exclude.push(s.id_text.clone());
                 }
             }
         }
@@ -2173,20 +2176,6 @@ impl Router {
             .get(conn)
             .filter(|s| s.state == State::Joined)
             .map(|s| s.id)
-    }
-
-    /// Ends every session with GOODBYE `wamp.close.system_shutdown`.
-    pub fn shutdown(&mut self, ctx: &mut Context<'_>) {
-        let conns: Vec<ConnId> = self.sessions.keys().collect();
-        for conn in conns {
-            if self.session_id(conn).is_some() {
-                let msg = Message::Goodbye {
-                    details: Dict::new(),
-                    reason: error::SYSTEM_SHUTDOWN.to_owned(),
-                };
-                self.send(ctx, conn, &msg);
-            }
-        }
     }
 }
 
