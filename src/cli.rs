@@ -775,8 +775,74 @@ fn grip_route(v: &str) -> Result<(String, Url), String> {
     Ok((path.to_owned(), http_url(url)?))
 }
 
+/// `ID:KEY:SECRET`, or an inline TOML table with the keys of a
+/// `[[pusher-app]]` table of the config file (`{ id = "1", key = "k",
+/// secret = "s", client-events = false, allowed-origins = ["a.com"],
+/// webhook = "http://..." }`).
 fn pusher_app(v: &str) -> Result<sprocket::app::PusherApp, String> {
-    sprocket::app::PusherApp::parse(v)
+    if !v.trim_start().starts_with('{') {
+        return sprocket::app::PusherApp::parse(v);
+    }
+    let doc: toml::Table = toml::from_str(&format!("app = {v}")).map_err(|e| {
+        let m = e.message().lines().next().unwrap_or("").trim().to_owned();
+        format!("a Pusher app table: {m}")
+    })?;
+    let Some(toml::Value::Table(t)) = doc.get("app") else {
+        return Err("a Pusher app table: expected { id = .., key = .., secret = .. }".into());
+    };
+    let text = |name: &str| match t.get(name) {
+        Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
+        None => Ok(None),
+        Some(other) => Err(format!(
+            "{name}: expected a string, not {}",
+            other.type_str()
+        )),
+    };
+    let needed = |name: &str| text(name)?.ok_or_else(|| format!("the Pusher app has no {name}"));
+    for name in t.keys() {
+        if ![
+            "id",
+            "key",
+            "secret",
+            "client-events",
+            "allowed-origins",
+            "webhook",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(format!(
+                "unknown Pusher app key {name:?} (known: id, key, secret, client-events, allowed-origins, webhook)"
+            ));
+        }
+    }
+    let spec = format!("{}:{}:{}", needed("id")?, needed("key")?, needed("secret")?);
+    let mut app = sprocket::app::PusherApp::parse(&spec)?;
+    match t.get("client-events") {
+        None => {}
+        Some(toml::Value::Boolean(b)) => app.client_events = *b,
+        Some(other) => {
+            return Err(format!(
+                "client-events: expected true or false, not {}",
+                other.type_str()
+            ));
+        }
+    }
+    match t.get("allowed-origins") {
+        None => {}
+        Some(toml::Value::Array(items)) => {
+            for item in items {
+                match item {
+                    toml::Value::String(o) if !o.trim().is_empty() => {
+                        app.allowed_origins.push(o.trim().to_ascii_lowercase())
+                    }
+                    _ => return Err("allowed-origins: expected non-empty strings".into()),
+                }
+            }
+        }
+        Some(_) => return Err("allowed-origins: expected an array of strings".into()),
+    }
+    app.webhook = text("webhook")?.map(http_url).transpose()?;
+    Ok(app)
 }
 
 /// The parser of a `--session-*` option: [`SessionSettings::take`] says
@@ -947,7 +1013,9 @@ impl Cli {
         }
         opts.pusher_apps = p.pusher_apps;
         for app in &mut opts.pusher_apps {
-            app.webhook = p.pusher_webhook.clone();
+            if app.webhook.is_none() {
+                app.webhook = p.pusher_webhook.clone();
+            }
         }
         opts.pusher_webhook = p.pusher_webhook;
         opts.pusher_activity_timeout = p.pusher_activity_timeout;
@@ -1120,6 +1188,7 @@ fn file_args(
         let scalar = |v: &Value| match v {
             Value::String(s) => Ok(format!("--{k}={s}")),
             Value::Integer(n) => Ok(format!("--{k}={n}")),
+            Value::Table(_) if k == "pusher-app" => Ok(format!("--{k}={v}")),
             other => Err(bad(format!(
                 "expected a string or a number, not {}",
                 other.type_str()
@@ -1763,6 +1832,80 @@ pusher-webhook = "http://127.0.0.1:1/hook"
         assert!(p.contains("listen = \"0.0.0.0:9\""), "{p}");
         assert!(with_file("nope = 1", &["check-config", "f.toml"]).is_err());
         assert!(parse(["check-config".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn pusher_apps_in_full_from_tables_of_the_file() {
+        let file = r#"
+pusher-webhook = "http://127.0.0.1:1/all"
+
+[[pusher-app]]
+id = "1"
+key = "k1"
+secret = "s:1"
+client-events = false
+allowed-origins = ["https://App.example.com", "b.org"]
+webhook = "http://127.0.0.1:2/one"
+
+[[pusher-app]]
+id = "2"
+key = "k2"
+secret = "s2"
+"#;
+        let o = run_file(file, &[]).unwrap();
+        let [a, b] = &o.pusher_apps[..] else {
+            panic!("{:?}", o.pusher_apps)
+        };
+        assert_eq!(
+            (a.id.as_str(), a.key.as_str(), a.secret.as_str()),
+            ("1", "k1", "s:1")
+        );
+        assert!(!a.client_events);
+        assert_eq!(a.allowed_origins, ["https://app.example.com", "b.org"]);
+        assert_eq!(
+            a.webhook.as_ref().unwrap().to_string(),
+            "http://127.0.0.1:2/one"
+        );
+        assert!(b.client_events && b.allowed_origins.is_empty());
+        assert_eq!(
+            b.webhook.as_ref().unwrap().to_string(),
+            "http://127.0.0.1:1/all"
+        );
+        // check-config prints them so that they read back the same.
+        let Command::CheckConfig(printed) = with_file(file, &["check-config", "f.toml"]).unwrap()
+        else {
+            panic!("not check-config")
+        };
+        assert_eq!(run_file(&printed, &[]).unwrap(), o);
+        // The same table on the command line.
+        let c = run(&[
+            "--pusher-app",
+            r#"{ id = "3", key = "k3", secret = "s3", client-events = false }"#,
+        ])
+        .unwrap();
+        assert!(!c.pusher_apps[0].client_events);
+        // Mistakes name the line and the key.
+        for (bad, want) in [
+            (
+                "[[pusher-app]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\norigins = []\n",
+                "unknown Pusher app key \"origins\"",
+            ),
+            (
+                "[[pusher-app]]\nid = \"1\"\nkey = \"k\"\n",
+                "the Pusher app has no secret",
+            ),
+            (
+                "[[pusher-app]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nclient-events = \"no\"\n",
+                "client-events: expected true or false",
+            ),
+            (
+                "[[pusher-app]]\nid = \"a b\"\nkey = \"k\"\nsecret = \"s\"\n",
+                "letters, digits",
+            ),
+        ] {
+            let e = run_file(bad, &[]).unwrap_err().0;
+            assert!(e.starts_with("f.toml:") && e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

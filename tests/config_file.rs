@@ -206,8 +206,21 @@ fn the_contrib_example_is_valid_and_names_every_option() {
         );
     }
     // Every commented example value is good too (interface and port aside:
-    // they go instead of listen).
-    let uncommented: String = text
+    // they go instead of listen). The tables at the end (an app in full)
+    // go instead of their list, so they are checked on their own.
+    let (plain, tables) = text.split_at(text.find("# [[").expect("a table example"));
+    let tables: String = tables
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+        .collect();
+    let t = dir.write("tables.toml", &tables);
+    let (code, out, err) = run(&["check-config", t.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("allowed-origins = [\"https://app.example.com\"]"),
+        "{out}"
+    );
+    let uncommented: String = plain
         .lines()
         .map(|l| match key_of(l) {
             Some(k) if l.starts_with('#') && k != "interface" && k != "port" => {

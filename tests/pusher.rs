@@ -321,3 +321,64 @@ fn the_http_api_refuses_unsigned_and_unknown() {
     assert_eq!(status_of(&r), 200, "{r}");
     assert!(r.ends_with("{}"), "{r}");
 }
+
+#[test]
+fn an_app_keeps_its_own_origins_and_client_event_setting() {
+    let s = TestServer::start(sprocket::Config::default(), move || {
+        let mut strict = PusherApp::parse(&format!("7:{KEY}:{SECRET}")).unwrap();
+        strict.client_events = false;
+        strict.allowed_origins = vec!["https://app.example.com".into()];
+        let open = PusherApp::parse("8:k2:s2").unwrap();
+        Router::new().prefixes(
+            &["/app/", "/apps/"],
+            PusherServer::new(vec![strict, open], PusherLimits::default()),
+        )
+    });
+    let path = format!("/app/{KEY}?protocol=7");
+    // Another page's origin, and none at all: 4009, then the close.
+    for extra in [&[("Origin", "https://evil.example")][..], &[]] {
+        let mut c = Client::connect(s.addr, &path, extra);
+        let m = next(&mut c);
+        assert_eq!(m["event"], "pusher:error", "{extra:?}");
+        assert_eq!(m["data"]["code"], 4009, "{extra:?}: {m}");
+        c.answer_close(4009);
+    }
+    // The app's own page connects; its client events are refused and
+    // reach nobody.
+    let origin = [("Origin", "https://app.example.com")];
+    let hello = |c: &mut Client| {
+        let m = next(c);
+        assert_eq!(m["event"], "pusher:connection_established", "{m}");
+        json_of(m["data"].as_str().unwrap())["socket_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut a = Client::connect(s.addr, &path, &origin);
+    let sa = hello(&mut a);
+    let mut b = Client::connect(s.addr, &path, &origin);
+    let sb = hello(&mut b);
+    subscribe_private(&mut a, &sa, "private-room");
+    subscribe_private(&mut b, &sb, "private-room");
+    send(
+        &mut a,
+        json!({"event": "client-n", "channel": "private-room", "data": {}}),
+    );
+    let refused = next(&mut a);
+    assert_eq!(refused["event"], "pusher:error", "{refused}");
+    assert!(
+        refused["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not enabled"),
+        "{refused}"
+    );
+    assert_eq!(b.read_timeout(Duration::from_millis(200)), Read_::Timeout);
+    // The other app takes any origin.
+    let mut c = Client::connect(
+        s.addr,
+        "/app/k2?protocol=7",
+        &[("Origin", "https://evil.example")],
+    );
+    hello(&mut c);
+}

@@ -30,16 +30,23 @@ impl<A> OriginCheck<A> {
 
     /// Whether `origin` (a header value) is allowed.
     pub fn allows(&self, origin: Option<&str>) -> bool {
-        if self.allowed.is_empty() {
-            return true;
-        }
-        let Some(origin) = origin else { return false };
-        let origin = origin.to_ascii_lowercase();
-        let host = host_of(&origin);
-        self.allowed
-            .iter()
-            .any(|a| *a == origin || Some(a.as_str()) == host)
+        origin_allowed(&self.allowed, origin)
     }
+}
+
+/// Whether `origin` (a header value) is on `allowed` (lowercased entries,
+/// each a full origin or a bare host name, as [`OriginCheck`] reads them;
+/// empty: every origin).
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = origin else { return false };
+    let origin = origin.to_ascii_lowercase();
+    let host = host_of(&origin);
+    allowed
+        .iter()
+        .any(|a| *a == origin || Some(a.as_str()) == host)
 }
 
 /// The host of `scheme://host[:port]`; IPv6 literals keep their brackets.

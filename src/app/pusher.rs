@@ -37,6 +37,10 @@ pub struct PusherApp {
     pub client_events: bool,
     /// Where webhooks go (`--pusher-webhook`), if anywhere.
     pub webhook: Option<Url>,
+    /// Origins whose pages may connect (lowercased; full origins or bare
+    /// host names, as `--allowed-origin` reads them); empty: every origin.
+    /// Others are refused with `pusher:error` 4009 and closed.
+    pub allowed_origins: Vec<String>,
 }
 
 impl PusherApp {
@@ -65,6 +69,7 @@ impl PusherApp {
             secret: secret.to_owned(),
             client_events: true,
             webhook: None,
+            allowed_origins: Vec::new(),
         })
     }
 }
@@ -1523,6 +1528,17 @@ impl Application for PusherServer {
             Self::error(ctx, conn, Some(code::APP_UNKNOWN), "unknown app key");
             return ctx.close(conn, code::APP_UNKNOWN, "unknown app key");
         };
+        let origin = req.header("origin");
+        if !super::origin::origin_allowed(&self.apps[app].allowed_origins, origin) {
+            ctx.count("pusher_connections", "origin_refused");
+            log::info!(
+                "{conn} {}: Pusher app {} refuses origin {origin:?}",
+                req.peer,
+                self.apps[app].id
+            );
+            Self::error(ctx, conn, Some(code::UNAUTHORIZED), "origin not allowed");
+            return ctx.close(conn, code::UNAUTHORIZED, "origin not allowed");
+        }
         let version = req.query_param("protocol");
         let refusal = match version.map(str::parse::<u32>) {
             None => Some((code::NO_PROTOCOL, "no protocol version given")),
