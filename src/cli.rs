@@ -815,7 +815,11 @@ fn pusher_app(v: &str) -> Result<sprocket::app::PusherApp, String> {
             ));
         }
     }
-    let spec = format!("{}:{}:{}", needed("id")?, needed("key")?, needed("secret")?);
+    let (id, key) = (needed("id")?, needed("key")?);
+    if id.contains(':') || key.contains(':') {
+        return Err("the app id and key may hold letters, digits and -_. only".into());
+    }
+    let spec = format!("{id}:{key}:{}", needed("secret")?);
     let mut app = sprocket::app::PusherApp::parse(&spec)?;
     match t.get("client-events") {
         None => {}
@@ -1900,6 +1904,10 @@ secret = "s2"
             ),
             (
                 "[[pusher-app]]\nid = \"a b\"\nkey = \"k\"\nsecret = \"s\"\n",
+                "letters, digits",
+            ),
+            (
+                "[[pusher-app]]\nid = \"1:x\"\nkey = \"k\"\nsecret = \"s\"\n",
                 "letters, digits",
             ),
         ] {

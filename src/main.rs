@@ -171,8 +171,10 @@ fn serve(mut opts: Options) -> Result<(), String> {
                 app.id
             );
         }
-        if let Some(url) = &opts.pusher_webhook {
-            log::info!("Pusher webhooks: POST {url}");
+        for app in &opts.pusher_apps {
+            if let Some(url) = &app.webhook {
+                log::info!("Pusher app {} webhooks: POST {url}", app.id);
+            }
         }
         let mut pusher = PusherServer::new(
             opts.pusher_apps.clone(),
@@ -222,7 +224,8 @@ fn serve(mut opts: Options) -> Result<(), String> {
         &opts.backends.subscribe,
     ];
     let grip_urls = opts.grip_routes.iter().map(|(_, url)| url);
-    let hook_url = opts.pusher_webhook.iter();
+    // Every app's webhook (the apps without their own carry --pusher-webhook).
+    let hook_url = opts.pusher_apps.iter().filter_map(|a| a.webhook.as_ref());
     for url in backend_urls
         .into_iter()
         .flatten()
