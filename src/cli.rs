@@ -799,28 +799,21 @@ fn pusher_app(v: &str) -> Result<sprocket::app::PusherApp, String> {
         )),
     };
     let needed = |name: &str| text(name)?.ok_or_else(|| format!("the Pusher app has no {name}"));
-    for name in t.keys() {
-        if ![
-            "id",
-            "key",
-            "secret",
-            "client-events",
-            "allowed-origins",
-            "webhook",
-        ]
-        .contains(&name.as_str())
-        {
-            return Err(format!(
-                "unknown Pusher app key {name:?} (known: id, key, secret, client-events, allowed-origins, webhook)"
-            ));
-        }
+    const KEYS: [&str; 6] = [
+        "id",
+        "key",
+        "secret",
+        "client-events",
+        "allowed-origins",
+        "webhook",
+    ];
+    if let Some(name) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown Pusher app key {name:?} (known: {})",
+            KEYS.join(", ")
+        ));
     }
-    let (id, key) = (needed("id")?, needed("key")?);
-    if id.contains(':') || key.contains(':') {
-        return Err("the app id and key may hold letters, digits and -_. only".into());
-    }
-    let spec = format!("{id}:{key}:{}", needed("secret")?);
-    let mut app = sprocket::app::PusherApp::parse(&spec)?;
+    let mut app = sprocket::app::PusherApp::new(needed("id")?, needed("key")?, needed("secret")?)?;
     match t.get("client-events") {
         None => {}
         Some(toml::Value::Boolean(b)) => app.client_events = *b,

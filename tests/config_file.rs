@@ -213,12 +213,16 @@ fn the_contrib_example_is_valid_and_names_every_option() {
         .lines()
         .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
         .collect();
-    let t = dir.write("tables.toml", &tables);
-    let (code, out, err) = run(&["check-config", t.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        out.contains("allowed-origins = [\"https://app.example.com\"]"),
-        "{out}"
+    let checked = |name: &str, text: &str, holds: &str| {
+        let file = dir.write(name, text);
+        let (code, out, err) = run(&["check-config", file.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(out.contains(holds), "{name}: {holds} in\n{out}");
+    };
+    checked(
+        "tables.toml",
+        &tables,
+        "allowed-origins = [\"https://app.example.com\"]",
     );
     let uncommented: String = plain
         .lines()
@@ -230,11 +234,9 @@ fn the_contrib_example_is_valid_and_names_every_option() {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let all = dir.write("all.toml", &uncommented);
-    let (code, out, err) = run(&["check-config", all.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        out.contains("session-store = \"redis://127.0.0.1:6379/0\""),
-        "{out}"
+    checked(
+        "all.toml",
+        &uncommented,
+        "session-store = \"redis://127.0.0.1:6379/0\"",
     );
 }

@@ -44,12 +44,20 @@ pub struct PusherApp {
 }
 
 impl PusherApp {
-    /// Parses `ID:KEY:SECRET` (client events on).
+    /// Parses `ID:KEY:SECRET` (client events on); the secret is all after
+    /// the second colon.
     pub fn parse(spec: &str) -> Result<PusherApp, String> {
         let mut parts = spec.splitn(3, ':');
         let (Some(id), Some(key), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(format!("expected ID:KEY:SECRET, not {spec:?}"));
         };
+        PusherApp::new(id, key, secret)
+    }
+
+    /// An app with client events on, no webhook and any origin; the id
+    /// and key may hold letters, digits and `-_.`, the secret anything but
+    /// nothing.
+    pub fn new(id: &str, key: &str, secret: &str) -> Result<PusherApp, String> {
         let plain = |s: &str| {
             !s.is_empty()
                 && s.bytes()
@@ -57,7 +65,7 @@ impl PusherApp {
         };
         if !plain(id) || !plain(key) {
             return Err(format!(
-                "the app id and key may hold letters, digits and -_. only: {spec:?}"
+                "the app id and key may hold letters, digits and -_. only: {id:?}, {key:?}"
             ));
         }
         if secret.is_empty() {
