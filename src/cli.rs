@@ -79,14 +79,11 @@ pub struct Options {
     /// `--grip-route PATH=URL`: WebSocket routes driven by a backend over
     /// WebSocket-over-HTTP, in the order given.
     pub grip_routes: Vec<(String, Url)>,
-    /// `--pusher-app ID:KEY:SECRET`: Pusher apps served at `/app/{key}`
-    /// and `/apps/{id}/...`.
+    /// `--pusher-app`: Pusher apps served at `/app/{key}` and
+    /// `/apps/{id}/...`, each with its webhook (its own or
+    /// `--pusher-webhook`), limits and activity timeout (its own or
+    /// `--pusher-activity-timeout`).
     pub pusher_apps: Vec<sprocket::app::PusherApp>,
-    /// `--pusher-webhook URL`: where every Pusher app's webhooks go.
-    pub pusher_webhook: Option<Url>,
-    /// `--pusher-activity-timeout`: silence before the Pusher server pings
-    /// a client (whole seconds, at least one).
-    pub pusher_activity_timeout: Duration,
 }
 
 /// `--bus` and friends: topics shared with other processes through Redis.
@@ -172,8 +169,6 @@ impl Default for Options {
             realms: vec!["realm1".to_owned()],
             grip_routes: Vec::new(),
             pusher_apps: Vec::new(),
-            pusher_webhook: None,
-            pusher_activity_timeout: Duration::from_secs(120),
             log_json: false,
             admin_listen: None,
             sessions: SessionSettings::default(),
@@ -457,9 +452,11 @@ struct GripArgs {
 )]
 struct PusherArgs {
     /// Serve this Pusher app (repeatable): clients connect to /app/KEY, the HTTP API is
-    /// /apps/ID/... on the same port, client events are on
+    /// /apps/ID/... on the same port, client events are on. Or an inline table with
+    /// origins, webhook and limits: '{ id = "1", key = "k", secret = "s", max-connections =
+    /// 1000 }' (the keys of a [[pusher-app]] table, docs/pusher.md)
     #[arg(long = "pusher-app", value_name = "ID:KEY:SECRET", value_parser = pusher_app)]
-    pusher_apps: Vec<sprocket::app::PusherApp>,
+    pusher_apps: Vec<AppArg>,
     /// POST the apps' webhooks here (http://...): channel_occupied, channel_vacated,
     /// member_added, member_removed, client_event, cache_miss; signed, batched, retried
     /// for 5 minutes
@@ -775,13 +772,42 @@ fn grip_route(v: &str) -> Result<(String, Url), String> {
     Ok((path.to_owned(), http_url(url)?))
 }
 
+/// A `--pusher-app` as given: the app, and whether it sets its own
+/// activity timeout (else `--pusher-activity-timeout` is its).
+#[derive(Clone, Debug)]
+struct AppArg {
+    app: sprocket::app::PusherApp,
+    own_activity_timeout: bool,
+}
+
+/// The keys of a `[[pusher-app]]` table.
+const PUSHER_APP_KEYS: [&str; 14] = [
+    "id",
+    "key",
+    "secret",
+    "client-events",
+    "allowed-origins",
+    "webhook",
+    "max-connections",
+    "max-channels-per-connection",
+    "max-presence-members",
+    "max-user-info",
+    "max-client-event",
+    "client-events-per-second",
+    "max-event-data",
+    "activity-timeout",
+];
+
 /// `ID:KEY:SECRET`, or an inline TOML table with the keys of a
 /// `[[pusher-app]]` table of the config file (`{ id = "1", key = "k",
 /// secret = "s", client-events = false, allowed-origins = ["a.com"],
-/// webhook = "http://..." }`).
-fn pusher_app(v: &str) -> Result<sprocket::app::PusherApp, String> {
+/// webhook = "http://...", max-connections = 1000, ... }`).
+fn pusher_app(v: &str) -> Result<AppArg, String> {
     if !v.trim_start().starts_with('{') {
-        return sprocket::app::PusherApp::parse(v);
+        return sprocket::app::PusherApp::parse(v).map(|app| AppArg {
+            app,
+            own_activity_timeout: false,
+        });
     }
     let doc: toml::Table = toml::from_str(&format!("app = {v}")).map_err(|e| {
         let m = e.message().lines().next().unwrap_or("").trim().to_owned();
@@ -799,18 +825,10 @@ fn pusher_app(v: &str) -> Result<sprocket::app::PusherApp, String> {
         )),
     };
     let needed = |name: &str| text(name)?.ok_or_else(|| format!("the Pusher app has no {name}"));
-    const KEYS: [&str; 6] = [
-        "id",
-        "key",
-        "secret",
-        "client-events",
-        "allowed-origins",
-        "webhook",
-    ];
-    if let Some(name) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
+    if let Some(name) = t.keys().find(|k| !PUSHER_APP_KEYS.contains(&k.as_str())) {
         return Err(format!(
             "unknown Pusher app key {name:?} (known: {})",
-            KEYS.join(", ")
+            PUSHER_APP_KEYS.join(", ")
         ));
     }
     let mut app = sprocket::app::PusherApp::new(needed("id")?, needed("key")?, needed("secret")?)?;
@@ -839,7 +857,52 @@ fn pusher_app(v: &str) -> Result<sprocket::app::PusherApp, String> {
         Some(_) => return Err("allowed-origins: expected an array of strings".into()),
     }
     app.webhook = text("webhook")?.map(http_url).transpose()?;
-    Ok(app)
+    // Limits: counts are positive integers; sizes integers of bytes or
+    // strings as the size options take them ("10K"); the activity timeout
+    // whole seconds or a duration string.
+    let count = |name: &str| -> Result<Option<usize>, String> {
+        match t.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if *n > 0 => Ok(usize::try_from(*n).ok()),
+            Some(other) => Err(format!("{name}: expected a positive integer, not {other}")),
+        }
+    };
+    let bytes = |name: &str| -> Result<Option<usize>, String> {
+        match t.get(name) {
+            Some(toml::Value::String(v)) => size(v).map(Some).map_err(|e| format!("{name}: {e}")),
+            _ => count(name),
+        }
+    };
+    let l = &mut app.limits;
+    l.max_connections = count("max-connections")?.or(l.max_connections);
+    l.max_channels = count("max-channels-per-connection")?.unwrap_or(l.max_channels);
+    l.max_presence_members = count("max-presence-members")?.unwrap_or(l.max_presence_members);
+    l.max_user_info = bytes("max-user-info")?.unwrap_or(l.max_user_info);
+    l.max_client_event = bytes("max-client-event")?.unwrap_or(l.max_client_event);
+    if let Some(n) = count("client-events-per-second")? {
+        l.client_events_per_second =
+            u32::try_from(n).map_err(|_| format!("client-events-per-second: {n} is too many"))?;
+    }
+    l.api.max_data = bytes("max-event-data")?.unwrap_or(l.api.max_data);
+    let activity = match t.get("activity-timeout") {
+        None => None,
+        Some(toml::Value::Integer(n)) if *n > 0 => Some(Duration::from_secs(n.unsigned_abs())),
+        Some(toml::Value::String(v)) => {
+            Some(whole_seconds(v).map_err(|e| format!("activity-timeout: {e}"))?)
+        }
+        Some(other) => {
+            return Err(format!(
+                "activity-timeout: expected seconds or a duration such as \"2m\", not {other}"
+            ));
+        }
+    };
+    if let Some(d) = activity {
+        l.activity_timeout = d.as_secs();
+    }
+    Ok(AppArg {
+        app,
+        own_activity_timeout: activity.is_some(),
+    })
 }
 
 /// The parser of a `--session-*` option: [`SessionSettings::take`] says
@@ -994,10 +1057,10 @@ impl Cli {
         opts.grip_routes = self.grip.grip_routes;
 
         let p = self.pusher;
-        for (i, app) in p.pusher_apps.iter().enumerate() {
+        for (i, AppArg { app, .. }) in p.pusher_apps.iter().enumerate() {
             if p.pusher_apps[..i]
                 .iter()
-                .any(|a| a.id == app.id || a.key == app.key)
+                .any(|a| a.app.id == app.id || a.app.key == app.key)
             {
                 return Err(CliError(format!(
                     "--pusher-app: app id {} or key {} is given twice",
@@ -1008,14 +1071,19 @@ impl Cli {
         if p.pusher_webhook.is_some() && p.pusher_apps.is_empty() {
             return err("--pusher-webhook needs --pusher-app");
         }
-        opts.pusher_apps = p.pusher_apps;
-        for app in &mut opts.pusher_apps {
+        for AppArg {
+            mut app,
+            own_activity_timeout,
+        } in p.pusher_apps
+        {
             if app.webhook.is_none() {
                 app.webhook = p.pusher_webhook.clone();
             }
+            if !own_activity_timeout {
+                app.limits.activity_timeout = p.pusher_activity_timeout.as_secs();
+            }
+            opts.pusher_apps.push(app);
         }
-        opts.pusher_webhook = p.pusher_webhook;
-        opts.pusher_activity_timeout = p.pusher_activity_timeout;
 
         let sessions = &mut opts.sessions;
         let mut take = |name: &str, value: Option<String>| match value {
@@ -1620,19 +1688,21 @@ mod tests {
 
     #[test]
     fn new_options_realm_and_pusher_activity_timeout() {
-        let o = run(&[]).unwrap();
+        let o = run(&["--pusher-app", "1:k:s"]).unwrap();
         assert_eq!(o.realms, ["realm1"]);
-        assert_eq!(o.pusher_activity_timeout, Duration::from_secs(120));
+        assert_eq!(o.pusher_apps[0].limits.activity_timeout, 120);
         let o = run(&[
             "--realm",
             "a",
             "--realm=com.example",
             "--pusher-activity-timeout",
-            "2m",
+            "3m",
+            "--pusher-app",
+            "1:k:s",
         ])
         .unwrap();
         assert_eq!(o.realms, ["a", "com.example"]);
-        assert_eq!(o.pusher_activity_timeout, Duration::from_secs(120));
+        assert_eq!(o.pusher_apps[0].limits.activity_timeout, 180);
         assert!(run(&["--realm", &"r".repeat(256)]).is_err());
         assert!(run(&["--realm", &"r".repeat(255)]).is_ok());
         assert!(run(&["--pusher-activity-timeout", "1s"]).is_ok());
@@ -1843,6 +1913,14 @@ secret = "s:1"
 client-events = false
 allowed-origins = ["https://App.example.com", "b.org"]
 webhook = "http://127.0.0.1:2/one"
+max-connections = 500
+max-channels-per-connection = 20
+max-presence-members = 50
+max-user-info = "2K"
+max-client-event = 512
+client-events-per-second = 3
+max-event-data = "64KiB"
+activity-timeout = "30s"
 
 [[pusher-app]]
 id = "2"
@@ -1863,7 +1941,23 @@ secret = "s2"
             a.webhook.as_ref().unwrap().to_string(),
             "http://127.0.0.1:2/one"
         );
+        let l = &a.limits;
+        assert_eq!(
+            (l.max_connections, l.max_channels, l.max_presence_members),
+            (Some(500), 20, 50)
+        );
+        assert_eq!(
+            (
+                l.max_user_info,
+                l.max_client_event,
+                l.client_events_per_second
+            ),
+            (2048, 512, 3)
+        );
+        assert_eq!((l.api.max_data, l.activity_timeout), (64 * 1024, 30));
+        // The other app has the defaults, and the global activity timeout.
         assert!(b.client_events && b.allowed_origins.is_empty());
+        assert_eq!(b.limits, sprocket::app::PusherLimits::default());
         assert_eq!(
             b.webhook.as_ref().unwrap().to_string(),
             "http://127.0.0.1:1/all"
@@ -1874,13 +1968,24 @@ secret = "s2"
             panic!("not check-config")
         };
         assert_eq!(run_file(&printed, &[]).unwrap(), o);
-        // The same table on the command line.
+        // The same table on the command line; --pusher-activity-timeout is
+        // the timeout of the apps without their own.
         let c = run(&[
             "--pusher-app",
             r#"{ id = "3", key = "k3", secret = "s3", client-events = false }"#,
+            "--pusher-app",
+            r#"{ id = "4", key = "k4", secret = "s4", activity-timeout = 5 }"#,
+            "--pusher-activity-timeout",
+            "60s",
         ])
         .unwrap();
         assert!(!c.pusher_apps[0].client_events);
+        let timeouts: Vec<u64> = c
+            .pusher_apps
+            .iter()
+            .map(|a| a.limits.activity_timeout)
+            .collect();
+        assert_eq!(timeouts, [60, 5]);
         // Mistakes name the line and the key.
         for (bad, want) in [
             (
@@ -1902,6 +2007,18 @@ secret = "s2"
             (
                 "[[pusher-app]]\nid = \"1:x\"\nkey = \"k\"\nsecret = \"s\"\n",
                 "letters, digits",
+            ),
+            (
+                "[[pusher-app]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nmax-connections = 0\n",
+                "max-connections: expected a positive integer, not 0",
+            ),
+            (
+                "[[pusher-app]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nmax-user-info = \"lots\"\n",
+                "max-user-info: not a size",
+            ),
+            (
+                "[[pusher-app]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nactivity-timeout = \"1500ms\"\n",
+                "activity-timeout: must be whole seconds",
             ),
         ] {
             let e = run_file(bad, &[]).unwrap_err().0;

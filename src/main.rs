@@ -7,8 +7,8 @@ use cli::{Command, Options};
 use sprocket::Server;
 use sprocket::app::{
     Admin, Application, AuthBackend, Backend, Chat, Echo, GripPublish, GripRoute, IpBlocklist,
-    OriginCheck, Page, PushEndpoint, PusherLimits, PusherServer, RedisPush, Router,
-    SessionProvider, SessionStore, ZmqPush,
+    OriginCheck, Page, PushEndpoint, PusherServer, RedisPush, Router, SessionProvider,
+    SessionStore, ZmqPush,
 };
 use sprocket::wamp::{Broker, Forward, WampServer, push};
 use std::borrow::Cow;
@@ -176,13 +176,7 @@ fn serve(mut opts: Options) -> Result<(), String> {
                 log::info!("Pusher app {} webhooks: POST {url}", app.id);
             }
         }
-        let mut pusher = PusherServer::new(
-            opts.pusher_apps.clone(),
-            PusherLimits {
-                activity_timeout: opts.pusher_activity_timeout.as_secs(),
-                ..PusherLimits::default()
-            },
-        );
+        let mut pusher = PusherServer::new(opts.pusher_apps.clone());
         if let Some(url) = &opts.bus.url {
             // Presence members across processes live on the bus's Redis.
             let parsed = sprocket::clients::redis::RedisUrl::parse(url)

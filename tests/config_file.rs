@@ -66,7 +66,10 @@ listen = "127.0.0.1:{port}"
 wamp-path = "/pubsub"
 realm = ["realm1", "com.example"]
 block = ["192.0.2.0/24"]
-pusher-app = ["1:test-key:test-secret"]
+pusher-app = [
+  "1:test-key:test-secret",
+  {{ id = "2", key = "k2", secret = "s2", max-connections = 1, activity-timeout = "9s" }},
+]
 pusher-activity-timeout = "7s"
 deflate = false
 "#
@@ -160,7 +163,16 @@ fn serves_as_the_file_says_and_the_command_line_wins() {
     let hello = pusher.read_text();
     assert!(hello.contains("pusher:connection_established"), "{hello}");
     assert!(hello.contains(r#"\"activity_timeout\":7"#), "{hello}");
-    drop((echo, pusher, srv));
+    // The second app, an inline table: its own timeout, and its quota of
+    // one connection (a second gets 4004).
+    let mut own = Client::connect(srv.addr, "/app/k2?protocol=7", &[]);
+    let hello = own.read_text();
+    assert!(hello.contains(r#"\"activity_timeout\":9"#), "{hello}");
+    let mut over = Client::connect(srv.addr, "/app/k2?protocol=7", &[]);
+    let refused = over.read_text();
+    assert!(refused.contains("\"code\":4004"), "{refused}");
+    over.answer_close(4004);
+    drop((echo, pusher, own, srv));
 
     // --listen on the command line overrides the file's listen; the rest
     // of the file still applies.

@@ -13,8 +13,9 @@ const SECRET: &str = "s1";
 
 fn server(limits: PusherLimits) -> TestServer {
     TestServer::start(sprocket::Config::default(), move || {
-        let app = PusherApp::parse(&format!("7:{KEY}:{SECRET}")).unwrap();
-        Router::new().prefixes(&["/app/", "/apps/"], PusherServer::new(vec![app], limits))
+        let mut app = PusherApp::parse(&format!("7:{KEY}:{SECRET}")).unwrap();
+        app.limits = limits;
+        Router::new().prefixes(&["/app/", "/apps/"], PusherServer::new(vec![app]))
     })
 }
 
@@ -329,10 +330,7 @@ fn an_app_keeps_its_own_origins_and_client_event_setting() {
         strict.client_events = false;
         strict.allowed_origins = vec!["https://app.example.com".into()];
         let open = PusherApp::parse("8:k2:s2").unwrap();
-        Router::new().prefixes(
-            &["/app/", "/apps/"],
-            PusherServer::new(vec![strict, open], PusherLimits::default()),
-        )
+        Router::new().prefixes(&["/app/", "/apps/"], PusherServer::new(vec![strict, open]))
     });
     let path = format!("/app/{KEY}?protocol=7");
     // Another page's origin, and none at all: 4009, then the close.
@@ -381,4 +379,107 @@ fn an_app_keeps_its_own_origins_and_client_event_setting() {
         &[("Origin", "https://evil.example")],
     );
     hello(&mut c);
+}
+
+/// POSTs a signed trigger of `data` to app `id` (key and secret given).
+fn trigger(s: &TestServer, id: &str, key: &str, secret: &str, data: &str) -> String {
+    let body = json!({"name": "e", "channel": "c", "data": data}).to_string();
+    let path = format!("/apps/{id}/events");
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let md5 = auth::body_md5(body.as_bytes());
+    let query = format!("auth_key={key}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
+    let sig = auth::sign(secret, &[format!("POST\n{path}\n{query}").as_bytes()]);
+    let raw = format!(
+        "POST {path}?{query}&auth_signature={sig} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_exchange(s.addr, raw.as_bytes())
+}
+
+#[test]
+fn each_app_has_its_own_limits() {
+    let s = TestServer::start(sprocket::Config::default(), move || {
+        let mut small = PusherApp::parse(&format!("7:{KEY}:{SECRET}")).unwrap();
+        small.limits = PusherLimits {
+            max_connections: Some(2),
+            max_client_event: 200,
+            activity_timeout: 9,
+            ..PusherLimits::default()
+        };
+        small.limits.api.max_data = 100;
+        let big = PusherApp::parse("8:k2:s2").unwrap();
+        Router::new().prefixes(&["/app/", "/apps/"], PusherServer::new(vec![small, big]))
+    });
+    // Its activity timeout is what its clients are told.
+    let mut c = s.client(&format!("/app/{KEY}?protocol=7"));
+    let hello = next(&mut c);
+    let data = json_of(hello["data"].as_str().unwrap());
+    assert_eq!(data["activity_timeout"], 9, "{hello}");
+    let socket = data["socket_id"].as_str().unwrap().to_owned();
+    let (mut d, sd) = connect(&s);
+    // A third connection is over the quota: 4004, then the close.
+    let mut third = s.client(&format!("/app/{KEY}?protocol=7"));
+    let m = next(&mut third);
+    assert_eq!(m["event"], "pusher:error", "{m}");
+    assert_eq!(m["data"]["code"], 4004, "{m}");
+    third.answer_close(4004);
+    // The other app has no quota and the default timeout.
+    let others: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut o = s.client("/app/k2?protocol=7");
+            let m = next(&mut o);
+            assert_eq!(m["event"], "pusher:connection_established", "{m}");
+            assert_eq!(
+                json_of(m["data"].as_str().unwrap())["activity_timeout"],
+                120
+            );
+            o
+        })
+        .collect();
+    // Client events over the app's 200 bytes are refused; under, they go.
+    subscribe_private(&mut c, &socket, "private-room");
+    subscribe_private(&mut d, &sd, "private-room");
+    send(
+        &mut c,
+        json!({"event": "client-big", "channel": "private-room", "data": "x".repeat(200)}),
+    );
+    let m = next(&mut c);
+    assert_eq!(m["event"], "pusher:error", "{m}");
+    assert!(
+        m["data"]["message"].as_str().unwrap().contains("200 bytes"),
+        "{m}"
+    );
+    send(
+        &mut c,
+        json!({"event": "client-small", "channel": "private-room", "data": "x".repeat(100)}),
+    );
+    assert_eq!(next(&mut d)["event"], "client-small");
+    // The API takes 100 bytes of data for this app, 10 KiB for the other.
+    let r = trigger(&s, "7", KEY, SECRET, &"y".repeat(101));
+    assert_eq!(status_of(&r), 413, "{r}");
+    assert_eq!(
+        status_of(&trigger(&s, "7", KEY, SECRET, &"y".repeat(100))),
+        200
+    );
+    assert_eq!(
+        status_of(&trigger(&s, "8", "k2", "s2", &"y".repeat(101))),
+        200
+    );
+    // A closed connection frees its place in the quota.
+    d.send_close(1000, "");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = s.client(&format!("/app/{KEY}?protocol=7"));
+        let m = next(&mut again);
+        if m["event"] == "pusher:connection_established" {
+            break;
+        }
+        assert_eq!(m["data"]["code"], 4004, "{m}");
+        assert!(Instant::now() < deadline, "the quota was not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(others);
 }

@@ -41,6 +41,8 @@ pub struct PusherApp {
     /// host names, as `--allowed-origin` reads them); empty: every origin.
     /// Others are refused with `pusher:error` 4009 and closed.
     pub allowed_origins: Vec<String>,
+    /// What this app's clients and API callers may do.
+    pub limits: PusherLimits,
 }
 
 impl PusherApp {
@@ -54,7 +56,8 @@ impl PusherApp {
         PusherApp::new(id, key, secret)
     }
 
-    /// An app with client events on, no webhook and any origin; the id
+    /// An app with client events on, no webhook, any origin and the
+    /// default limits; the id
     /// and key may hold letters, digits and `-_.`, the secret anything but
     /// nothing.
     pub fn new(id: &str, key: &str, secret: &str) -> Result<PusherApp, String> {
@@ -78,13 +81,18 @@ impl PusherApp {
             client_events: true,
             webhook: None,
             allowed_origins: Vec::new(),
+            limits: PusherLimits::default(),
         })
     }
 }
 
-/// Limits of the Pusher server.
-#[derive(Clone, Copy, Debug)]
+/// The limits of one Pusher app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PusherLimits {
+    /// Connections to the app in this process at once; past it, a new one
+    /// gets `pusher:error` 4004 (over quota; clients do not retry) and is
+    /// closed. `None`: no quota.
+    pub max_connections: Option<usize>,
     /// Seconds of silence before the server pings a client; sent to
     /// clients as `activity_timeout`, after which they ping.
     pub activity_timeout: u64,
@@ -110,6 +118,7 @@ pub struct PusherLimits {
 impl Default for PusherLimits {
     fn default() -> Self {
         PusherLimits {
+            max_connections: None,
             activity_timeout: 120,
             pong_timeout: Duration::from_secs(30),
             max_presence_members: 100,
@@ -298,7 +307,8 @@ pub const MAX_CACHED: usize = 10_000;
 /// Serves the Pusher protocol for a set of apps.
 pub struct PusherServer {
     apps: Vec<PusherApp>,
-    limits: PusherLimits,
+    /// Open connections of each app (by index into `apps`).
+    open: Vec<usize>,
     conns: ConnMap<Conn>,
     /// By topic (`pusher/{app id}/{channel}`).
     channels: HashMap<String, Chan>,
@@ -331,14 +341,14 @@ fn topic(app: &PusherApp, channel: &str) -> String {
 }
 
 impl PusherServer {
-    /// A server for `apps`.
-    pub fn new(apps: Vec<PusherApp>, limits: PusherLimits) -> Self {
+    /// A server for `apps`, each with its own limits.
+    pub fn new(apps: Vec<PusherApp>) -> Self {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         let batches = vec![Vec::new(); apps.len()];
         PusherServer {
+            open: vec![0; apps.len()],
             apps,
-            limits,
             conns: ConnMap::new(),
             channels: HashMap::new(),
             by_subscription: HashMap::new(),
@@ -419,10 +429,10 @@ impl PusherServer {
         if c.channels.iter().any(|n| n == name) {
             return; // already subscribed: nothing to do
         }
-        if c.channels.len() >= self.limits.max_channels {
+        if c.channels.len() >= app.limits.max_channels {
             let why = format!(
                 "at most {} channels per connection",
-                self.limits.max_channels
+                app.limits.max_channels
             );
             return refuse(ctx, "LimitReached", &why, 400);
         }
@@ -456,8 +466,8 @@ impl PusherServer {
                 }
                 if let Some(data) = data {
                     match Member::parse(data) {
-                        Ok(m) if m.user_info.to_string().len() > self.limits.max_user_info => {
-                            let why = format!("user_info over {} bytes", self.limits.max_user_info);
+                        Ok(m) if m.user_info.to_string().len() > app.limits.max_user_info => {
+                            let why = format!("user_info over {} bytes", app.limits.max_user_info);
                             return refuse(ctx, "LimitReached", &why, 400);
                         }
                         Ok(m) => member = Some(m),
@@ -524,11 +534,11 @@ impl PusherServer {
         chan.cache = cache;
         if let Some(m) = &member
             && !chan.has(&m.user_id)
-            && chan.member_count() >= self.limits.max_presence_members
+            && chan.member_count() >= app.limits.max_presence_members
         {
             let why = format!(
                 "the channel has {} members, the most allowed",
-                self.limits.max_presence_members
+                app.limits.max_presence_members
             );
             refuse(ctx, "LimitReached", &why, 400);
             return self.drop_if_empty(ctx, &topic);
@@ -704,18 +714,18 @@ impl PusherServer {
                 "client events need a subscription to the channel",
             );
         }
-        if size > self.limits.max_client_event {
-            let why = format!("client event over {} bytes", self.limits.max_client_event);
+        if size > app.limits.max_client_event {
+            let why = format!("client event over {} bytes", app.limits.max_client_event);
             return refuse(ctx, None, &why);
         }
         if now.duration_since(c.burst.1) >= Duration::from_secs(1) {
             c.burst = (0, now);
         }
         c.burst.0 += 1;
-        if c.burst.0 > self.limits.client_events_per_second {
+        if c.burst.0 > app.limits.client_events_per_second {
             let why = format!(
                 "more than {} client events per second",
-                self.limits.client_events_per_second
+                app.limits.client_events_per_second
             );
             return refuse(ctx, Some(code::CLIENT_EVENT_RATE), &why);
         }
@@ -779,9 +789,10 @@ impl PusherServer {
     /// reactor answers itself), as Pusher's servers count them.
     fn check_activity(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
-        let idle = Duration::from_secs(self.limits.activity_timeout);
         let mut late = Vec::new();
         for (id, c) in self.conns.iter_mut() {
+            let limits = &self.apps[c.app].limits;
+            let idle = Duration::from_secs(limits.activity_timeout);
             if let Some(heard) = ctx.last_input(id)
                 && heard > c.last_seen
             {
@@ -791,7 +802,7 @@ impl PusherServer {
                 }
             }
             match c.ping_sent {
-                Some(at) if now.duration_since(at) >= self.limits.pong_timeout => late.push(id),
+                Some(at) if now.duration_since(at) >= limits.pong_timeout => late.push(id),
                 Some(_) => {}
                 None if now.duration_since(c.last_seen) >= idle => {
                     c.ping_sent = Some(now);
@@ -828,8 +839,7 @@ impl PusherServer {
             body: &req.body,
         };
         let a = &self.apps[app];
-        let params = match auth::check_api(&signed, &a.key, &a.secret, now, self.limits.api_window)
-        {
+        let params = match auth::check_api(&signed, &a.key, &a.secret, now, a.limits.api_window) {
             Ok(p) => p,
             Err(e) => {
                 ctx.count("pusher_api", "unauthorized");
@@ -870,26 +880,28 @@ impl PusherServer {
             }
         }
         let page = match (req.method.as_str(), what) {
-            ("POST", "events") => match api::parse_trigger(&req.body, &self.limits.api) {
+            ("POST", "events") => match api::parse_trigger(&req.body, &self.apps[app].limits.api) {
                 Ok(t) => {
                     let info = self.trigger(ctx, app, &t);
                     Page::json(200, info.to_string())
                 }
                 Err(e) => api_error(e.status, &e.reason),
             },
-            ("POST", "batch_events") => match api::parse_batch(&req.body, &self.limits.api) {
-                Ok(batch) => {
-                    let results: Vec<Value> =
-                        batch.iter().map(|t| self.trigger(ctx, app, t)).collect();
-                    let any_info = batch.iter().any(|t| t.info.is_some());
-                    if any_info {
-                        Page::json(200, json!({"batch": results}).to_string())
-                    } else {
-                        Page::json(200, "{}")
+            ("POST", "batch_events") => {
+                match api::parse_batch(&req.body, &self.apps[app].limits.api) {
+                    Ok(batch) => {
+                        let results: Vec<Value> =
+                            batch.iter().map(|t| self.trigger(ctx, app, t)).collect();
+                        let any_info = batch.iter().any(|t| t.info.is_some());
+                        if any_info {
+                            Page::json(200, json!({"batch": results}).to_string())
+                        } else {
+                            Page::json(200, "{}")
+                        }
                     }
+                    Err(e) => api_error(e.status, &e.reason),
                 }
-                Err(e) => api_error(e.status, &e.reason),
-            },
+            }
             ("GET", "channels") => {
                 let prefix = param("filter_by_prefix").unwrap_or("");
                 let info = param("info").unwrap_or("");
@@ -1410,6 +1422,7 @@ impl PusherServer {
         let Some(c) = self.conns.remove(conn) else {
             return;
         };
+        self.open[c.app] -= 1;
         for name in &c.channels {
             let topic = topic(&self.apps[c.app], name);
             self.leave(ctx, c.app, conn, &topic, name);
@@ -1564,11 +1577,25 @@ impl Application for PusherServer {
             Self::error(ctx, conn, Some(code), why);
             return ctx.close(conn, code, why);
         }
+        if let Some(most) = self.apps[app].limits.max_connections
+            && self.open[app] >= most
+        {
+            ctx.count("pusher_connections", "over_quota");
+            log::warn!(
+                "{conn} {}: Pusher app {} is at its {most} connections; refused with 4004",
+                req.peer,
+                self.apps[app].id
+            );
+            let why = "over connection quota";
+            Self::error(ctx, conn, Some(code::OVER_QUOTA), why);
+            return ctx.close(conn, code::OVER_QUOTA, why);
+        }
+        self.open[app] += 1;
         let socket_id = self.socket_id(conn);
         let now = ctx.now();
         ctx.send_text(
             conn,
-            &protocol::connection_established(&socket_id, self.limits.activity_timeout),
+            &protocol::connection_established(&socket_id, self.apps[app].limits.activity_timeout),
         );
         ctx.count("pusher_connections", "ok");
         self.conns.insert(

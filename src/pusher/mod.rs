@@ -25,6 +25,8 @@ pub mod code {
     pub const APP_UNKNOWN: u16 = 4001;
     /// The application is disabled.
     pub const APP_DISABLED: u16 = 4003;
+    /// The application is over its connection quota.
+    pub const OVER_QUOTA: u16 = 4004;
     /// The path is not `/app/{key}`.
     pub const PATH_NOT_FOUND: u16 = 4005;
     /// The `protocol` query parameter is not a number.
