@@ -1,8 +1,11 @@
-//! Pusher presence across processes: two sprocket binaries on one real
+//! Pusher apps across processes: two sprocket binaries on one real
 //! `redis-server` (`--bus`), the same `--pusher-app`, raw WebSocket
 //! clients. Members are counted per user cluster-wide, the HTTP API sums
-//! over processes, and a killed process's members leave within the
-//! heartbeat TTL (`docs/pusher.md`, "Several processes").
+//! subscribers and lists channels over processes, a cache channel's last
+//! event is the cluster's, `channel_occupied`/`channel_vacated` go once
+//! per cluster, and a killed process's members and subscribers stop
+//! counting within the heartbeat TTL (`docs/pusher.md`, "Across
+//! processes").
 
 mod common;
 use common::binary;
@@ -10,7 +13,9 @@ use common::services::RedisServer;
 use common::*;
 use serde_json::{Value, json};
 use sprocket::pusher::auth;
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sprocket");
@@ -218,4 +223,220 @@ fn presence_members_and_counts_span_processes_and_a_killed_process_leaves() {
     let fields = redis.cli(&["HKEYS", &format!("pusher-presence:7:{ROOM}")]);
     assert!(!fields.contains(" b"), "{fields}");
     assert!(fields.contains(" c"), "{fields}");
+}
+
+fn node_with_webhook(bus: &str, hook: &str) -> binary::Running {
+    let app = format!("7:{KEY}:{SECRET}");
+    binary::spawn(
+        BIN.as_ref(),
+        &["--bus", bus, "--pusher-app", &app, "--pusher-webhook", hook],
+        &[],
+    )
+}
+
+/// A webhook endpoint: every event of every POST it gets (answered 204),
+/// as `(name, channel)`, on the receiver.
+fn webhook_endpoint() -> (String, mpsc::Receiver<(String, String)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end().to_ascii_lowercase();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = line.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    for e in v["events"].as_array().unwrap() {
+                        let name = e["name"].as_str().unwrap().to_owned();
+                        let channel = e["channel"].as_str().unwrap().to_owned();
+                        if tx.send((name, channel)).is_err() {
+                            return;
+                        }
+                    }
+                    let ok = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+                    if writer.write_all(ok).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// The webhook events of `channel` that arrive within `wait`.
+fn hooks_of(rx: &mpsc::Receiver<(String, String)>, channel: &str, wait: Duration) -> Vec<String> {
+    let until = Instant::now() + wait;
+    let mut out = Vec::new();
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok((name, ch)) if ch == channel => out.push(name),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// A client of `addr` subscribed to the public `channel`: the client and
+/// the message after `subscription_succeeded`, if one comes within 300 ms.
+fn subscribe(addr: SocketAddr, channel: &str) -> (Client, Option<Value>) {
+    let mut c = Client::connect(addr, &format!("/app/{KEY}?protocol=7"), &[]);
+    assert_eq!(next(&mut c)["event"], "pusher:connection_established");
+    c.send_text(&json!({"event": "pusher:subscribe", "data": {"channel": channel}}).to_string());
+    let m = next(&mut c);
+    assert_eq!(m["event"], "pusher_internal:subscription_succeeded", "{m}");
+    let after = match c.read_timeout(Duration::from_millis(300)) {
+        Read_::Frame(f) => Some(json_of(f.text())),
+        _ => None,
+    };
+    (c, after)
+}
+
+/// A signed trigger of event `e` with `data` on `channel`, through `addr`.
+fn trigger(addr: SocketAddr, channel: &str, data: &str) {
+    let body = json!({"name": "e", "channel": channel, "data": data}).to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let md5 = auth::body_md5(body.as_bytes());
+    let path = "/apps/7/events";
+    let query = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
+    let sig = auth::sign(SECRET, &[format!("POST\n{path}\n{query}").as_bytes()]);
+    let raw = format!(
+        "POST {path}?{query}&auth_signature={sig} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = http_exchange(addr, raw.as_bytes());
+    assert_eq!(status_of(&resp), 200, "{resp}");
+}
+
+fn subscription_count(addr: SocketAddr, channel: &str) -> (Value, Value) {
+    let info = api_get(
+        addr,
+        &format!("/apps/7/channels/{channel}"),
+        Some("info=subscription_count"),
+    );
+    (info["subscription_count"].clone(), info["occupied"].clone())
+}
+
+#[test]
+fn counts_channels_cache_and_webhooks_are_the_clusters() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("", 0);
+    let (hook, hooks) = webhook_endpoint();
+    let p1 = node_with_webhook(&url, &hook);
+    let mut p2 = node_with_webhook(&url, &hook);
+    settle();
+
+    // One subscriber of "room" on process 1, two on process 2: one
+    // channel_occupied for the cluster; either process counts three
+    // (a count that is not the first is written within a second).
+    let (a, _) = subscribe(p1.addr, "room");
+    let (b1, _) = subscribe(p2.addr, "room");
+    let (b2, _) = subscribe(p2.addr, "room");
+    let (only2, _) = subscribe(p2.addr, "only-on-2");
+    std::thread::sleep(Duration::from_millis(1500));
+    for addr in [p1.addr, p2.addr] {
+        assert_eq!(subscription_count(addr, "room"), (json!(3), json!(true)));
+        let list = api_get(addr, "/apps/7/channels", None);
+        let mut names: Vec<&String> = list["channels"].as_object().unwrap().keys().collect();
+        names.sort();
+        assert_eq!(names, ["only-on-2", "room"], "{addr}: {list}");
+    }
+    assert_eq!(
+        subscription_count(p1.addr, "nobody"),
+        (json!(0), json!(false))
+    );
+    assert_eq!(
+        hooks_of(&hooks, "room", Duration::from_millis(500)),
+        ["channel_occupied"]
+    );
+
+    // The subscribers leave: on process 1 first (process 2 still has
+    // two), then process 2's. One channel_vacated, after the wait.
+    drop((a, b1));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(subscription_count(p1.addr, "room"), (json!(1), json!(true)));
+    drop(b2);
+    let vacated_at = Instant::now();
+    assert_eq!(
+        hooks_of(&hooks, "room", Duration::from_secs(5)),
+        ["channel_vacated"]
+    );
+    assert!(vacated_at.elapsed() > Duration::from_secs(2));
+    assert_eq!(
+        subscription_count(p2.addr, "room"),
+        (json!(0), json!(false))
+    );
+
+    // Leaving one process and arriving on the other within the wait: no
+    // webhook at all (the arrival calls the vacating off).
+    let (flip, _) = subscribe(p1.addr, "flip");
+    assert_eq!(
+        hooks_of(&hooks, "flip", Duration::from_millis(800)),
+        ["channel_occupied"]
+    );
+    drop(flip);
+    std::thread::sleep(Duration::from_millis(500));
+    let (flop, _) = subscribe(p2.addr, "flip");
+    assert_eq!(
+        hooks_of(&hooks, "flip", Duration::from_secs(5)),
+        [] as [&str; 0]
+    );
+
+    // A cache channel's last event, triggered on process 1 with nobody
+    // subscribed anywhere, reaches a new subscriber on process 2.
+    let (_, missed) = subscribe(p2.addr, "cache-news");
+    assert_eq!(missed.unwrap()["event"], "pusher:cache_miss");
+    trigger(p1.addr, "cache-fresh", "first");
+    trigger(p1.addr, "cache-fresh", "latest");
+    let (_, last) = subscribe(p2.addr, "cache-fresh");
+    let last = last.expect("the cached event");
+    assert_eq!(
+        (&last["event"], &last["data"]),
+        (&json!("e"), &json!("latest")),
+        "{last}"
+    );
+
+    // Process 2 is killed (-9): its subscribers stop counting once its
+    // liveness key expires (15 s), and its channels leave the list.
+    p2.child.kill().expect("kill -9 process 2");
+    let _ = p2.child.wait();
+    drop((only2, flop));
+    let killed = Instant::now();
+    loop {
+        let (n, _) = subscription_count(p1.addr, "only-on-2");
+        if n == json!(0) {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(25), "still {n}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "process 2's subscribers stopped counting {:?} after the kill",
+        killed.elapsed()
+    );
+    let list = api_get(p1.addr, "/apps/7/channels", None);
+    assert_eq!(list["channels"], json!({}), "{list}");
 }

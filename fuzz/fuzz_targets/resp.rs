@@ -6,7 +6,9 @@
 //! the same leftover) come out whether the bytes arrive whole or chunked,
 //! through the stateless `decode` or the resumable `Decoder`. `RedisConn`
 //! on the same bytes, in both modes, answers every tag exactly once (a
-//! reply, or an error once the connection is unusable or gone).
+//! reply, or an error once the connection is unusable or gone). The Pusher
+//! cluster's decoders of script replies take every decoded reply without
+//! a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -80,6 +82,19 @@ fn check(reply: &Reply, depth: usize, elements: &mut usize) {
     }
 }
 
+/// What the Pusher cluster makes of a reply: anything but a panic, and a
+/// channel list of one pair per two elements.
+fn cluster_replies(reply: &Reply) {
+    use sprocket::pusher::cluster;
+    let _ = cluster::count(reply);
+    let _ = cluster::confirmed(reply);
+    let _ = cluster::info(reply);
+    let _ = cluster::cached(reply);
+    if let (Ok(list), Reply::Array(Some(items))) = (cluster::list(reply), reply) {
+        assert_eq!(list.len() * 2, items.len());
+    }
+}
+
 /// Feeds the bytes to a connection with commands in flight, then drops the
 /// connection: every tag must have been answered exactly once.
 fn connection<'a>(mode: Mode, chunks: impl IntoIterator<Item = &'a [u8]>) {
@@ -127,6 +142,9 @@ fn connection<'a>(mode: Mode, chunks: impl IntoIterator<Item = &'a [u8]>) {
 fuzz_target!(|input: &[u8]| {
     let (sizes, wire) = split_input(input);
     let whole = stream([wire], false);
+    for reply in &whole.0 {
+        cluster_replies(reply);
+    }
     assert_eq!(
         whole,
         stream(chunks(sizes, wire), true),

@@ -17,10 +17,11 @@ use crate::clients::http::{Request as HttpRequest, Url};
 use crate::pusher::api::{self, Limits, Trigger};
 use crate::pusher::auth::{self, ApiRequest};
 use crate::pusher::channel::{Channel, Kind};
+use crate::pusher::cluster::{self as keys, ALIVE_PREFIX, Count};
 use crate::pusher::protocol::{self, ClientMessage, Member};
 use crate::pusher::{PROTOCOL, code};
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One Pusher app: its credentials and what its clients may do.
@@ -217,26 +218,50 @@ struct Cluster {
     ticks: u32,
     /// HTTP API requests waiting for a channel's members, by ticket.
     api_pending: HashMap<Ticket, PendingApi>,
+    /// The other scripts and commands waiting for their replies.
+    asked: HashMap<Ticket, Asked>,
 }
 
-/// A presence channel's info or users asked of the HTTP API, waiting for
-/// the members of the other processes.
+/// What a reply from the cluster's Redis is awaited for.
+enum Asked {
+    /// [`keys::COUNT`] after a channel's first subscriber here came or its
+    /// last went.
+    Count {
+        app: usize,
+        name: String,
+        /// It was the first subscriber here (else the last went).
+        came: bool,
+    },
+    /// [`keys::CONFIRM`] when a held `channel_vacated` is due.
+    Confirm { app: usize, name: String },
+    /// [`keys::INFO`] for `GET /apps/{id}/channels/{name}`.
+    Info {
+        conn: ConnId,
+        presence: bool,
+        info: String,
+    },
+    /// [`keys::LIST`] for `GET /apps/{id}/channels`.
+    List { conn: ConnId, info: String },
+    /// A cache channel's last event, before a subscription goes on.
+    Cache(PendingJoin),
+}
+
+/// A presence channel's users asked of the HTTP API, waiting for the
+/// members of the other processes.
 struct PendingApi {
     conn: ConnId,
     app: usize,
     name: String,
-    /// `/users` (else the channel's info).
-    users: bool,
-    info: String,
 }
 
-/// A presence subscription checked and waiting for the cluster's members.
+/// A subscription checked and waiting for the cluster: a presence
+/// channel's members, a cache channel's last event.
 struct PendingJoin {
     app: usize,
     conn: ConnId,
     name: String,
     cache: bool,
-    member: Member,
+    member: Option<Member>,
 }
 
 /// A process refreshes its liveness key this often...
@@ -253,13 +278,17 @@ fn control_topic(app: &PusherApp, channel: &str) -> String {
 /// The Redis hash of the members of `channel`: a field per process and
 /// user (`{process} {user}`), the user's info as value.
 fn members_key(app: &PusherApp, channel: &str) -> String {
-    format!("pusher-presence:{}:{channel}", app.id)
+    keys::members_key(&app.id, channel)
 }
 
 /// The liveness key of `process`.
 fn alive_key(process: &str) -> String {
-    format!("pusher-alive:{process}")
+    format!("{ALIVE_PREFIX}{process}")
 }
+
+/// A vacating key outlives the webhook's wait by this much, for a process
+/// that dies meanwhile.
+pub const VACATING_GRACE: Duration = Duration::from_secs(30);
 
 /// Webhook events are sent in batches: at most this many events...
 pub const WEBHOOK_BATCH: usize = 20;
@@ -295,6 +324,9 @@ struct Held {
     /// the key there, and this entry is then skipped when due.
     seq: u64,
     due: Instant,
+    /// A `channel_vacated` the cluster confirms when due
+    /// ([`keys::CONFIRM`]): another process's subscriber may have come.
+    confirm: bool,
 }
 
 /// How long a cache channel keeps its last event.
@@ -333,6 +365,9 @@ pub struct PusherServer {
     cluster: Option<Cluster>,
     /// Control topic to the channel's topic, by subscription.
     by_control: HashMap<Ticket, String>,
+    /// With the cluster: channels whose number of subscribers here
+    /// changed (neither to nor from none) since the last sweep wrote them.
+    dirty: HashSet<(usize, String)>,
 }
 
 /// The bus topic of `channel` of `app`.
@@ -364,6 +399,7 @@ impl PusherServer {
             seed: u64::from_le_bytes(seed) | 1,
             cluster: None,
             by_control: HashMap::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -380,6 +416,7 @@ impl PusherServer {
             checks: HashMap::new(),
             ticks: HEARTBEAT_EVERY,
             api_pending: HashMap::new(),
+            asked: HashMap::new(),
         });
         self
     }
@@ -492,7 +529,7 @@ impl PusherServer {
                         conn,
                         name: name.to_owned(),
                         cache: channel.cache,
-                        member,
+                        member: Some(member),
                     },
                 );
                 let topic = topic(app, name);
@@ -504,7 +541,137 @@ impl PusherServer {
                     }
                 }
             }
+            (None, Some(_)) if channel.cache => {
+                let pending = PendingJoin {
+                    app: c.app,
+                    conn,
+                    name: name.to_owned(),
+                    cache: true,
+                    member: None,
+                };
+                self.fetch_cached(ctx, pending);
+            }
             (member, _) => self.join(ctx, conn, name, channel.cache, member),
+        }
+    }
+
+    /// Reads a cache channel's last event from the cluster, then goes on
+    /// with the subscription; without an answer, with what is known here.
+    fn fetch_cached(&mut self, ctx: &mut Context<'_>, pending: PendingJoin) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let key = keys::cache_key(&self.apps[pending.app].id, &pending.name);
+        match ctx.redis(cluster.redis, &[b"GET", key.as_bytes()]) {
+            Some(t) => {
+                cluster.asked.insert(t, Asked::Cache(pending));
+            }
+            None => self.cached_fetched(ctx, pending, Err("Redis is not reachable".into())),
+        }
+    }
+
+    /// The cluster's last event of a cache channel came (or did not): it
+    /// replaces what this process remembers, and the subscription goes on.
+    fn cached_fetched(
+        &mut self,
+        ctx: &mut Context<'_>,
+        pending: PendingJoin,
+        last: Result<Option<String>, String>,
+    ) {
+        let topic = topic(&self.apps[pending.app], &pending.name);
+        match last {
+            Ok(Some(text)) => remember(&mut self.cached, &topic, &text, ctx.now()),
+            Ok(None) => {
+                self.cached.remove(&topic);
+            }
+            Err(why) => {
+                ctx.count("pusher_cluster", "redis_error");
+                log::warn!(
+                    "Pusher app {}: the cluster's last event of {} is unknown ({why}); this process's is used",
+                    self.apps[pending.app].id,
+                    pending.name
+                );
+            }
+        }
+        self.join(ctx, pending.conn, &pending.name, true, pending.member);
+        self.drop_if_empty(ctx, &topic);
+    }
+
+    /// Writes this process's number of subscribers of a channel to the
+    /// cluster after its first came or its last went; the reply says
+    /// whether the channel's webhooks are this process's to send.
+    fn set_count(&mut self, ctx: &mut Context<'_>, app: usize, name: &str, count: usize) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let a = &self.apps[app];
+        let wait = if a.webhook.is_some() {
+            (WEBHOOK_DEBOUNCE + VACATING_GRACE).as_millis()
+        } else {
+            0
+        };
+        let (subs, set, vacating) = (
+            keys::subs_key(&a.id, name),
+            keys::channels_key(&a.id),
+            keys::vacating_key(&a.id, name),
+        );
+        let (count_text, wait) = (count.to_string(), wait.to_string());
+        let ticket = ctx.redis(
+            cluster.redis,
+            &[
+                b"EVAL",
+                keys::COUNT.as_bytes(),
+                b"3",
+                subs.as_bytes(),
+                set.as_bytes(),
+                vacating.as_bytes(),
+                cluster.process.as_bytes(),
+                count_text.as_bytes(),
+                name.as_bytes(),
+                ALIVE_PREFIX.as_bytes(),
+                wait.as_bytes(),
+            ],
+        );
+        let name = name.to_owned();
+        match ticket {
+            Some(t) => {
+                let came = count > 0;
+                cluster.asked.insert(t, Asked::Count { app, name, came });
+            }
+            None => {
+                let guess = if count > 0 {
+                    Count::Occupied
+                } else {
+                    Count::Vacating
+                };
+                self.counted(ctx, app, &name, Err("Redis is not reachable".into()), guess);
+            }
+        }
+    }
+
+    /// The reply of [`keys::COUNT`]: the webhook it calls for. Without
+    /// one, this process's view (`guess`) decides, as without a cluster.
+    fn counted(
+        &mut self,
+        ctx: &mut Context<'_>,
+        app: usize,
+        name: &str,
+        reply: Result<Count, String>,
+        guess: Count,
+    ) {
+        let confirm = reply.is_ok();
+        let what = reply.unwrap_or_else(|why| {
+            ctx.count("pusher_cluster", "redis_error");
+            log::warn!(
+                "Pusher app {}: the cluster's subscribers of {name} are unknown ({why}); webhooks go as this process sees it",
+                self.apps[app].id
+            );
+            guess
+        });
+        match what {
+            Count::Nothing => {}
+            Count::Occupied => self.arrived(ctx, app, name, None),
+            Count::Vacating => self.departed(ctx, app, name, None, confirm),
         }
     }
 
@@ -601,8 +768,16 @@ impl PusherServer {
         };
         c.channels.push(name.to_owned());
         let app = c.app;
-        if occupied {
-            self.arrived(ctx, app, name, None);
+        if self.cluster.is_none() {
+            if occupied {
+                self.arrived(ctx, app, name, None);
+            }
+        } else if occupied {
+            // A vacating held here is called off in Redis by the script.
+            self.held_live.remove(&(app, name.to_owned(), None));
+            self.set_count(ctx, app, name, 1);
+        } else {
+            self.dirty.insert((app, name.to_owned()));
         }
         if let Some(user) = joined {
             self.arrived(ctx, app, name, Some(&user));
@@ -664,10 +839,15 @@ impl PusherServer {
             self.drop_if_empty(ctx, topic);
         }
         if let Some(user) = gone_user {
-            self.departed(ctx, app, name, Some(&user));
+            self.departed(ctx, app, name, Some(&user), false);
         }
-        if vacated {
-            self.departed(ctx, app, name, None);
+        match (vacated, self.cluster.is_some()) {
+            (true, false) => self.departed(ctx, app, name, None, false),
+            (true, true) => self.set_count(ctx, app, name, 0),
+            (false, true) => {
+                self.dirty.insert((app, name.to_owned()));
+            }
+            (false, false) => {}
         }
     }
 
@@ -853,29 +1033,75 @@ impl PusherServer {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        if let (Some(cluster), "GET", Some(rest)) = (
-            &mut self.cluster,
-            req.method.as_str(),
-            what.strip_prefix("channels/"),
-        ) {
-            let (name, users) = match rest.strip_suffix("/users") {
-                Some(name) => (name, true),
-                None => (rest, false),
-            };
-            let key = members_key(&self.apps[app], name);
-            if name.starts_with("presence-")
-                && let Some(t) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()])
-            {
-                cluster.api_pending.insert(
-                    t,
-                    PendingApi {
-                        conn,
-                        app,
-                        name: name.to_owned(),
-                        users,
-                        info: param("info").unwrap_or("").to_owned(),
-                    },
+        if let (Some(cluster), "GET") = (&mut self.cluster, req.method.as_str()) {
+            // The cluster's counts and members are in Redis: the answer
+            // waits for them (without a reply, this process's view).
+            let a = &self.apps[app];
+            let info = param("info").unwrap_or("").to_owned();
+            let (asked, ticket) = if let Some(rest) = what.strip_prefix("channels/") {
+                match rest.strip_suffix("/users") {
+                    Some(name) if name.starts_with("presence-") => {
+                        let key = members_key(a, name);
+                        let t = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]);
+                        if let Some(t) = t {
+                            let name = name.to_owned();
+                            cluster
+                                .api_pending
+                                .insert(t, PendingApi { conn, app, name });
+                            return None;
+                        }
+                        (None, None)
+                    }
+                    Some(_) => (None, None),
+                    None => {
+                        let (subs, members) = (keys::subs_key(&a.id, rest), members_key(a, rest));
+                        let asked = Asked::Info {
+                            conn,
+                            presence: rest.starts_with("presence-"),
+                            info,
+                        };
+                        let script = [
+                            b"EVAL",
+                            keys::INFO.as_bytes(),
+                            b"2",
+                            subs.as_bytes(),
+                            members.as_bytes(),
+                            ALIVE_PREFIX.as_bytes(),
+                        ];
+                        (Some(asked), ctx.redis(cluster.redis, &script))
+                    }
+                }
+            } else if what == "channels" {
+                let prefix = param("filter_by_prefix").unwrap_or("");
+                let wants_users = info.split(',').any(|i| i == "user_count");
+                if wants_users && !prefix.starts_with("presence-") {
+                    return Some(api_error(
+                        400,
+                        "info=user_count needs filter_by_prefix=presence-",
+                    ));
+                }
+                let (set, subs, members) = (
+                    keys::channels_key(&a.id),
+                    keys::subs_key(&a.id, ""),
+                    members_key(a, ""),
                 );
+                let script = [
+                    b"EVAL",
+                    keys::LIST.as_bytes(),
+                    b"1",
+                    set.as_bytes(),
+                    subs.as_bytes(),
+                    members.as_bytes(),
+                    prefix.as_bytes(),
+                    ALIVE_PREFIX.as_bytes(),
+                ];
+                let asked = Asked::List { conn, info };
+                (Some(asked), ctx.redis(cluster.redis, &script))
+            } else {
+                (None, None)
+            };
+            if let (Some(asked), Some(t)) = (asked, ticket) {
+                cluster.asked.insert(t, asked);
                 return None;
             }
         }
@@ -974,28 +1200,84 @@ impl PusherServer {
                 users.push(u);
             }
         }
-        let page = if pending.users {
-            let list: Vec<Value> = users.iter().map(|id| json!({"id": id})).collect();
-            Page::json(200, json!({ "users": list }).to_string())
-        } else {
-            let local = chan.map_or(0, |c| c.subscribers.len());
-            let mut out = Map::new();
-            for want in pending.info.split(',') {
-                match want {
-                    "subscription_count" => {
-                        out.insert(want.into(), json!(local));
-                    }
-                    "user_count" => {
-                        out.insert(want.into(), json!(users.len()));
-                    }
-                    _ => {}
-                }
-            }
-            out.insert("occupied".into(), json!(local > 0 || !users.is_empty()));
-            Page::json(200, Value::Object(out).to_string())
-        };
+        let list: Vec<Value> = users.iter().map(|id| json!({"id": id})).collect();
+        let page = Page::json(200, json!({ "users": list }).to_string());
         ctx.count("pusher_api", "ok");
         ctx.respond(pending.conn, page);
+    }
+
+    /// Answers `GET /apps/{id}/channels/{name}` with the cluster's counts
+    /// (`INFO`'s reply), or 503 without them.
+    fn answer_info(
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        presence: bool,
+        info: &str,
+        counts: Result<(u64, u64), String>,
+    ) {
+        let page = match counts {
+            Ok((subs, users)) => {
+                let mut out = Map::new();
+                for want in info.split(',') {
+                    match want {
+                        "subscription_count" => {
+                            out.insert(want.into(), json!(subs));
+                        }
+                        "user_count" if presence => {
+                            out.insert(want.into(), json!(users));
+                        }
+                        _ => {}
+                    }
+                }
+                out.insert("occupied".into(), json!(subs > 0));
+                Page::json(200, Value::Object(out).to_string())
+            }
+            Err(why) => {
+                ctx.count("pusher_cluster", "redis_error");
+                log::warn!("Pusher API: the cluster's channel counts are unknown: {why}");
+                api_error(503, "the cluster's counts are unreachable")
+            }
+        };
+        ctx.count(
+            "pusher_api",
+            if page.status == 200 { "ok" } else { "refused" },
+        );
+        ctx.respond(conn, page);
+    }
+
+    /// Answers `GET /apps/{id}/channels` with the cluster's channels
+    /// (`LIST`'s reply), or 503 without them.
+    fn answer_list(
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        info: &str,
+        channels: Result<Vec<(String, u64)>, String>,
+    ) {
+        let users = info.split(',').any(|i| i == "user_count");
+        let page = match channels {
+            Ok(list) => {
+                let mut out = Map::new();
+                for (name, n) in list {
+                    let attrs = if users {
+                        json!({ "user_count": n })
+                    } else {
+                        json!({})
+                    };
+                    out.insert(name, attrs);
+                }
+                Page::json(200, json!({ "channels": out }).to_string())
+            }
+            Err(why) => {
+                ctx.count("pusher_cluster", "redis_error");
+                log::warn!("Pusher API: the cluster's channels are unknown: {why}");
+                api_error(503, "the cluster's channels are unreachable")
+            }
+        };
+        ctx.count(
+            "pusher_api",
+            if page.status == 200 { "ok" } else { "refused" },
+        );
+        ctx.respond(conn, page);
     }
 
     /// Publishes `t` on each of its channels; the `info` asked for, per
@@ -1009,6 +1291,20 @@ impl PusherServer {
             // The names were checked when the request was decoded.
             if Channel::checked(name).cache {
                 remember(&mut self.cached, &topic, &text, ctx.now());
+                if let Some(cluster) = &self.cluster {
+                    let key = keys::cache_key(&a.id, name);
+                    let ttl = CACHE_TTL.as_secs().to_string();
+                    ctx.redis(
+                        cluster.redis,
+                        &[
+                            b"SET",
+                            key.as_bytes(),
+                            text.as_bytes(),
+                            b"EX",
+                            ttl.as_bytes(),
+                        ],
+                    );
+                }
             }
             let mut event = Event::raw(topic.clone(), text);
             event.exclude.extend(t.socket_id.clone());
@@ -1137,8 +1433,16 @@ impl PusherServer {
         self.hook(ctx, app, event);
     }
 
-    /// The leaving counterpart: held back for [`WEBHOOK_DEBOUNCE`].
-    fn departed(&mut self, ctx: &mut Context<'_>, app: usize, channel: &str, user: Option<&str>) {
+    /// The leaving counterpart: held back for [`WEBHOOK_DEBOUNCE`], then
+    /// sent (or, with `confirm`, sent if the cluster confirms it).
+    fn departed(
+        &mut self,
+        ctx: &mut Context<'_>,
+        app: usize,
+        channel: &str,
+        user: Option<&str>,
+        confirm: bool,
+    ) {
         if self.apps[app].webhook.is_some() {
             self.held_seq += 1;
             let key = (app, channel.to_owned(), user.map(str::to_owned));
@@ -1147,6 +1451,7 @@ impl PusherServer {
                 key,
                 seq: self.held_seq,
                 due: ctx.now() + WEBHOOK_DEBOUNCE,
+                confirm,
             });
         }
     }
@@ -1163,11 +1468,99 @@ impl PusherServer {
             }
             self.held_live.remove(&h.key);
             let (app, channel, user) = h.key;
+            if h.confirm {
+                self.confirm_vacated(ctx, app, channel);
+                continue;
+            }
             let event = match user {
                 None => json!({"name": "channel_vacated", "channel": channel}),
                 Some(u) => json!({"name": "member_removed", "channel": channel, "user_id": u}),
             };
             self.hook(ctx, app, event);
+        }
+    }
+
+    /// Writes the numbers of subscribers here that changed since the last
+    /// sweep (those that came to or from none were written then).
+    fn write_counts(&mut self, ctx: &mut Context<'_>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        for (app, name) in self.dirty.drain() {
+            let a = &self.apps[app];
+            let Some(chan) = self.channels.get(&topic(a, &name)) else {
+                continue;
+            };
+            if chan.subscribers.is_empty() {
+                continue;
+            }
+            let key = keys::subs_key(&a.id, &name);
+            let n = chan.subscribers.len().to_string();
+            ctx.redis(
+                cluster.redis,
+                &[
+                    b"HSET",
+                    key.as_bytes(),
+                    cluster.process.as_bytes(),
+                    n.as_bytes(),
+                ],
+            );
+        }
+    }
+
+    /// Asks the cluster whether a held `channel_vacated` still stands.
+    fn confirm_vacated(&mut self, ctx: &mut Context<'_>, app: usize, name: String) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let a = &self.apps[app];
+        let (subs, vacating) = (
+            keys::subs_key(&a.id, &name),
+            keys::vacating_key(&a.id, &name),
+        );
+        let ticket = ctx.redis(
+            cluster.redis,
+            &[
+                b"EVAL",
+                keys::CONFIRM.as_bytes(),
+                b"2",
+                subs.as_bytes(),
+                vacating.as_bytes(),
+                cluster.process.as_bytes(),
+                ALIVE_PREFIX.as_bytes(),
+            ],
+        );
+        match ticket {
+            Some(t) => {
+                cluster.asked.insert(t, Asked::Confirm { app, name });
+            }
+            None => self.vacated(ctx, app, &name, Err("Redis is not reachable".into())),
+        }
+    }
+
+    /// The cluster's answer to [`Self::confirm_vacated`]; without one the
+    /// webhook goes, as this process saw the channel vacated.
+    fn vacated(
+        &mut self,
+        ctx: &mut Context<'_>,
+        app: usize,
+        name: &str,
+        reply: Result<bool, String>,
+    ) {
+        let send = reply.unwrap_or_else(|why| {
+            ctx.count("pusher_cluster", "redis_error");
+            log::warn!(
+                "Pusher app {}: whether {name} is vacated everywhere is unknown ({why}); channel_vacated goes",
+                self.apps[app].id
+            );
+            true
+        });
+        if send {
+            self.hook(
+                ctx,
+                app,
+                json!({"name": "channel_vacated", "channel": name}),
+            );
         }
     }
 
@@ -1307,13 +1700,10 @@ impl PusherServer {
                 self.by_control.insert(t, topic.clone());
             }
         }
-        self.join(
-            ctx,
-            pending.conn,
-            &pending.name,
-            pending.cache,
-            Some(pending.member),
-        );
+        if pending.cache {
+            return self.fetch_cached(ctx, pending);
+        }
+        self.join(ctx, pending.conn, &pending.name, false, pending.member);
         self.drop_if_empty(ctx, &topic);
     }
 
@@ -1670,6 +2060,7 @@ impl Application for PusherServer {
         if Some(timer) == self.sweep {
             self.check_activity(ctx);
             self.release_held(ctx);
+            self.write_counts(ctx);
             if let Some(cluster) = &mut self.cluster {
                 cluster.ticks += 1;
                 if cluster.ticks >= HEARTBEAT_EVERY {
@@ -1712,6 +2103,36 @@ impl Application for PusherServer {
                     Err(e) => Err(e.to_string()),
                 };
                 return self.answer_api(ctx, pending, members);
+            }
+            if let Some(asked) = cluster.asked.remove(&ticket) {
+                let reply = result.as_ref().map_err(|e| e.to_string());
+                return match asked {
+                    Asked::Count { app, name, came } => {
+                        let count = reply.and_then(keys::count);
+                        let guess = if came {
+                            Count::Occupied
+                        } else {
+                            Count::Vacating
+                        };
+                        self.counted(ctx, app, &name, count, guess)
+                    }
+                    Asked::Confirm { app, name } => {
+                        let confirmed = reply.and_then(keys::confirmed);
+                        self.vacated(ctx, app, &name, confirmed)
+                    }
+                    Asked::Info {
+                        conn,
+                        presence,
+                        info,
+                    } => Self::answer_info(ctx, conn, presence, &info, reply.and_then(keys::info)),
+                    Asked::List { conn, info } => {
+                        Self::answer_list(ctx, conn, &info, reply.and_then(keys::list))
+                    }
+                    Asked::Cache(pending) => {
+                        let last = reply.and_then(keys::cached);
+                        self.cached_fetched(ctx, pending, last)
+                    }
+                };
             }
             if let Some(process) = cluster.checks.remove(&ticket)
                 && let Ok(crate::clients::resp::Reply::Integer(0)) = result

@@ -7,6 +7,8 @@
 //! - [`auth`]: the HMAC-SHA256 signatures of channel authorisation, user
 //!   sign-in, the HTTP API and webhooks, checked in constant time.
 //! - [`api`]: the bodies of the HTTP API's event triggers.
+//! - [`cluster`]: what processes sharing apps through Redis keep there,
+//!   the Lua scripts that change and read it, and their replies.
 //!
 //! Nothing here does I/O or keeps connection state; the application that
 //! serves `/app/{key}` (and the HTTP API) builds on these.
@@ -14,6 +16,7 @@
 pub mod api;
 pub mod auth;
 pub mod channel;
+pub mod cluster;
 pub mod protocol;
 
 /// The error codes a server closes with or reports in `pusher:error`, and
