@@ -384,7 +384,11 @@ fn an_app_keeps_its_own_origins_and_client_event_setting() {
 /// POSTs a signed trigger of `data` to app `id` (key and secret given).
 fn trigger(s: &TestServer, id: &str, key: &str, secret: &str, data: &str) -> String {
     let body = json!({"name": "e", "channel": "c", "data": data}).to_string();
-    let path = format!("/apps/{id}/events");
+    post_signed(s, key, secret, &format!("/apps/{id}/events"), &body)
+}
+
+/// POSTs `body` to `path`, signed with `key` and `secret`.
+fn post_signed(s: &TestServer, key: &str, secret: &str, path: &str, body: &str) -> String {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -482,4 +486,47 @@ fn each_app_has_its_own_limits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(others);
+}
+
+#[test]
+fn trigger_answers_carry_the_attributes_asked_of_each_channel() {
+    let s = server(PusherLimits::default());
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (mut c, _) = connect(&s);
+        send(
+            &mut c,
+            json!({"event": "pusher:subscribe", "data": {"channel": "room"}}),
+        );
+        assert_eq!(
+            next(&mut c)["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        held.push(c);
+    }
+    let body_of = |r: String| json_of(r.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    // One event: per channel; user_count is for presence channels only.
+    let one = json!({"name": "e", "channels": ["room", "empty"], "data": "1",
+                     "info": "subscription_count,user_count"});
+    let r = post_signed(&s, KEY, SECRET, "/apps/7/events", &one.to_string());
+    assert_eq!(
+        body_of(r),
+        json!({"channels": {"room": {"subscription_count": 2}, "empty": {"subscription_count": 0}}})
+    );
+    // A batch: the attributes of each event's channel, {} without info.
+    let batch = json!({"batch": [
+        {"name": "e", "channel": "room", "data": "1", "info": "subscription_count"},
+        {"name": "e", "channel": "room", "data": "2"},
+        {"name": "e", "channel": "presence-x", "data": "3", "info": "user_count"},
+    ]});
+    let r = post_signed(&s, KEY, SECRET, "/apps/7/batch_events", &batch.to_string());
+    assert_eq!(
+        body_of(r),
+        json!({"batch": [{"subscription_count": 2}, {}, {"user_count": 0}]})
+    );
+    // Without info: {}.
+    let plain = json!({"name": "e", "channel": "room", "data": "1"});
+    let r = post_signed(&s, KEY, SECRET, "/apps/7/events", &plain.to_string());
+    assert_eq!(body_of(r), json!({}));
+    drop(held);
 }

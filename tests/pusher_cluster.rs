@@ -315,12 +315,16 @@ fn subscribe(addr: SocketAddr, channel: &str) -> (Client, Option<Value>) {
 /// A signed trigger of event `e` with `data` on `channel`, through `addr`.
 fn trigger(addr: SocketAddr, channel: &str, data: &str) {
     let body = json!({"name": "e", "channel": channel, "data": data}).to_string();
+    post(addr, "/apps/7/events", &body);
+}
+
+/// A signed POST of `body` to `path`: the JSON answered.
+fn post(addr: SocketAddr, path: &str, body: &str) -> Value {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let md5 = auth::body_md5(body.as_bytes());
-    let path = "/apps/7/events";
     let query = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
     let sig = auth::sign(SECRET, &[format!("POST\n{path}\n{query}").as_bytes()]);
     let raw = format!(
@@ -329,6 +333,7 @@ fn trigger(addr: SocketAddr, channel: &str, data: &str) {
     );
     let resp = http_exchange(addr, raw.as_bytes());
     assert_eq!(status_of(&resp), 200, "{resp}");
+    json_of(resp.split_once("\r\n\r\n").map_or("", |(_, b)| b))
 }
 
 fn subscription_count(addr: SocketAddr, channel: &str) -> (Value, Value) {
@@ -367,6 +372,17 @@ fn counts_channels_cache_and_webhooks_are_the_clusters() {
     assert_eq!(
         subscription_count(p1.addr, "nobody"),
         (json!(0), json!(false))
+    );
+    // A trigger's info counts the cluster's subscribers too.
+    let one = json!({"name": "e", "channel": "room", "data": "x", "info": "subscription_count"});
+    assert_eq!(
+        post(p1.addr, "/apps/7/events", &one.to_string()),
+        json!({"channels": {"room": {"subscription_count": 3}}})
+    );
+    let batch = json!({"batch": [one, {"name": "e", "channel": "only-on-2", "data": "y"}]});
+    assert_eq!(
+        post(p1.addr, "/apps/7/batch_events", &batch.to_string()),
+        json!({"batch": [{"subscription_count": 3}, {}]})
     );
     assert_eq!(
         hooks_of(&hooks, "room", Duration::from_millis(500)),
@@ -439,4 +455,59 @@ fn counts_channels_cache_and_webhooks_are_the_clusters() {
     );
     let list = api_get(p1.addr, "/apps/7/channels", None);
     assert_eq!(list["channels"], json!({}), "{list}");
+}
+
+#[test]
+fn a_redis_outage_delays_nothing_for_long_and_is_answered() {
+    let mut redis = RedisServer::start(None);
+    let url = redis.url("", 0);
+    let (hook, hooks) = webhook_endpoint();
+    let p = node_with_webhook(&url, &hook);
+    settle();
+    redis.kill();
+    settle();
+    // A cache channel's subscription waits for Redis at most a few
+    // seconds, then goes on with this process's view: a cache miss.
+    let asked = Instant::now();
+    let (c, after) = subscribe(p.addr, "cache-x");
+    assert_eq!(after.unwrap()["event"], "pusher:cache_miss");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The occupied webhook goes as this process sees it.
+    let mut sent = hooks_of(&hooks, "cache-x", Duration::from_secs(5));
+    sent.sort();
+    assert_eq!(sent, ["cache_miss", "channel_occupied"]);
+    // The channel's counts cannot be known: 503 with a reason, soon.
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (path, query) = (
+        "/apps/7/channels/cache-x",
+        format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0"),
+    );
+    let sig = auth::sign(SECRET, &[format!("GET\n{path}\n{query}").as_bytes()]);
+    let raw = format!("GET {path}?{query}&auth_signature={sig} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let asked = Instant::now();
+    let resp = http_exchange(p.addr, raw.as_bytes());
+    assert_eq!(status_of(&resp), 503, "{resp}");
+    assert!(
+        resp.contains("the cluster's counts are unreachable"),
+        "{resp}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    // A trigger still publishes and answers, with this process's counts.
+    let one = json!({"name": "e", "channel": "cache-x", "data": "x", "info": "subscription_count"});
+    assert_eq!(
+        post(p.addr, "/apps/7/events", &one.to_string()),
+        json!({"channels": {"cache-x": {"subscription_count": 1}}})
+    );
+    drop(c);
 }

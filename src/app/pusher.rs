@@ -14,6 +14,7 @@ use super::{Application, ConnId, ConnMap, ConnSet, Context, Http, Message, Page,
 use super::{RedisId, Ticket, TimerId};
 use crate::bus::Event;
 use crate::clients::http::{Request as HttpRequest, Url};
+use crate::clients::resp::Reply as RespReply;
 use crate::pusher::api::{self, Limits, Trigger};
 use crate::pusher::auth::{self, ApiRequest};
 use crate::pusher::channel::{Channel, Kind};
@@ -220,6 +221,23 @@ struct Cluster {
     api_pending: HashMap<Ticket, PendingApi>,
     /// The other scripts and commands waiting for their replies.
     asked: HashMap<Ticket, Asked>,
+    /// Triggers whose answers wait for the cluster's counts, by number.
+    triggers: HashMap<u64, PendingTrigger>,
+    next_trigger: u64,
+    /// When each of `pending`, `api_pending` and `asked` was asked.
+    since: HashMap<Ticket, Instant>,
+}
+
+/// A trigger published, its answer waiting for the cluster's counts of
+/// the channels its `info` asks about.
+struct PendingTrigger {
+    conn: ConnId,
+    app: usize,
+    events: Vec<Trigger>,
+    batch: bool,
+    counts: HashMap<String, (u64, u64)>,
+    /// Counts still to come.
+    left: usize,
 }
 
 /// What a reply from the cluster's Redis is awaited for.
@@ -237,9 +255,11 @@ enum Asked {
     /// [`keys::INFO`] for `GET /apps/{id}/channels/{name}`.
     Info {
         conn: ConnId,
-        presence: bool,
+        name: String,
         info: String,
     },
+    /// [`keys::INFO`] for one channel of a trigger's answer.
+    TriggerInfo { id: u64, name: String },
     /// [`keys::LIST`] for `GET /apps/{id}/channels`.
     List { conn: ConnId, info: String },
     /// A cache channel's last event, before a subscription goes on.
@@ -285,6 +305,11 @@ fn members_key(app: &PusherApp, channel: &str) -> String {
 fn alive_key(process: &str) -> String {
     format!("{ALIVE_PREFIX}{process}")
 }
+
+/// How long a subscription, an API request or a webhook decision waits
+/// for the cluster's Redis before it goes on without (with this
+/// process's view, or 503).
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(2);
 
 /// A vacating key outlives the webhook's wait by this much, for a process
 /// that dies meanwhile.
@@ -417,6 +442,9 @@ impl PusherServer {
             ticks: HEARTBEAT_EVERY,
             api_pending: HashMap::new(),
             asked: HashMap::new(),
+            triggers: HashMap::new(),
+            next_trigger: 0,
+            since: HashMap::new(),
         });
         self
     }
@@ -522,6 +550,7 @@ impl PusherServer {
                 let Some(ticket) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]) else {
                     return refuse(ctx, "Unavailable", "the cluster state is unreachable", 503);
                 };
+                cluster.since.insert(ticket, ctx.now());
                 cluster.pending.insert(
                     ticket,
                     PendingJoin {
@@ -564,6 +593,7 @@ impl PusherServer {
         let key = keys::cache_key(&self.apps[pending.app].id, &pending.name);
         match ctx.redis(cluster.redis, &[b"GET", key.as_bytes()]) {
             Some(t) => {
+                cluster.since.insert(t, ctx.now());
                 cluster.asked.insert(t, Asked::Cache(pending));
             }
             None => self.cached_fetched(ctx, pending, Err("Redis is not reachable".into())),
@@ -636,6 +666,7 @@ impl PusherServer {
         match ticket {
             Some(t) => {
                 let came = count > 0;
+                cluster.since.insert(t, ctx.now());
                 cluster.asked.insert(t, Asked::Count { app, name, came });
             }
             None => {
@@ -1045,6 +1076,7 @@ impl PusherServer {
                         let t = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]);
                         if let Some(t) = t {
                             let name = name.to_owned();
+                            cluster.since.insert(t, ctx.now());
                             cluster
                                 .api_pending
                                 .insert(t, PendingApi { conn, app, name });
@@ -1057,7 +1089,7 @@ impl PusherServer {
                         let (subs, members) = (keys::subs_key(&a.id, rest), members_key(a, rest));
                         let asked = Asked::Info {
                             conn,
-                            presence: rest.starts_with("presence-"),
+                            name: rest.to_owned(),
                             info,
                         };
                         let script = [
@@ -1101,30 +1133,28 @@ impl PusherServer {
                 (None, None)
             };
             if let (Some(asked), Some(t)) = (asked, ticket) {
+                cluster.since.insert(t, ctx.now());
                 cluster.asked.insert(t, asked);
                 return None;
             }
         }
         let page = match (req.method.as_str(), what) {
-            ("POST", "events") => match api::parse_trigger(&req.body, &self.apps[app].limits.api) {
-                Ok(t) => {
-                    let info = self.trigger(ctx, app, &t);
-                    Page::json(200, info.to_string())
-                }
-                Err(e) => api_error(e.status, &e.reason),
-            },
-            ("POST", "batch_events") => {
-                match api::parse_batch(&req.body, &self.apps[app].limits.api) {
-                    Ok(batch) => {
-                        let results: Vec<Value> =
-                            batch.iter().map(|t| self.trigger(ctx, app, t)).collect();
-                        let any_info = batch.iter().any(|t| t.info.is_some());
-                        if any_info {
-                            Page::json(200, json!({"batch": results}).to_string())
-                        } else {
-                            Page::json(200, "{}")
+            ("POST", "events" | "batch_events") => {
+                let limits = &self.apps[app].limits.api;
+                let batch = what == "batch_events";
+                let parsed = if batch {
+                    api::parse_batch(&req.body, limits)
+                } else {
+                    api::parse_trigger(&req.body, limits).map(|t| vec![t])
+                };
+                match parsed {
+                    Ok(events) => match self.triggered(ctx, conn, app, events, batch) {
+                        Some(page) => page,
+                        None => {
+                            ctx.count("pusher_api", "ok");
+                            return None;
                         }
-                    }
+                    },
                     Err(e) => api_error(e.status, &e.reason),
                 }
             }
@@ -1211,24 +1241,13 @@ impl PusherServer {
     fn answer_info(
         ctx: &mut Context<'_>,
         conn: ConnId,
-        presence: bool,
+        name: &str,
         info: &str,
         counts: Result<(u64, u64), String>,
     ) {
         let page = match counts {
             Ok((subs, users)) => {
-                let mut out = Map::new();
-                for want in info.split(',') {
-                    match want {
-                        "subscription_count" => {
-                            out.insert(want.into(), json!(subs));
-                        }
-                        "user_count" if presence => {
-                            out.insert(want.into(), json!(users));
-                        }
-                        _ => {}
-                    }
-                }
+                let mut out = attributes(name, info, subs, users);
                 out.insert("occupied".into(), json!(subs > 0));
                 Page::json(200, Value::Object(out).to_string())
             }
@@ -1280,11 +1299,9 @@ impl PusherServer {
         ctx.respond(conn, page);
     }
 
-    /// Publishes `t` on each of its channels; the `info` asked for, per
-    /// channel (as far as this process knows).
-    fn trigger(&mut self, ctx: &mut Context<'_>, app: usize, t: &Trigger) -> Value {
+    /// Publishes `t` on each of its channels.
+    fn trigger(&mut self, ctx: &mut Context<'_>, app: usize, t: &Trigger) {
         let a = &self.apps[app];
-        let mut channels = Map::new();
         for name in &t.channels {
             let text = protocol::channel_message(name, &t.name, &t.data);
             let topic = topic(a, name);
@@ -1310,32 +1327,129 @@ impl PusherServer {
             event.exclude.extend(t.socket_id.clone());
             ctx.publish(event);
             ctx.count("pusher_events", "triggered");
-            if let Some(info) = &t.info {
-                channels.insert(name.clone(), self.info_of(&topic, info));
-            }
-        }
-        if t.info.is_some() {
-            json!({"channels": channels})
-        } else {
-            json!({})
         }
     }
 
-    fn info_of(&self, topic: &str, info: &str) -> Value {
-        let chan = self.channels.get(topic);
-        let mut out = Map::new();
-        for want in info.split(',') {
-            match want {
-                "subscription_count" => {
-                    out.insert(want.into(), json!(chan.map_or(0, |c| c.subscribers.len())));
-                }
-                "user_count" => {
-                    out.insert(want.into(), json!(chan.map_or(0, Chan::member_count)));
-                }
-                _ => {}
+    /// Publishes the events of a trigger (`batch`: of `batch_events`) and
+    /// answers with the channel attributes their `info` asks for: at once
+    /// from this process's counts, or, with the cluster, once its counts
+    /// came (`None`).
+    fn triggered(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        app: usize,
+        events: Vec<Trigger>,
+        batch: bool,
+    ) -> Option<Page> {
+        for t in &events {
+            self.trigger(ctx, app, t);
+        }
+        let asked: HashSet<String> = events
+            .iter()
+            .filter(|t| t.info.is_some())
+            .flat_map(|t| t.channels.iter().cloned())
+            .collect();
+        let mut pending = PendingTrigger {
+            conn,
+            app,
+            events,
+            batch,
+            counts: HashMap::new(),
+            left: 0,
+        };
+        let Some(cluster) = &mut self.cluster else {
+            return Some(self.trigger_page(&pending));
+        };
+        let id = cluster.next_trigger;
+        cluster.next_trigger += 1;
+        let a = &self.apps[app];
+        for name in asked {
+            let (subs, members) = (keys::subs_key(&a.id, &name), members_key(a, &name));
+            let script = [
+                b"EVAL",
+                keys::INFO.as_bytes(),
+                b"2",
+                subs.as_bytes(),
+                members.as_bytes(),
+                ALIVE_PREFIX.as_bytes(),
+            ];
+            if let Some(t) = ctx.redis(cluster.redis, &script) {
+                cluster.since.insert(t, ctx.now());
+                cluster.asked.insert(t, Asked::TriggerInfo { id, name });
+                pending.left += 1;
             }
         }
-        Value::Object(out)
+        if pending.left == 0 {
+            // Nothing asked (or not one request could be sent): this
+            // process's counts.
+            return Some(self.trigger_page(&pending));
+        }
+        cluster.triggers.insert(id, pending);
+        None
+    }
+
+    /// The cluster's counts of one channel of a trigger waiting (without
+    /// them, this process's); the answer once the last came.
+    fn trigger_counted(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: u64,
+        name: String,
+        counts: Result<(u64, u64), String>,
+    ) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let Some(pending) = cluster.triggers.get_mut(&id) else {
+            return;
+        };
+        match counts {
+            Ok(c) => {
+                pending.counts.insert(name, c);
+            }
+            Err(why) => {
+                ctx.count("pusher_cluster", "redis_error");
+                log::warn!(
+                    "Pusher API: the cluster's counts of {name} are unknown ({why}); this process's are answered"
+                );
+            }
+        }
+        pending.left -= 1;
+        if pending.left > 0 {
+            return;
+        }
+        if let Some(pending) = cluster.triggers.remove(&id) {
+            let page = self.trigger_page(&pending);
+            ctx.respond(pending.conn, page);
+        }
+    }
+
+    /// The answer of a trigger from the counts gathered, this process's
+    /// for those missing.
+    fn trigger_page(&self, pending: &PendingTrigger) -> Page {
+        let a = &self.apps[pending.app];
+        let answer = trigger_answer(&pending.events, pending.batch, |name| {
+            pending
+                .counts
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| self.local_counts(&topic(a, name)))
+        });
+        Page::json(200, answer.to_string())
+    }
+
+    /// This process's subscribers and presence members (with those it
+    /// knows of on other processes) of the channel `topic`.
+    fn local_counts(&self, topic: &str) -> (u64, u64) {
+        self.channels.get(topic).map_or((0, 0), |c| {
+            (c.subscribers.len() as u64, c.member_count() as u64)
+        })
+    }
+
+    fn info_of(&self, topic: &str, name: &str, info: &str) -> Value {
+        let (subs, users) = self.local_counts(topic);
+        Value::Object(attributes(name, info, subs, users))
     }
 
     fn channel_list(&self, app: usize, prefix: &str, info: &str) -> Value {
@@ -1348,7 +1462,7 @@ impl PusherServer {
             if chan.subscribers.is_empty() || !name.starts_with(prefix) {
                 continue;
             }
-            channels.insert(name.to_owned(), self.info_of(topic, info));
+            channels.insert(name.to_owned(), self.info_of(topic, name, info));
         }
         json!({ "channels": channels })
     }
@@ -1359,7 +1473,7 @@ impl PusherServer {
             .channels
             .get(&topic)
             .is_some_and(|c| !c.subscribers.is_empty());
-        let mut out = match self.info_of(&topic, info) {
+        let mut out = match self.info_of(&topic, name, info) {
             Value::Object(m) => m,
             _ => Map::new(),
         };
@@ -1532,6 +1646,7 @@ impl PusherServer {
         );
         match ticket {
             Some(t) => {
+                cluster.since.insert(t, ctx.now());
                 cluster.asked.insert(t, Asked::Confirm { app, name });
             }
             None => self.vacated(ctx, app, &name, Err("Redis is not reachable".into())),
@@ -1807,6 +1922,83 @@ impl PusherServer {
         }
     }
 
+    /// A reply from the cluster's Redis, or `Err` when it failed or did
+    /// not come within [`CLUSTER_WAIT`]: what was waiting for it goes on.
+    fn cluster_answer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        ticket: Ticket,
+        result: Result<&RespReply, String>,
+    ) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.since.remove(&ticket);
+        if let Some(pending) = cluster.pending.remove(&ticket) {
+            let members = result.and_then(|r| members_of(r, &cluster.process));
+            return self.joined_cluster(ctx, pending, members);
+        }
+        if let Some(pending) = cluster.api_pending.remove(&ticket) {
+            let members = result.and_then(|r| members_of(r, &cluster.process));
+            return self.answer_api(ctx, pending, members);
+        }
+        if let Some(asked) = cluster.asked.remove(&ticket) {
+            return match asked {
+                Asked::Count { app, name, came } => {
+                    let count = result.and_then(keys::count);
+                    let guess = if came {
+                        Count::Occupied
+                    } else {
+                        Count::Vacating
+                    };
+                    self.counted(ctx, app, &name, count, guess)
+                }
+                Asked::Confirm { app, name } => {
+                    let confirmed = result.and_then(keys::confirmed);
+                    self.vacated(ctx, app, &name, confirmed)
+                }
+                Asked::Info { conn, name, info } => {
+                    Self::answer_info(ctx, conn, &name, &info, result.and_then(keys::info))
+                }
+                Asked::TriggerInfo { id, name } => {
+                    let counts = result.and_then(keys::info);
+                    self.trigger_counted(ctx, id, name, counts)
+                }
+                Asked::List { conn, info } => {
+                    Self::answer_list(ctx, conn, &info, result.and_then(keys::list))
+                }
+                Asked::Cache(pending) => {
+                    let last = result.and_then(keys::cached);
+                    self.cached_fetched(ctx, pending, last)
+                }
+            };
+        }
+        if let Some(process) = cluster.checks.remove(&ticket)
+            && let Ok(RespReply::Integer(0)) = result
+        {
+            self.purge(ctx, &process);
+        }
+    }
+
+    /// Whatever waits for Redis longer than [`CLUSTER_WAIT`] goes on
+    /// without it (a late reply is then ignored).
+    fn expire_waits(&mut self, ctx: &mut Context<'_>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let now = ctx.now();
+        let late: Vec<Ticket> = cluster
+            .since
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) >= CLUSTER_WAIT)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in late {
+            let why = format!("Redis did not answer within {CLUSTER_WAIT:?}");
+            self.cluster_answer(ctx, t, Err(why));
+        }
+    }
+
     /// Leaves every channel of a connection that is going.
     fn forget(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
         let Some(c) = self.conns.remove(conn) else {
@@ -1905,6 +2097,64 @@ fn members_of(
         out.push((process.to_owned(), user.to_owned(), info));
     }
     Ok(out)
+}
+
+/// The attributes `info` asks for (`subscription_count`, and
+/// `user_count` of presence channels) of the channel `name`.
+fn attributes(name: &str, info: &str, subs: u64, users: u64) -> Map<String, Value> {
+    let mut out = Map::new();
+    for want in info.split(',') {
+        match want {
+            "subscription_count" => {
+                out.insert(want.into(), json!(subs));
+            }
+            "user_count" if name.starts_with("presence-") => {
+                out.insert(want.into(), json!(users));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A trigger's answer: `{"channels": {name: attributes}}` for one event
+/// with `info`, `{"batch": [attributes, ...]}` for a batch with any
+/// (`{}` for an event without), else `{}`; `counts` gives a channel's
+/// (subscribers, users).
+fn trigger_answer(
+    events: &[Trigger],
+    batch: bool,
+    mut counts: impl FnMut(&str) -> (u64, u64),
+) -> Value {
+    let mut attrs = |name: &str, info: &str| {
+        let (subs, users) = counts(name);
+        Value::Object(attributes(name, info, subs, users))
+    };
+    if batch {
+        if events.iter().all(|t| t.info.is_none()) {
+            return json!({});
+        }
+        let list: Vec<Value> = events
+            .iter()
+            .map(|t| match (&t.info, t.channels.first()) {
+                (Some(info), Some(name)) => attrs(name, info),
+                _ => json!({}),
+            })
+            .collect();
+        return json!({ "batch": list });
+    }
+    let Some(t) = events.first() else {
+        return json!({});
+    };
+    let Some(info) = &t.info else {
+        return json!({});
+    };
+    let channels: Map<String, Value> = t
+        .channels
+        .iter()
+        .map(|name| (name.clone(), attrs(name, info)))
+        .collect();
+    json!({ "channels": channels })
 }
 
 fn api_error(status: u16, reason: &str) -> Page {
@@ -2061,6 +2311,7 @@ impl Application for PusherServer {
             self.check_activity(ctx);
             self.release_held(ctx);
             self.write_counts(ctx);
+            self.expire_waits(ctx);
             if let Some(cluster) = &mut self.cluster {
                 cluster.ticks += 1;
                 if cluster.ticks >= HEARTBEAT_EVERY {
@@ -2088,58 +2339,10 @@ impl Application for PusherServer {
             return;
         }
         if let Reply::Redis(result) = &reply
-            && let Some(cluster) = &mut self.cluster
+            && self.cluster.is_some()
         {
-            if let Some(pending) = cluster.pending.remove(&ticket) {
-                let members = match result {
-                    Ok(r) => members_of(r, &cluster.process),
-                    Err(e) => Err(e.to_string()),
-                };
-                return self.joined_cluster(ctx, pending, members);
-            }
-            if let Some(pending) = cluster.api_pending.remove(&ticket) {
-                let members = match result {
-                    Ok(r) => members_of(r, &cluster.process),
-                    Err(e) => Err(e.to_string()),
-                };
-                return self.answer_api(ctx, pending, members);
-            }
-            if let Some(asked) = cluster.asked.remove(&ticket) {
-                let reply = result.as_ref().map_err(|e| e.to_string());
-                return match asked {
-                    Asked::Count { app, name, came } => {
-                        let count = reply.and_then(keys::count);
-                        let guess = if came {
-                            Count::Occupied
-                        } else {
-                            Count::Vacating
-                        };
-                        self.counted(ctx, app, &name, count, guess)
-                    }
-                    Asked::Confirm { app, name } => {
-                        let confirmed = reply.and_then(keys::confirmed);
-                        self.vacated(ctx, app, &name, confirmed)
-                    }
-                    Asked::Info {
-                        conn,
-                        presence,
-                        info,
-                    } => Self::answer_info(ctx, conn, presence, &info, reply.and_then(keys::info)),
-                    Asked::List { conn, info } => {
-                        Self::answer_list(ctx, conn, &info, reply.and_then(keys::list))
-                    }
-                    Asked::Cache(pending) => {
-                        let last = reply.and_then(keys::cached);
-                        self.cached_fetched(ctx, pending, last)
-                    }
-                };
-            }
-            if let Some(process) = cluster.checks.remove(&ticket)
-                && let Ok(crate::clients::resp::Reply::Integer(0)) = result
-            {
-                self.purge(ctx, &process);
-            }
-            return;
+            let result = result.as_ref().map_err(|e| e.to_string());
+            return self.cluster_answer(ctx, ticket, result);
         }
         let Reply::Bus(event) = reply else {
             return;
