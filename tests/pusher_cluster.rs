@@ -511,3 +511,29 @@ fn a_redis_outage_delays_nothing_for_long_and_is_answered() {
     );
     drop(c);
 }
+
+#[test]
+fn an_apps_connection_quota_counts_every_process() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("", 0);
+    let app = format!(r#"{{ id = "7", key = "{KEY}", secret = "{SECRET}", max-connections = 2 }}"#);
+    let spawn = || binary::spawn(BIN.as_ref(), &["--bus", &url, "--pusher-app", &app], &[]);
+    let (p1, p2) = (spawn(), spawn());
+    let hello = |addr: SocketAddr| {
+        let mut c = Client::connect(addr, &format!("/app/{KEY}?protocol=7"), &[]);
+        let m = next(&mut c);
+        (c, m)
+    };
+    let (_a, m) = hello(p1.addr);
+    assert_eq!(m["event"], "pusher:connection_established", "{m}");
+    let (_b, m) = hello(p2.addr);
+    assert_eq!(m["event"], "pusher:connection_established", "{m}");
+    // Each process learns the other's count within a second or two.
+    std::thread::sleep(Duration::from_millis(2500));
+    for addr in [p1.addr, p2.addr] {
+        let (mut c, m) = hello(addr);
+        assert_eq!(m["event"], "pusher:error", "{addr}: {m}");
+        assert_eq!(m["data"]["code"], 4004, "{addr}: {m}");
+        c.answer_close(4004);
+    }
+}

@@ -90,6 +90,7 @@ fn cluster_replies(reply: &Reply) {
     let _ = cluster::confirmed(reply);
     let _ = cluster::info(reply);
     let _ = cluster::cached(reply);
+    let _ = cluster::others(reply);
     if let (Ok(list), Reply::Array(Some(items))) = (cluster::list(reply), reply) {
         assert_eq!(list.len() * 2, items.len());
     }

@@ -250,6 +250,8 @@ enum Asked {
         /// It was the first subscriber here (else the last went).
         came: bool,
     },
+    /// [`keys::CONNS`] for an app with a connection quota.
+    Conns { app: usize },
     /// [`keys::CONFIRM`] when a held `channel_vacated` is due.
     Confirm { app: usize, name: String },
     /// [`keys::INFO`] for `GET /apps/{id}/channels/{name}`.
@@ -364,8 +366,10 @@ pub const MAX_CACHED: usize = 10_000;
 /// Serves the Pusher protocol for a set of apps.
 pub struct PusherServer {
     apps: Vec<PusherApp>,
-    /// Open connections of each app (by index into `apps`).
+    /// Open connections of each app (by index into `apps`), here and,
+    /// with the cluster, on the other processes (as of the last sweep).
     open: Vec<usize>,
+    open_elsewhere: Vec<usize>,
     conns: ConnMap<Conn>,
     /// By topic (`pusher/{app id}/{channel}`).
     channels: HashMap<String, Chan>,
@@ -408,6 +412,7 @@ impl PusherServer {
         let batches = vec![Vec::new(); apps.len()];
         PusherServer {
             open: vec![0; apps.len()],
+            open_elsewhere: vec![0; apps.len()],
             apps,
             conns: ConnMap::new(),
             channels: HashMap::new(),
@@ -1595,11 +1600,31 @@ impl PusherServer {
     }
 
     /// Writes the numbers of subscribers here that changed since the last
-    /// sweep (those that came to or from none were written then).
+    /// sweep (those that came to or from none were written then), and
+    /// the connections of each app with a quota, learning the others'.
     fn write_counts(&mut self, ctx: &mut Context<'_>) {
-        let Some(cluster) = &self.cluster else {
+        let Some(cluster) = &mut self.cluster else {
             return;
         };
+        for (app, a) in self.apps.iter().enumerate() {
+            if a.limits.max_connections.is_none() {
+                continue;
+            }
+            let (key, n) = (keys::conns_key(&a.id), self.open[app].to_string());
+            let script = [
+                b"EVAL",
+                keys::CONNS.as_bytes(),
+                b"1",
+                key.as_bytes(),
+                cluster.process.as_bytes(),
+                n.as_bytes(),
+                ALIVE_PREFIX.as_bytes(),
+            ];
+            if let Some(t) = ctx.redis(cluster.redis, &script) {
+                cluster.since.insert(t, ctx.now());
+                cluster.asked.insert(t, Asked::Conns { app });
+            }
+        }
         for (app, name) in self.dirty.drain() {
             let a = &self.apps[app];
             let Some(chan) = self.channels.get(&topic(a, &name)) else {
@@ -1953,6 +1978,17 @@ impl PusherServer {
                     };
                     self.counted(ctx, app, &name, count, guess)
                 }
+                Asked::Conns { app } => match result.and_then(keys::others) {
+                    Ok(n) => self.open_elsewhere[app] = usize::try_from(n).unwrap_or(usize::MAX),
+                    Err(why) => {
+                        ctx.count("pusher_cluster", "redis_error");
+                        log::warn!(
+                            "Pusher app {}: the other processes' connections are unknown ({why}); the quota counts {} as of before",
+                            self.apps[app].id,
+                            self.open_elsewhere[app]
+                        );
+                    }
+                },
                 Asked::Confirm { app, name } => {
                     let confirmed = result.and_then(keys::confirmed);
                     self.vacated(ctx, app, &name, confirmed)
@@ -2218,7 +2254,7 @@ impl Application for PusherServer {
             return ctx.close(conn, code, why);
         }
         if let Some(most) = self.apps[app].limits.max_connections
-            && self.open[app] >= most
+            && self.open[app] + self.open_elsewhere[app] >= most
         {
             ctx.count("pusher_connections", "over_quota");
             log::warn!(

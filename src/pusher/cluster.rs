@@ -11,6 +11,8 @@
 //!   its `channel_vacated` webhook waits (a subscriber arriving anywhere
 //!   meanwhile deletes it, and neither webhook is sent).
 //! - `pusher-cache:A:C`: a cache channel's last event.
+//! - `pusher-conns:A`, a hash: each process's number of connections to
+//!   the app (for its `max-connections`).
 //! - `pusher-presence:A:C`, a hash of the presence members, a field
 //!   `{process} {user}` each (kept by the application).
 //!
@@ -41,6 +43,11 @@ pub fn vacating_key(app: &str, channel: &str) -> String {
 /// A cache channel's last event.
 pub fn cache_key(app: &str, channel: &str) -> String {
     format!("pusher-cache:{app}:{channel}")
+}
+
+/// The hash of each process's number of connections to `app`.
+pub fn conns_key(app: &str) -> String {
+    format!("pusher-conns:{app}")
 }
 
 /// The presence members of `channel`.
@@ -91,6 +98,25 @@ if others == 0 then
   end
 end
 return 0
+";
+
+/// Sets this process's number of connections to an app and sums the
+/// other live processes'. KEYS: conns hash. ARGV: process, count, alive
+/// prefix. Replies the others' sum.
+pub const CONNS: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local others = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    if redis.call('EXISTS', ARGV[3] .. all[i]) == 1 then
+      others = others + (tonumber(all[i + 1]) or 0)
+    else
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
+return others
 ";
 
 /// What [`COUNT`] did to the channel.
@@ -220,6 +246,11 @@ fn non_negative(reply: &Reply) -> Option<u64> {
     }
 }
 
+/// Decodes the reply of [`CONNS`]: the other processes' connections.
+pub fn others(reply: &Reply) -> Result<u64, String> {
+    non_negative(reply).ok_or_else(|| unexpected("the connection count", reply))
+}
+
 /// Decodes the reply of [`INFO`]: (subscribers, users).
 pub fn info(reply: &Reply) -> Result<(u64, u64), String> {
     if let Reply::Array(Some(items)) = reply
@@ -312,12 +343,16 @@ mod tests {
         assert_eq!(cached(&bulk("{}")), Ok(Some("{}".into())));
         assert!(cached(&Reply::Bulk(Some(vec![0xff]))).is_err());
         assert!(cached(&Reply::Integer(1)).is_err());
+        assert_eq!(others(&Reply::Integer(7)), Ok(7));
+        assert!(others(&Reply::Integer(-7)).is_err());
+        assert!(others(&Reply::Error("ERR".into())).is_err());
     }
 
     #[test]
     fn keys_name_the_app_and_channel() {
         assert_eq!(subs_key("1", "a"), "pusher-subs:1:a");
         assert_eq!(channels_key("1"), "pusher-channels:1");
+        assert_eq!(conns_key("1"), "pusher-conns:1");
         assert_eq!(vacating_key("1", "a"), "pusher-vacating:1:a");
         assert_eq!(cache_key("1", "cache-a"), "pusher-cache:1:cache-a");
         assert_eq!(
