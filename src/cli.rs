@@ -84,6 +84,9 @@ pub struct Options {
     /// `--pusher-webhook`), limits and activity timeout (its own or
     /// `--pusher-activity-timeout`).
     pub pusher_apps: Vec<sprocket::app::PusherApp>,
+    /// `--pusher-path-prefix`: what the Pusher paths start with (`""`:
+    /// `/app/` and `/apps/`).
+    pub pusher_path_prefix: String,
 }
 
 /// `--bus` and friends: topics shared with other processes through Redis.
@@ -169,6 +172,7 @@ impl Default for Options {
             realms: vec!["realm1".to_owned()],
             grip_routes: Vec::new(),
             pusher_apps: Vec::new(),
+            pusher_path_prefix: String::new(),
             log_json: false,
             admin_listen: None,
             sessions: SessionSettings::default(),
@@ -462,6 +466,10 @@ struct PusherArgs {
     /// for 5 minutes
     #[arg(long, value_name = "URL", value_parser = http_url)]
     pusher_webhook: Option<Url>,
+    /// Serve the Pusher apps under this path: clients at PREFIX/app/KEY (pusher-js's
+    /// wsPath), the HTTP API at PREFIX/apps/ID/... (the PHP SDK's path option)
+    #[arg(long, value_name = "PREFIX", value_parser = pusher_path_prefix)]
+    pusher_path_prefix: Option<String>,
     /// Seconds of silence before the server pings a client (told to clients as
     /// activity_timeout); whole seconds, at least 1s
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = whole_seconds)]
@@ -735,6 +743,20 @@ fn zmq_addr(v: &str) -> Result<SocketAddr, String> {
 fn bus_prefix(v: &str) -> Result<String, String> {
     if v.contains(['*', '?', '[']) {
         return Err(format!("must not hold glob characters (* ? [): {v:?}"));
+    }
+    Ok(v.to_owned())
+}
+
+fn pusher_path_prefix(v: &str) -> Result<String, String> {
+    let plain = v.len() > 1
+        && v.starts_with('/')
+        && !v.ends_with('/')
+        && !v.contains("//")
+        && !v.contains(['?', '#', ' ', '%']);
+    if !plain {
+        return Err(format!(
+            "must be a path like /ws (not / nor ending in /): {v:?}"
+        ));
     }
     Ok(v.to_owned())
 }
@@ -1071,6 +1093,10 @@ impl Cli {
         if p.pusher_webhook.is_some() && p.pusher_apps.is_empty() {
             return err("--pusher-webhook needs --pusher-app");
         }
+        if p.pusher_path_prefix.is_some() && p.pusher_apps.is_empty() {
+            return err("--pusher-path-prefix needs --pusher-app");
+        }
+        opts.pusher_path_prefix = p.pusher_path_prefix.unwrap_or_default();
         for AppArg {
             mut app,
             own_activity_timeout,
@@ -1625,6 +1651,10 @@ mod tests {
             &["--realm", "x", "--realm", "x"],
             &["--pusher-activity-timeout", "0"],
             &["--pusher-activity-timeout", "1500ms"],
+            &["--pusher-app", "1:k:s", "--pusher-path-prefix", "/"],
+            &["--pusher-app", "1:k:s", "--pusher-path-prefix", "ws"],
+            &["--pusher-app", "1:k:s", "--pusher-path-prefix", "/ws/"],
+            &["--pusher-app", "1:k:s", "--pusher-path-prefix", "/a b"],
             &["stray"],
         ] {
             let e = run(bad).unwrap_err();
@@ -1675,6 +1705,16 @@ mod tests {
         assert_eq!(
             e(&["--pusher-webhook", "http://127.0.0.1:1/"]),
             "--pusher-webhook needs --pusher-app"
+        );
+        assert_eq!(
+            e(&["--pusher-path-prefix", "/ws"]),
+            "--pusher-path-prefix needs --pusher-app"
+        );
+        let o = run(&["--pusher-app", "1:k:s", "--pusher-path-prefix", "/ws/v1"]).unwrap();
+        assert_eq!(o.pusher_path_prefix, "/ws/v1");
+        assert_eq!(
+            run(&["--pusher-app", "1:k:s"]).unwrap().pusher_path_prefix,
+            ""
         );
         assert_eq!(
             e(&["--bus-prefix", "x:"]),

@@ -164,8 +164,9 @@ fn serve(mut opts: Options) -> Result<(), String> {
     }
     if !opts.pusher_apps.is_empty() {
         for app in &opts.pusher_apps {
+            let prefix = &opts.pusher_path_prefix;
             log::info!(
-                "Pusher app {}: clients at /app/{}, HTTP API at /apps/{}/",
+                "Pusher app {}: clients at {prefix}/app/{}, HTTP API at {prefix}/apps/{}/",
                 app.id,
                 app.key,
                 app.id
@@ -176,7 +177,8 @@ fn serve(mut opts: Options) -> Result<(), String> {
                 log::info!("Pusher app {} webhooks: POST {url}", app.id);
             }
         }
-        let mut pusher = PusherServer::new(opts.pusher_apps.clone());
+        let mut pusher =
+            PusherServer::new(opts.pusher_apps.clone()).path_prefix(&opts.pusher_path_prefix);
         if let Some(url) = &opts.bus.url {
             // Presence members across processes live on the bus's Redis.
             let parsed = sprocket::clients::redis::RedisUrl::parse(url)
@@ -186,7 +188,8 @@ fn serve(mut opts: Options) -> Result<(), String> {
                 .map_err(|e| format!("--bus {url}: {e}"))?;
             pusher = pusher.cluster(redis);
         }
-        router = router.prefixes(&["/app/", "/apps/"], pusher);
+        let [ws, api] = pusher.paths();
+        router = router.prefixes(&[&ws, &api], pusher);
     }
     let mut publish = secret
         .as_ref()

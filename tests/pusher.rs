@@ -530,3 +530,44 @@ fn trigger_answers_carry_the_attributes_asked_of_each_channel() {
     assert_eq!(body_of(r), json!({}));
     drop(held);
 }
+
+#[test]
+fn under_a_path_prefix_both_sides_move() {
+    let s = TestServer::start(sprocket::Config::default(), move || {
+        let app = PusherApp::parse(&format!("7:{KEY}:{SECRET}")).unwrap();
+        let pusher = PusherServer::new(vec![app]).path_prefix("/ws");
+        let [ws, api] = pusher.paths();
+        assert_eq!([ws.as_str(), api.as_str()], ["/ws/app/", "/ws/apps/"]);
+        Router::new().prefixes(&[&ws, &api], pusher)
+    });
+    let mut c = s.client(&format!("/ws/app/{KEY}?protocol=7"));
+    let hello = next(&mut c);
+    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+    send(
+        &mut c,
+        json!({"event": "pusher:subscribe", "data": {"channel": "news"}}),
+    );
+    assert_eq!(
+        next(&mut c)["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    // The API is signed over its whole path, prefix and all.
+    let body = json!({"name": "e", "channel": "news", "data": "hi"}).to_string();
+    let r = post_signed(&s, KEY, SECRET, "/ws/apps/7/events", &body);
+    assert_eq!(status_of(&r), 200, "{r}");
+    let m = next(&mut c);
+    assert_eq!(
+        (&m["event"], &m["data"]),
+        (&json!("e"), &json!("hi")),
+        "{m}"
+    );
+    // The unprefixed paths are not this server's.
+    let r = post_signed(&s, KEY, SECRET, "/apps/7/events", &body);
+    assert_eq!(status_of(&r), 404, "{r}");
+    let refused = Client::try_connect(s.addr, &format!("/app/{KEY}?protocol=7"), &[]);
+    assert!(
+        !refused.response.starts_with("HTTP/1.1 101 "),
+        "{}",
+        refused.response
+    );
+}

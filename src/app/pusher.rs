@@ -366,6 +366,9 @@ pub const MAX_CACHED: usize = 10_000;
 /// Serves the Pusher protocol for a set of apps.
 pub struct PusherServer {
     apps: Vec<PusherApp>,
+    /// What paths start with before `/app/` and `/apps/` (`""` or
+    /// `/ws`-like).
+    prefix: String,
     /// Open connections of each app (by index into `apps`), here and,
     /// with the cluster, on the other processes (as of the last sweep).
     open: Vec<usize>,
@@ -411,6 +414,7 @@ impl PusherServer {
         let _ = getrandom::fill(&mut seed);
         let batches = vec![Vec::new(); apps.len()];
         PusherServer {
+            prefix: String::new(),
             open: vec![0; apps.len()],
             open_elsewhere: vec![0; apps.len()],
             apps,
@@ -431,6 +435,23 @@ impl PusherServer {
             by_control: HashMap::new(),
             dirty: HashSet::new(),
         }
+    }
+
+    /// Serves under `prefix` (`/ws`: clients at `/ws/app/{key}`, the
+    /// HTTP API at `/ws/apps/{id}/...`); the router must route those
+    /// paths here ([`Self::paths`]).
+    pub fn path_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The path prefixes this server answers: `{prefix}/app/` and
+    /// `{prefix}/apps/`.
+    pub fn paths(&self) -> [String; 2] {
+        [
+            format!("{}/app/", self.prefix),
+            format!("{}/apps/", self.prefix),
+        ]
     }
 
     /// Presence members and counts across the processes sharing the
@@ -1038,7 +1059,11 @@ impl PusherServer {
     /// later through [`Context::respond`] (a presence channel's info and
     /// users with the Redis bus: the cluster's members are read first).
     fn api(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Option<Page> {
-        let Some(rest) = req.path.strip_prefix("/apps/") else {
+        let Some(rest) = req
+            .path
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|p| p.strip_prefix("/apps/"))
+        else {
             return Some(Page::text(404, "not found\n"));
         };
         let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
@@ -2204,7 +2229,11 @@ impl Application for PusherServer {
     }
 
     fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
-        if req.path.starts_with("/apps/") {
+        let api = req
+            .path
+            .strip_prefix(self.prefix.as_str())
+            .is_some_and(|p| p.starts_with("/apps/"));
+        if api {
             match self.api(ctx, conn, req) {
                 Some(page) => Http::Respond(page),
                 None => Http::Later,
@@ -2215,7 +2244,11 @@ impl Application for PusherServer {
     }
 
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
-        let key = req.path.strip_prefix("/app/").unwrap_or("");
+        let key = req
+            .path
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|p| p.strip_prefix("/app/"))
+            .unwrap_or("");
         let Some(app) = self.app_by_key(key) else {
             ctx.count("pusher_connections", "unknown_app");
             log::info!(

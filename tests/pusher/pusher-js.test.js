@@ -353,3 +353,28 @@ test("private-encrypted channels: relayed unread, decrypted by pusher-js; client
   assert.ok(!raw.some((m) => m.includes("client-x")), `relayed to b: ${raw}`);
   assert.equal(a.connection.state, "connected");
 });
+
+test("under --pusher-path-prefix, pusher-js connects with wsPath and only there", async () => {
+  const prefixed = await startSprocket([
+    "--pusher-app", `${APP}:${KEY}:${SECRET}`, "--pusher-path-prefix", "/ws",
+  ]);
+  const at = (wsPath) => {
+    const p = new Pusher(KEY, {
+      cluster: "mt1", wsHost: prefixed.host, wsPort: prefixed.port, wsPath,
+      forceTLS: false, enabledTransports: ["ws"],
+    });
+    open.add(p);
+    return p;
+  };
+  try {
+    const p = at("/ws");
+    const news = p.subscribe("news");
+    await next(news, "pusher:subscription_succeeded");
+    assert.match(p.connection.socket_id, /^\d+\.\d+$/);
+    // Without the prefix nothing answers at /app/KEY.
+    const lost = at("");
+    assert.equal(await arrives(lost.connection, "connected", 1000), false);
+  } finally {
+    await prefixed.stop();
+  }
+});
