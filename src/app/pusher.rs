@@ -240,6 +240,26 @@ struct PendingTrigger {
     left: usize,
 }
 
+impl Cluster {
+    /// Sends `cmd`; its reply (or its absence after [`CLUSTER_WAIT`])
+    /// goes to what `asked` says; `asked` back if it could not be sent.
+    fn ask(
+        &mut self,
+        ctx: &mut Context<'_>,
+        cmd: &keys::Command,
+        asked: Asked,
+    ) -> Result<(), Asked> {
+        match ctx.redis(self.redis, &cmd.args()) {
+            Some(t) => {
+                self.since.insert(t, ctx.now());
+                self.asked.insert(t, asked);
+                Ok(())
+            }
+            None => Err(asked),
+        }
+    }
+}
+
 /// What a reply from the cluster's Redis is awaited for.
 enum Asked {
     /// [`keys::COUNT`] after a channel's first subscriber here came or its
@@ -265,7 +285,7 @@ enum Asked {
     /// [`keys::LIST`] for `GET /apps/{id}/channels`.
     List { conn: ConnId, info: String },
     /// A cache channel's last event, before a subscription goes on.
-    Cache(PendingJoin),
+    Cache(Box<PendingJoin>),
 }
 
 /// A presence channel's users asked of the HTTP API, waiting for the
@@ -616,13 +636,10 @@ impl PusherServer {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let key = keys::cache_key(&self.apps[pending.app].id, &pending.name);
-        match ctx.redis(cluster.redis, &[b"GET", key.as_bytes()]) {
-            Some(t) => {
-                cluster.since.insert(t, ctx.now());
-                cluster.asked.insert(t, Asked::Cache(pending));
-            }
-            None => self.cached_fetched(ctx, pending, Err("Redis is not reachable".into())),
+        let cmd = keys::read_cached(&self.apps[pending.app].id, &pending.name);
+        if let Err(Asked::Cache(pending)) = cluster.ask(ctx, &cmd, Asked::Cache(Box::new(pending)))
+        {
+            self.cached_fetched(ctx, *pending, Err("Redis is not reachable".into()));
         }
     }
 
@@ -666,43 +683,20 @@ impl PusherServer {
         } else {
             0
         };
-        let (subs, set, vacating) = (
-            keys::subs_key(&a.id, name),
-            keys::channels_key(&a.id),
-            keys::vacating_key(&a.id, name),
-        );
-        let (count_text, wait) = (count.to_string(), wait.to_string());
-        let ticket = ctx.redis(
-            cluster.redis,
-            &[
-                b"EVAL",
-                keys::COUNT.as_bytes(),
-                b"3",
-                subs.as_bytes(),
-                set.as_bytes(),
-                vacating.as_bytes(),
-                cluster.process.as_bytes(),
-                count_text.as_bytes(),
-                name.as_bytes(),
-                ALIVE_PREFIX.as_bytes(),
-                wait.as_bytes(),
-            ],
-        );
-        let name = name.to_owned();
-        match ticket {
-            Some(t) => {
-                let came = count > 0;
-                cluster.since.insert(t, ctx.now());
-                cluster.asked.insert(t, Asked::Count { app, name, came });
-            }
-            None => {
-                let guess = if count > 0 {
-                    Count::Occupied
-                } else {
-                    Count::Vacating
-                };
-                self.counted(ctx, app, &name, Err("Redis is not reachable".into()), guess);
-            }
+        let cmd = keys::set_count(&a.id, name, &cluster.process, count, wait);
+        let came = count > 0;
+        let asked = Asked::Count {
+            app,
+            name: name.to_owned(),
+            came,
+        };
+        if cluster.ask(ctx, &cmd, asked).is_err() {
+            let guess = if came {
+                Count::Occupied
+            } else {
+                Count::Vacating
+            };
+            self.counted(ctx, app, name, Err("Redis is not reachable".into()), guess);
         }
     }
 
@@ -1099,7 +1093,7 @@ impl PusherServer {
             // waits for them (without a reply, this process's view).
             let a = &self.apps[app];
             let info = param("info").unwrap_or("").to_owned();
-            let (asked, ticket) = if let Some(rest) = what.strip_prefix("channels/") {
+            let ask = if let Some(rest) = what.strip_prefix("channels/") {
                 match rest.strip_suffix("/users") {
                     Some(name) if name.starts_with("presence-") => {
                         let key = members_key(a, name);
@@ -1112,25 +1106,16 @@ impl PusherServer {
                                 .insert(t, PendingApi { conn, app, name });
                             return None;
                         }
-                        (None, None)
+                        None
                     }
-                    Some(_) => (None, None),
+                    Some(_) => None,
                     None => {
-                        let (subs, members) = (keys::subs_key(&a.id, rest), members_key(a, rest));
                         let asked = Asked::Info {
                             conn,
                             name: rest.to_owned(),
                             info,
                         };
-                        let script = [
-                            b"EVAL",
-                            keys::INFO.as_bytes(),
-                            b"2",
-                            subs.as_bytes(),
-                            members.as_bytes(),
-                            ALIVE_PREFIX.as_bytes(),
-                        ];
-                        (Some(asked), ctx.redis(cluster.redis, &script))
+                        Some((keys::channel_counts(&a.id, rest), asked))
                     }
                 }
             } else if what == "channels" {
@@ -1142,29 +1127,16 @@ impl PusherServer {
                         "info=user_count needs filter_by_prefix=presence-",
                     ));
                 }
-                let (set, subs, members) = (
-                    keys::channels_key(&a.id),
-                    keys::subs_key(&a.id, ""),
-                    members_key(a, ""),
-                );
-                let script = [
-                    b"EVAL",
-                    keys::LIST.as_bytes(),
-                    b"1",
-                    set.as_bytes(),
-                    subs.as_bytes(),
-                    members.as_bytes(),
-                    prefix.as_bytes(),
-                    ALIVE_PREFIX.as_bytes(),
-                ];
-                let asked = Asked::List { conn, info };
-                (Some(asked), ctx.redis(cluster.redis, &script))
+                Some((
+                    keys::channel_list(&a.id, prefix),
+                    Asked::List { conn, info },
+                ))
             } else {
-                (None, None)
+                None
             };
-            if let (Some(asked), Some(t)) = (asked, ticket) {
-                cluster.since.insert(t, ctx.now());
-                cluster.asked.insert(t, asked);
+            if let Some((cmd, asked)) = ask
+                && cluster.ask(ctx, &cmd, asked).is_ok()
+            {
                 return None;
             }
         }
@@ -1228,46 +1200,35 @@ impl PusherServer {
         Some(page)
     }
 
-    /// Answers a [`PendingApi`] with the members of this process and of
-    /// the others (`members`, from the channel's Redis hash).
-    fn answer_api(
+    /// Answers `GET /apps/{id}/channels/{presence}/users` with the members
+    /// of this process and of the others (`members`, from the channel's
+    /// Redis hash).
+    fn answer_users(
         &mut self,
         ctx: &mut Context<'_>,
         pending: PendingApi,
         members: Result<Vec<(String, String, Value)>, String>,
     ) {
-        let members = match members {
-            Ok(m) => m,
-            Err(why) => {
-                log::warn!(
-                    "Pusher API: the members of {} are unknown: {why}",
-                    pending.name
-                );
-                ctx.count("pusher_api", "refused");
-                let page = api_error(503, "the cluster's members are unreachable");
-                ctx.respond(pending.conn, page);
-                return;
+        let page = members.map(|members| {
+            let topic = topic(&self.apps[pending.app], &pending.name);
+            let chan = self.channels.get(&topic);
+            let mut users: Vec<String> = chan.map(|c| c.order.clone()).unwrap_or_default();
+            let mut others: Vec<String> = members.into_iter().map(|(_, u, _)| u).collect();
+            others.sort();
+            others.dedup();
+            for u in others {
+                if !users.contains(&u) {
+                    users.push(u);
+                }
             }
-        };
-        let topic = topic(&self.apps[pending.app], &pending.name);
-        let chan = self.channels.get(&topic);
-        let mut users: Vec<String> = chan.map(|c| c.order.clone()).unwrap_or_default();
-        let mut others: Vec<String> = members.into_iter().map(|(_, u, _)| u).collect();
-        others.sort();
-        others.dedup();
-        for u in others {
-            if !users.contains(&u) {
-                users.push(u);
-            }
-        }
-        let list: Vec<Value> = users.iter().map(|id| json!({"id": id})).collect();
-        let page = Page::json(200, json!({ "users": list }).to_string());
-        ctx.count("pusher_api", "ok");
-        ctx.respond(pending.conn, page);
+            let list: Vec<Value> = users.iter().map(|id| json!({"id": id})).collect();
+            Page::json(200, json!({ "users": list }).to_string())
+        });
+        respond_from_cluster(ctx, pending.conn, page, "members");
     }
 
     /// Answers `GET /apps/{id}/channels/{name}` with the cluster's counts
-    /// (`INFO`'s reply), or 503 without them.
+    /// (`INFO`'s reply).
     fn answer_info(
         ctx: &mut Context<'_>,
         conn: ConnId,
@@ -1275,27 +1236,16 @@ impl PusherServer {
         info: &str,
         counts: Result<(u64, u64), String>,
     ) {
-        let page = match counts {
-            Ok((subs, users)) => {
-                let mut out = attributes(name, info, subs, users);
-                out.insert("occupied".into(), json!(subs > 0));
-                Page::json(200, Value::Object(out).to_string())
-            }
-            Err(why) => {
-                ctx.count("pusher_cluster", "redis_error");
-                log::warn!("Pusher API: the cluster's channel counts are unknown: {why}");
-                api_error(503, "the cluster's counts are unreachable")
-            }
-        };
-        ctx.count(
-            "pusher_api",
-            if page.status == 200 { "ok" } else { "refused" },
-        );
-        ctx.respond(conn, page);
+        let page = counts.map(|(subs, users)| {
+            let mut out = attributes(name, info, subs, users);
+            out.insert("occupied".into(), json!(subs > 0));
+            Page::json(200, Value::Object(out).to_string())
+        });
+        respond_from_cluster(ctx, conn, page, "counts");
     }
 
     /// Answers `GET /apps/{id}/channels` with the cluster's channels
-    /// (`LIST`'s reply), or 503 without them.
+    /// (`LIST`'s reply).
     fn answer_list(
         ctx: &mut Context<'_>,
         conn: ConnId,
@@ -1303,30 +1253,21 @@ impl PusherServer {
         channels: Result<Vec<(String, u64)>, String>,
     ) {
         let users = info.split(',').any(|i| i == "user_count");
-        let page = match channels {
-            Ok(list) => {
-                let mut out = Map::new();
-                for (name, n) in list {
+        let page = channels.map(|list| {
+            let out: Map<String, Value> = list
+                .into_iter()
+                .map(|(name, n)| {
                     let attrs = if users {
                         json!({ "user_count": n })
                     } else {
                         json!({})
                     };
-                    out.insert(name, attrs);
-                }
-                Page::json(200, json!({ "channels": out }).to_string())
-            }
-            Err(why) => {
-                ctx.count("pusher_cluster", "redis_error");
-                log::warn!("Pusher API: the cluster's channels are unknown: {why}");
-                api_error(503, "the cluster's channels are unreachable")
-            }
-        };
-        ctx.count(
-            "pusher_api",
-            if page.status == 200 { "ok" } else { "refused" },
-        );
-        ctx.respond(conn, page);
+                    (name, attrs)
+                })
+                .collect();
+            Page::json(200, json!({ "channels": out }).to_string())
+        });
+        respond_from_cluster(ctx, conn, page, "channels");
     }
 
     /// Publishes `t` on each of its channels.
@@ -1339,18 +1280,8 @@ impl PusherServer {
             if Channel::checked(name).cache {
                 remember(&mut self.cached, &topic, &text, ctx.now());
                 if let Some(cluster) = &self.cluster {
-                    let key = keys::cache_key(&a.id, name);
-                    let ttl = CACHE_TTL.as_secs().to_string();
-                    ctx.redis(
-                        cluster.redis,
-                        &[
-                            b"SET",
-                            key.as_bytes(),
-                            text.as_bytes(),
-                            b"EX",
-                            ttl.as_bytes(),
-                        ],
-                    );
+                    let cmd = keys::keep_cached(&a.id, name, &text, CACHE_TTL.as_secs());
+                    ctx.redis(cluster.redis, &cmd.args());
                 }
             }
             let mut event = Event::raw(topic.clone(), text);
@@ -1395,18 +1326,11 @@ impl PusherServer {
         cluster.next_trigger += 1;
         let a = &self.apps[app];
         for name in asked {
-            let (subs, members) = (keys::subs_key(&a.id, &name), members_key(a, &name));
-            let script = [
-                b"EVAL",
-                keys::INFO.as_bytes(),
-                b"2",
-                subs.as_bytes(),
-                members.as_bytes(),
-                ALIVE_PREFIX.as_bytes(),
-            ];
-            if let Some(t) = ctx.redis(cluster.redis, &script) {
-                cluster.since.insert(t, ctx.now());
-                cluster.asked.insert(t, Asked::TriggerInfo { id, name });
+            let cmd = keys::channel_counts(&a.id, &name);
+            if cluster
+                .ask(ctx, &cmd, Asked::TriggerInfo { id, name })
+                .is_ok()
+            {
                 pending.left += 1;
             }
         }
@@ -1635,20 +1559,9 @@ impl PusherServer {
             if a.limits.max_connections.is_none() {
                 continue;
             }
-            let (key, n) = (keys::conns_key(&a.id), self.open[app].to_string());
-            let script = [
-                b"EVAL",
-                keys::CONNS.as_bytes(),
-                b"1",
-                key.as_bytes(),
-                cluster.process.as_bytes(),
-                n.as_bytes(),
-                ALIVE_PREFIX.as_bytes(),
-            ];
-            if let Some(t) = ctx.redis(cluster.redis, &script) {
-                cluster.since.insert(t, ctx.now());
-                cluster.asked.insert(t, Asked::Conns { app });
-            }
+            let cmd = keys::set_connections(&a.id, &cluster.process, self.open[app]);
+            // Unsent, the quota counts the others as of before.
+            let _ = cluster.ask(ctx, &cmd, Asked::Conns { app });
         }
         for (app, name) in self.dirty.drain() {
             let a = &self.apps[app];
@@ -1677,29 +1590,11 @@ impl PusherServer {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let a = &self.apps[app];
-        let (subs, vacating) = (
-            keys::subs_key(&a.id, &name),
-            keys::vacating_key(&a.id, &name),
-        );
-        let ticket = ctx.redis(
-            cluster.redis,
-            &[
-                b"EVAL",
-                keys::CONFIRM.as_bytes(),
-                b"2",
-                subs.as_bytes(),
-                vacating.as_bytes(),
-                cluster.process.as_bytes(),
-                ALIVE_PREFIX.as_bytes(),
-            ],
-        );
-        match ticket {
-            Some(t) => {
-                cluster.since.insert(t, ctx.now());
-                cluster.asked.insert(t, Asked::Confirm { app, name });
-            }
-            None => self.vacated(ctx, app, &name, Err("Redis is not reachable".into())),
+        let cmd = keys::confirm_vacated(&self.apps[app].id, &name, &cluster.process);
+        if let Err(Asked::Confirm { app, name }) =
+            cluster.ask(ctx, &cmd, Asked::Confirm { app, name })
+        {
+            self.vacated(ctx, app, &name, Err("Redis is not reachable".into()));
         }
     }
 
@@ -1990,7 +1885,7 @@ impl PusherServer {
         }
         if let Some(pending) = cluster.api_pending.remove(&ticket) {
             let members = result.and_then(|r| members_of(r, &cluster.process));
-            return self.answer_api(ctx, pending, members);
+            return self.answer_users(ctx, pending, members);
         }
         if let Some(asked) = cluster.asked.remove(&ticket) {
             return match asked {
@@ -2030,7 +1925,7 @@ impl PusherServer {
                 }
                 Asked::Cache(pending) => {
                     let last = result.and_then(keys::cached);
-                    self.cached_fetched(ctx, pending, last)
+                    self.cached_fetched(ctx, *pending, last)
                 }
             };
         }
@@ -2216,6 +2111,26 @@ fn trigger_answer(
         .map(|name| (name.clone(), attrs(name, info)))
         .collect();
     json!({ "channels": channels })
+}
+
+/// Answers an API request that waited for the cluster: `page`, or 503
+/// when the cluster's `what` could not be read (logged, counted).
+fn respond_from_cluster(
+    ctx: &mut Context<'_>,
+    conn: ConnId,
+    page: Result<Page, String>,
+    what: &str,
+) {
+    let page = page.unwrap_or_else(|why| {
+        ctx.count("pusher_cluster", "redis_error");
+        log::warn!("Pusher API: the cluster's {what} are unknown: {why}");
+        api_error(503, &format!("the cluster's {what} are unreachable"))
+    });
+    ctx.count(
+        "pusher_api",
+        if page.status == 200 { "ok" } else { "refused" },
+    );
+    ctx.respond(conn, page);
 }
 
 fn api_error(status: u16, reason: &str) -> Page {

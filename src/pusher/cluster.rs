@@ -55,71 +55,81 @@ pub fn members_key(app: &str, channel: &str) -> String {
     format!("pusher-presence:{app}:{channel}")
 }
 
-/// Sets this process's number of subscribers of a channel and says what
-/// that did to the channel cluster-wide.
-///
-/// KEYS: subs hash, channel set, vacating key. ARGV: process, count,
-/// channel name, alive prefix, milliseconds the vacating key lives (0: no
-/// webhook waits for it). Replies [`Count`] as 0, 1 or 2.
-pub const COUNT: &str = r"
+/// What every script starts with: `live(p)`, whether process `p`'s
+/// liveness key exists (ARGV[1] is the key's prefix); `others(key, skip)`,
+/// the sum of a hash's counts over live processes but `skip`, and
+/// `skip`'s own, deleting dead processes' fields; `users(key)`, the
+/// distinct users of a presence hash on live processes.
+macro_rules! prelude {
+    () => {
+        r"
 local alive = {}
 local function live(p)
-  if alive[p] == nil then alive[p] = redis.call('EXISTS', ARGV[4] .. p) == 1 end
+  if alive[p] == nil then alive[p] = redis.call('EXISTS', ARGV[1] .. p) == 1 end
   return alive[p]
 end
-local others, mine = 0, 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local p, n = all[i], tonumber(all[i + 1]) or 0
-  if p == ARGV[1] then
-    mine = n
-  elseif live(p) then
-    others = others + n
-  else
-    redis.call('HDEL', KEYS[1], p)
+local function others(key, skip)
+  local sum, mine = 0, 0
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local p, n = all[i], tonumber(all[i + 1]) or 0
+    if p == skip then
+      mine = n
+    elseif live(p) then
+      sum = sum + n
+    else
+      redis.call('HDEL', key, p)
+    end
   end
+  return sum, mine
 end
-local n = tonumber(ARGV[2])
+local function users(key)
+  local seen, n = {}, 0
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    local sp = string.find(f, ' ', 1, true)
+    if sp and live(string.sub(f, 1, sp - 1)) then
+      local u = string.sub(f, sp + 1)
+      if not seen[u] then seen[u] = true; n = n + 1 end
+    end
+  end
+  return n
+end
+"
+    };
+}
+
+/// Sets this process's number of subscribers of a channel and says what
+/// that did to the channel cluster-wide. KEYS: subs hash, channel set,
+/// vacating key. ARGV: alive prefix, process, count, channel name,
+/// milliseconds the vacating key lives (0: no webhook waits for it).
+/// Replies [`Count`] as 0, 1 or 2.
+const COUNT: &str = concat!(
+    prelude!(),
+    r"
+local elsewhere, mine = others(KEYS[1], ARGV[2])
+local n = tonumber(ARGV[3])
 if n > 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], n)
-  redis.call('SADD', KEYS[2], ARGV[3])
-  if mine == 0 and others == 0 then
+  redis.call('HSET', KEYS[1], ARGV[2], n)
+  redis.call('SADD', KEYS[2], ARGV[4])
+  if mine == 0 and elsewhere == 0 then
     if redis.call('DEL', KEYS[3]) == 1 then return 0 end
     return 1
   end
   return 0
 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-if others == 0 then
-  redis.call('SREM', KEYS[2], ARGV[3])
+redis.call('HDEL', KEYS[1], ARGV[2])
+if elsewhere == 0 then
+  redis.call('SREM', KEYS[2], ARGV[4])
   if mine > 0 and tonumber(ARGV[5]) > 0 then
-    redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
+    redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[5])
     return 2
   end
 end
 return 0
-";
+"
+);
 
-/// Sets this process's number of connections to an app and sums the
-/// other live processes'. KEYS: conns hash. ARGV: process, count, alive
-/// prefix. Replies the others' sum.
-pub const CONNS: &str = r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local others = 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if all[i] ~= ARGV[1] then
-    if redis.call('EXISTS', ARGV[3] .. all[i]) == 1 then
-      others = others + (tonumber(all[i + 1]) or 0)
-    else
-      redis.call('HDEL', KEYS[1], all[i])
-    end
-  end
-end
-return others
-";
-
-/// What [`COUNT`] did to the channel.
+/// What [`set_count`] did to the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Count {
     /// Nothing cluster-wide: others have subscribers too, or a vacating
@@ -129,89 +139,157 @@ pub enum Count {
     /// `channel_occupied`.
     Occupied,
     /// The channel has no subscriber left in the cluster: this process
-    /// holds its vacating; `channel_vacated` after [`CONFIRM`].
+    /// holds its vacating; `channel_vacated` after [`confirm_vacated`].
     Vacating,
 }
 
 /// After the vacating wait: whether this process is still the one
 /// vacating the channel and nobody subscribed meanwhile (then it deletes
-/// the vacating key). KEYS: subs hash, vacating key. ARGV: process, alive
-/// prefix. Replies 1 (send `channel_vacated`) or 0.
-pub const CONFIRM: &str = r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+/// the vacating key). KEYS: subs hash, vacating key. ARGV: alive prefix,
+/// process. Replies 1 (send `channel_vacated`) or 0.
+const CONFIRM: &str = concat!(
+    prelude!(),
+    r"
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[2])
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if (tonumber(all[i + 1]) or 0) > 0 and redis.call('EXISTS', ARGV[2] .. all[i]) == 1 then
-    return 0
-  end
-end
+if others(KEYS[1], '') > 0 then return 0 end
 return 1
-";
+"
+);
 
 /// One channel's subscribers and presence users, over live processes.
 /// KEYS: subs hash, members hash. ARGV: alive prefix. Replies
 /// `[subscribers, users]`.
-pub const INFO: &str = r"
-local alive = {}
-local function live(p)
-  if alive[p] == nil then alive[p] = redis.call('EXISTS', ARGV[1] .. p) == 1 end
-  return alive[p]
-end
-local subs = 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if live(all[i]) then subs = subs + (tonumber(all[i + 1]) or 0) end
-end
-local seen, users = {}, 0
-for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
-  local sp = string.find(f, ' ', 1, true)
-  if sp and live(string.sub(f, 1, sp - 1)) then
-    local u = string.sub(f, sp + 1)
-    if not seen[u] then seen[u] = true; users = users + 1 end
-  end
-end
-return {subs, users}
-";
+const INFO: &str = concat!(
+    prelude!(),
+    r"
+return {(others(KEYS[1], '')), users(KEYS[2])}
+"
+);
 
 /// The channels of an app with subscribers on live processes, whose names
 /// start with a prefix, with their presence users; channels left only by
 /// dead processes are dropped from the set. KEYS: channel set. ARGV:
-/// subs key head (`pusher-subs:A:`), members key head
-/// (`pusher-presence:A:`), name prefix, alive prefix. Replies
+/// alive prefix, subs key head (`pusher-subs:A:`), members key head
+/// (`pusher-presence:A:`), name prefix. Replies
 /// `[name, users, name, users, ...]`.
-pub const LIST: &str = r"
-local alive = {}
-local function live(p)
-  if alive[p] == nil then alive[p] = redis.call('EXISTS', ARGV[4] .. p) == 1 end
-  return alive[p]
-end
+const LIST: &str = concat!(
+    prelude!(),
+    r"
 local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if string.sub(name, 1, #ARGV[3]) == ARGV[3] then
-    local subs = 0
-    local all = redis.call('HGETALL', ARGV[1] .. name)
-    for i = 1, #all, 2 do
-      if live(all[i]) then subs = subs + (tonumber(all[i + 1]) or 0) end
-    end
-    if subs == 0 then
+  if string.sub(name, 1, #ARGV[4]) == ARGV[4] then
+    if others(ARGV[2] .. name, '') == 0 then
       redis.call('SREM', KEYS[1], name)
     else
-      local seen, users = {}, 0
-      for _, f in ipairs(redis.call('HKEYS', ARGV[2] .. name)) do
-        local sp = string.find(f, ' ', 1, true)
-        if sp and live(string.sub(f, 1, sp - 1)) then
-          local u = string.sub(f, sp + 1)
-          if not seen[u] then seen[u] = true; users = users + 1 end
-        end
-      end
       out[#out + 1] = name
-      out[#out + 1] = users
+      out[#out + 1] = users(ARGV[3] .. name)
     end
   end
 end
 return out
-";
+"
+);
+
+/// Sets this process's number of connections to an app and sums the
+/// other live processes'. KEYS: conns hash. ARGV: alive prefix, process,
+/// count. Replies the others' sum.
+const CONNS: &str = concat!(
+    prelude!(),
+    r"
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return (others(KEYS[1], ARGV[2]))
+"
+);
+
+/// A Redis command to send: its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command(Vec<Vec<u8>>);
+
+impl Command {
+    fn new(parts: &[&[u8]]) -> Command {
+        Command(parts.iter().map(|p| p.to_vec()).collect())
+    }
+
+    /// `EVAL script numkeys keys... ALIVE_PREFIX args...`.
+    fn eval(script: &str, keys: &[&str], args: &[&str]) -> Command {
+        let numkeys = keys.len().to_string();
+        let mut parts: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), numkeys.as_bytes()];
+        parts.extend(keys.iter().map(|k| k.as_bytes()));
+        parts.push(ALIVE_PREFIX.as_bytes());
+        parts.extend(args.iter().map(|a| a.as_bytes()));
+        Command::new(&parts)
+    }
+
+    /// The arguments, as the Redis client takes them.
+    pub fn args(&self) -> Vec<&[u8]> {
+        self.0.iter().map(Vec::as_slice).collect()
+    }
+}
+
+/// Sets `process`'s `count` of subscribers of `channel` of `app`; with
+/// `wait_ms` > 0 a vacating it causes is held that long. Its reply:
+/// [`count`].
+pub fn set_count(app: &str, channel: &str, process: &str, count: usize, wait_ms: u128) -> Command {
+    let keys = [
+        subs_key(app, channel),
+        channels_key(app),
+        vacating_key(app, channel),
+    ];
+    let (count, wait) = (count.to_string(), wait_ms.to_string());
+    Command::eval(
+        COUNT,
+        &[&keys[0], &keys[1], &keys[2]],
+        &[process, &count, channel, &wait],
+    )
+}
+
+/// Whether `process` still vacates `channel` of `app`. Its reply:
+/// [`confirmed`].
+pub fn confirm_vacated(app: &str, channel: &str, process: &str) -> Command {
+    let keys = [subs_key(app, channel), vacating_key(app, channel)];
+    Command::eval(CONFIRM, &[&keys[0], &keys[1]], &[process])
+}
+
+/// The cluster's subscribers and users of `channel` of `app`. Its reply:
+/// [`info`].
+pub fn channel_counts(app: &str, channel: &str) -> Command {
+    let keys = [subs_key(app, channel), members_key(app, channel)];
+    Command::eval(INFO, &[&keys[0], &keys[1]], &[])
+}
+
+/// The cluster's channels of `app` starting with `prefix`. Its reply:
+/// [`list`].
+pub fn channel_list(app: &str, prefix: &str) -> Command {
+    let (set, subs, members) = (channels_key(app), subs_key(app, ""), members_key(app, ""));
+    Command::eval(LIST, &[&set], &[&subs, &members, prefix])
+}
+
+/// Sets `process`'s `count` of connections to `app`. Its reply:
+/// [`others`].
+pub fn set_connections(app: &str, process: &str, count: usize) -> Command {
+    let count = count.to_string();
+    Command::eval(CONNS, &[&conns_key(app)], &[process, &count])
+}
+
+/// Keeps `event` as the last of the cache channel `channel` of `app`
+/// for `ttl_secs`.
+pub fn keep_cached(app: &str, channel: &str, event: &str, ttl_secs: u64) -> Command {
+    let (key, ttl) = (cache_key(app, channel), ttl_secs.to_string());
+    Command::new(&[
+        b"SET",
+        key.as_bytes(),
+        event.as_bytes(),
+        b"EX",
+        ttl.as_bytes(),
+    ])
+}
+
+/// Reads the last event of the cache channel `channel` of `app`. Its
+/// reply: [`cached`].
+pub fn read_cached(app: &str, channel: &str) -> Command {
+    Command::new(&[b"GET", cache_key(app, channel).as_bytes()])
+}
 
 /// An error reply, or one of another shape than expected.
 fn unexpected(what: &str, reply: &Reply) -> String {
@@ -221,7 +299,7 @@ fn unexpected(what: &str, reply: &Reply) -> String {
     }
 }
 
-/// Decodes the reply of [`COUNT`].
+/// Decodes the reply of [`set_count`].
 pub fn count(reply: &Reply) -> Result<Count, String> {
     match reply {
         Reply::Integer(0) => Ok(Count::Nothing),
@@ -231,7 +309,8 @@ pub fn count(reply: &Reply) -> Result<Count, String> {
     }
 }
 
-/// Decodes the reply of [`CONFIRM`]: whether to send `channel_vacated`.
+/// Decodes the reply of [`confirm_vacated`]: whether to send
+/// `channel_vacated`.
 pub fn confirmed(reply: &Reply) -> Result<bool, String> {
     match reply {
         Reply::Integer(n @ (0 | 1)) => Ok(*n == 1),
@@ -246,12 +325,13 @@ fn non_negative(reply: &Reply) -> Option<u64> {
     }
 }
 
-/// Decodes the reply of [`CONNS`]: the other processes' connections.
+/// Decodes the reply of [`set_connections`]: the other processes'
+/// connections.
 pub fn others(reply: &Reply) -> Result<u64, String> {
     non_negative(reply).ok_or_else(|| unexpected("the connection count", reply))
 }
 
-/// Decodes the reply of [`INFO`]: (subscribers, users).
+/// Decodes the reply of [`channel_counts`]: (subscribers, users).
 pub fn info(reply: &Reply) -> Result<(u64, u64), String> {
     if let Reply::Array(Some(items)) = reply
         && let [subs, users] = &items[..]
@@ -262,7 +342,7 @@ pub fn info(reply: &Reply) -> Result<(u64, u64), String> {
     Err(unexpected("the channel's counts", reply))
 }
 
-/// Decodes the reply of [`LIST`]: (channel, users) pairs.
+/// Decodes the reply of [`channel_list`]: (channel, users) pairs.
 pub fn list(reply: &Reply) -> Result<Vec<(String, u64)>, String> {
     let Reply::Array(Some(items)) = reply else {
         return Err(unexpected("the channel list", reply));
@@ -285,7 +365,7 @@ pub fn list(reply: &Reply) -> Result<Vec<(String, u64)>, String> {
         .collect()
 }
 
-/// Decodes the reply of `GET` of a [`cache_key`]: the event, if any.
+/// Decodes the reply of [`read_cached`]: the event, if any.
 pub fn cached(reply: &Reply) -> Result<Option<String>, String> {
     match reply {
         Reply::Bulk(None) => Ok(None),
@@ -346,6 +426,62 @@ mod tests {
         assert_eq!(others(&Reply::Integer(7)), Ok(7));
         assert!(others(&Reply::Integer(-7)).is_err());
         assert!(others(&Reply::Error("ERR".into())).is_err());
+    }
+
+    #[test]
+    fn commands_put_keys_then_the_alive_prefix_then_arguments() {
+        let text = |c: &Command| -> Vec<String> {
+            c.args()
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        };
+        let c = text(&set_count("1", "room", "p9", 3, 33_000));
+        assert_eq!(c[0], "EVAL");
+        assert!(c[1].contains("local function live(p)") && c[1].contains("'SADD'"));
+        assert_eq!(
+            c[2..],
+            [
+                "3",
+                "pusher-subs:1:room",
+                "pusher-channels:1",
+                "pusher-vacating:1:room",
+                ALIVE_PREFIX,
+                "p9",
+                "3",
+                "room",
+                "33000"
+            ]
+        );
+        let c = text(&channel_list("1", "presence-"));
+        assert_eq!(
+            c[2..],
+            [
+                "1",
+                "pusher-channels:1",
+                ALIVE_PREFIX,
+                "pusher-subs:1:",
+                "pusher-presence:1:",
+                "presence-"
+            ]
+        );
+        assert_eq!(text(&channel_counts("1", "a"))[2], "2");
+        assert_eq!(
+            text(&confirm_vacated("1", "a", "p9"))[5..],
+            [ALIVE_PREFIX, "p9"]
+        );
+        assert_eq!(
+            text(&set_connections("1", "p9", 4))[3..],
+            ["pusher-conns:1", ALIVE_PREFIX, "p9", "4"]
+        );
+        assert_eq!(
+            text(&keep_cached("1", "cache-a", "{}", 1800)),
+            ["SET", "pusher-cache:1:cache-a", "{}", "EX", "1800"]
+        );
+        assert_eq!(
+            text(&read_cached("1", "cache-a")),
+            ["GET", "pusher-cache:1:cache-a"]
+        );
     }
 
     #[test]
