@@ -300,16 +300,7 @@ fn the_http_api_refuses_unsigned_and_unknown() {
     assert!(r.contains("unknown app id"), "{r}");
 
     // Signed, but a bad body: 400 with the reason; data too large: 413.
-    let signed = |path: &str, body: &str| {
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let md5 = auth::body_md5(body.as_bytes());
-        let query = format!("auth_key={KEY}&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
-        let sig = auth::sign(SECRET, &[format!("POST\n{path}\n{query}").as_bytes()]);
-        post(&format!("{path}?{query}&auth_signature={sig}"), body)
-    };
+    let signed = |path: &str, body: &str| post_signed(&s, KEY, SECRET, path, body);
     let r = signed("/apps/7/events", r#"{"name":"e","data":"1"}"#);
     assert_eq!(status_of(&r), 400, "{r}");
     assert!(r.contains("channels"), "{r}");
