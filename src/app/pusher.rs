@@ -91,9 +91,10 @@ impl PusherApp {
 /// The limits of one Pusher app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PusherLimits {
-    /// Connections to the app in this process at once; past it, a new one
-    /// gets `pusher:error` 4004 (over quota; clients do not retry) and is
-    /// closed. `None`: no quota.
+    /// Connections to the app at once (with the cluster, on every
+    /// process, the others' counted as of the last second); past it, a
+    /// new one gets `pusher:error` 4004 (over quota; clients do not
+    /// retry) and is closed. `None`: no quota.
     pub max_connections: Option<usize>,
     /// Seconds of silence before the server pings a client; sent to
     /// clients as `activity_timeout`, after which they ping.
@@ -262,7 +263,7 @@ impl Cluster {
 
 /// What a reply from the cluster's Redis is awaited for.
 enum Asked {
-    /// [`keys::COUNT`] after a channel's first subscriber here came or its
+    /// [`keys::set_count`] after a channel's first subscriber here came or its
     /// last went.
     Count {
         app: usize,
@@ -270,19 +271,19 @@ enum Asked {
         /// It was the first subscriber here (else the last went).
         came: bool,
     },
-    /// [`keys::CONNS`] for an app with a connection quota.
+    /// [`keys::set_connections`] for an app with a connection quota.
     Conns { app: usize },
-    /// [`keys::CONFIRM`] when a held `channel_vacated` is due.
+    /// [`keys::confirm_vacated`] when a held `channel_vacated` is due.
     Confirm { app: usize, name: String },
-    /// [`keys::INFO`] for `GET /apps/{id}/channels/{name}`.
+    /// [`keys::channel_counts`] for `GET /apps/{id}/channels/{name}`.
     Info {
         conn: ConnId,
         name: String,
         info: String,
     },
-    /// [`keys::INFO`] for one channel of a trigger's answer.
+    /// [`keys::channel_counts`] for one channel of a trigger's answer.
     TriggerInfo { id: u64, name: String },
-    /// [`keys::LIST`] for `GET /apps/{id}/channels`.
+    /// [`keys::channel_list`] for `GET /apps/{id}/channels`.
     List { conn: ConnId, info: String },
     /// A cache channel's last event, before a subscription goes on.
     Cache(Box<PendingJoin>),
@@ -372,7 +373,7 @@ struct Held {
     seq: u64,
     due: Instant,
     /// A `channel_vacated` the cluster confirms when due
-    /// ([`keys::CONFIRM`]): another process's subscriber may have come.
+    /// ([`keys::confirm_vacated`]): another process's subscriber may have come.
     confirm: bool,
 }
 
@@ -700,7 +701,7 @@ impl PusherServer {
         }
     }
 
-    /// The reply of [`keys::COUNT`]: the webhook it calls for. Without
+    /// The reply of [`keys::set_count`]: the webhook it calls for. Without
     /// one, this process's view (`guess`) decides, as without a cluster.
     fn counted(
         &mut self,
@@ -1228,7 +1229,7 @@ impl PusherServer {
     }
 
     /// Answers `GET /apps/{id}/channels/{name}` with the cluster's counts
-    /// (`INFO`'s reply).
+    /// ([`keys::channel_counts`]'s reply).
     fn answer_info(
         ctx: &mut Context<'_>,
         conn: ConnId,
@@ -1245,7 +1246,7 @@ impl PusherServer {
     }
 
     /// Answers `GET /apps/{id}/channels` with the cluster's channels
-    /// (`LIST`'s reply).
+    /// ([`keys::channel_list`]'s reply).
     fn answer_list(
         ctx: &mut Context<'_>,
         conn: ConnId,

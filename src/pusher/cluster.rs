@@ -56,7 +56,7 @@ pub fn members_key(app: &str, channel: &str) -> String {
 }
 
 /// What every script starts with: `live(p)`, whether process `p`'s
-/// liveness key exists (ARGV[1] is the key's prefix); `others(key, skip)`,
+/// liveness key exists (`ARGV[1]` is the key's prefix); `others(key, skip)`,
 /// the sum of a hash's counts over live processes but `skip`, and
 /// `skip`'s own, deleting dead processes' fields; `users(key)`, the
 /// distinct users of a presence hash on live processes.

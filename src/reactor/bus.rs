@@ -3,7 +3,7 @@
 //! reached. Publishing queues completions for the local subscribers,
 //! delivered in the reactor's settle loop. With the Redis bus
 //! ([`crate::Server::use_redis_bus`]) it also drives a
-//! [`RemoteBus`](crate::bus::remote::RemoteBus): the first local
+//! [`RemoteBus`]: the first local
 //! subscriber of a topic subscribes to its channel, every publish goes to
 //! Redis, and what other processes publish arrives here (`bus_link.rs`
 //! moves it between Redis and the subscribers).

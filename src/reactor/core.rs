@@ -1,6 +1,6 @@
 //! The reactor's state that applications reach through their [`Context`]:
 //! the slab of connections, output queueing, timers. It implements
-//! [`Sink`]. No sockets here: the server keeps them beside the slab, so all
+//! [`Sink`](crate::app::Sink). No sockets here: the server keeps them beside the slab, so all
 //! of this can be driven by tests and fuzzers without I/O.
 //!
 //! [`Context`]: crate::app::Context
