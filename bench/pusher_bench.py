@@ -6,6 +6,8 @@ the same rounds (issue #14).
     bench/peers/setup.sh                 # builds sockudo into the cache, loadgen
     python3 bench/pusher_bench.py --rt [--rounds 3] [--out DIR]
     python3 bench/pusher_bench.py --rounds 1 --duration 2      # smoke
+    python3 bench/pusher_bench.py --rt --only fanout --max-lag 100
+    python3 bench/pusher_bench.py --table DIR                   # re-render DIR
 
 Servers (each run a fresh process on 127.0.0.1, a free port):
   sprocket-pusher  target/release/sprocket --pusher-app 1:key:secret, measured
@@ -69,9 +71,9 @@ LIVE = []  # processes to stop on the way out
 def scenarios(a):
     d = str(a.duration)
     pusher_auth = ["--app-id", APP_ID, "--key", APP_KEY, "--secret", APP_SECRET]
-    fan = ["--subs", "1000", "--max-lag", "10", "--size", "32", "--warmup", "2", "--duration", d]
+    fan = ["--subs", "1000", "--max-lag", str(a.max_lag), "--size", "32", "--warmup", "2", "--duration", d]
     out = [
-        dict(key="fanout", title="Fan-out: 1,000 subscribers of one channel, as fast as a lag bound of 10 events allows, 32-byte data",
+        dict(key="fanout", title=f"Fan-out: 1,000 subscribers of one channel, as fast as a lag bound of {a.max_lag} events allows, 32-byte data",
              pusher=["pusher-fanout", "--pubs", "10", "--rate", "0"] + fan + pusher_auth,
              wamp=["wamp2-fanout", "--rate", "0"] + fan,
              metrics=[("deliveries_per_s", "deliveries/s", "high"),
@@ -319,7 +321,8 @@ def ratio_cell(runs, sc, key, num, den):
     if not rs:
         return "–", None
     m = statistics.median(rs)
-    return f"{m:.2f}× ({min(rs):.2f}–{max(rs):.2f})", m
+    r = lambda x: f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
+    return f"{r(m)}× ({r(min(rs))}–{r(max(rs))})", m
 
 
 def render(runs, meta, scs):
@@ -380,8 +383,19 @@ def main():
     ap.add_argument("--only", help="comma-separated: fanout,fanout-rate,connect,idle (idle1k,idle5k)")
     ap.add_argument("--servers", default=",".join(SERVERS), help="subset of " + ",".join(SERVERS))
     ap.add_argument("--rt", action="store_true", help="SCHED_FIFO 10 for the server and the load tool")
+    ap.add_argument("--max-lag", type=int, default=10, help="fan-out lag bound, events (default 10)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--table", type=Path, help="re-render DIR/runs.jsonl (with DIR/meta.json) and exit")
     a = ap.parse_args()
+    if a.table:
+        meta = json.loads((a.table / "meta.json").read_text())
+        runs = [json.loads(l) for l in open(a.table / "runs.jsonl") if l.strip()]
+        a.duration, a.max_lag = meta.get("duration", a.duration), meta.get("max_lag", a.max_lag)
+        keys = {r["scenario"] for r in runs}
+        md = render(runs, meta, [s for s in scenarios(a) if s["key"] in keys])
+        (a.table / "results.md").write_text(md + "\n")
+        print(md)
+        return
     servers = a.servers.split(",")
     for s in servers:
         if s not in SERVERS:
@@ -404,7 +418,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     git = lambda *c: subprocess.run(["git", "-C", str(ROOT), *c], capture_output=True, text=True).stdout.strip()
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    meta = dict(date=stamp, rounds=a.rounds, duration=a.duration, rt=a.rt, servers=servers,
+    meta = dict(date=stamp, rounds=a.rounds, duration=a.duration, max_lag=a.max_lag, rt=a.rt, servers=servers,
                 machine=f"{os.cpu_count()} cores ({cpu_model}), Linux {platform.release()}",
                 sprocket_commit=git("rev-parse", "HEAD"), sprocket_dirty=bool(git("status", "--porcelain")),
                 sockudo=version([str(SOCKUDO), "--version"]) if "sockudo" in servers else None,
