@@ -51,6 +51,27 @@ if [ ! -f "$CACHE/crossbar/.done-$CROSSBAR_VERSION" ]; then
 fi
 "$CACHE/crossbar/bin/crossbar" version >/dev/null 2>&1 || { log "crossbar does not run"; exit 1; }
 
+# Pusher peer: sockudo (crates.io, a Rust Pusher Channels server;
+# bench/pusher_bench.py), built from source with `cargo install --locked`:
+# the `local` feature only (in-process adapter; memory app manager, cache and
+# rate limiter; no Redis, no OpenTelemetry). Niced: it is a long build. One
+# build script (metrics-exporter-tcp, a dependency whatever the features)
+# needs protoc, from Debian's protobuf-compiler.
+SOCKUDO_VERSION=5.2.0
+SOCKUDO_FEATURES=local
+if [ ! -f "$CACHE/sockudo/.done-$SOCKUDO_VERSION-$SOCKUDO_FEATURES" ]; then
+  if ! command -v protoc >/dev/null; then
+    log "apt-get install protobuf-compiler (protoc, for sockudo's build)"
+    apt-get install -y -q protobuf-compiler >&2 \
+      || { log "sockudo's build needs protoc: apt-get install protobuf-compiler"; exit 1; }
+  fi
+  log "cargo install sockudo@$SOCKUDO_VERSION --features $SOCKUDO_FEATURES"
+  nice -n 19 cargo install sockudo --version "$SOCKUDO_VERSION" --locked \
+    --root "$CACHE/sockudo" --no-default-features --features "$SOCKUDO_FEATURES" >&2
+  touch "$CACHE/sockudo/.done-$SOCKUDO_VERSION-$SOCKUDO_FEATURES"
+fi
+"$CACHE/sockudo/bin/sockudo" --help >/dev/null 2>&1 || { log "sockudo does not run"; exit 1; }
+
 # Rust: sprocket itself (target/release/sprocket), then the load tool and the
 # tokio-tungstenite and mio-raw peers, which share one target dir under the
 # (git-ignored) /target.

@@ -11,6 +11,7 @@ mod hist;
 mod httppub;
 mod payload;
 mod procstat;
+mod pusher;
 mod report;
 mod tls;
 mod wamp2;
@@ -42,6 +43,13 @@ USAGE:
                     [--concurrency 100] [--warmup 1] [--duration 3]
     loadgen wamp2-idle   --addr HOST:PORT [--path /wamp] [--realm realm1] [--sessions 1000]
                     [--concurrency 100] [--hold 1]
+    loadgen pusher-fanout  --addr HOST:PORT [--app-id 1] [--key key] [--secret secret]
+                    [--api-addr HOST:PORT] [--channel bench] [--event bench] [--subs 1000]
+                    [--pubs 10] [--rate 0] [--max-lag 10] [--size 32] [--concurrency 100]
+                    [--warmup 1] [--duration 3]
+    loadgen pusher-connect --addr HOST:PORT [--key key] [--conns 5000] [--concurrency 100] [--hold 1]
+    loadgen pusher-idle    --addr HOST:PORT [--key key] [--conns 1000] [--channel bench]
+                    [--channels 1] [--concurrency 100] [--hold 1]
 
 Every mode: --server-pid PID samples the server's CPU time (utime+stime from
 /proc/PID/stat) over the measured window and reports server CPU per
@@ -85,6 +93,24 @@ wamp2-*   WAMP v2, JSON serializer (subprotocol wamp.2.json); every session
           Reports deliveries/s, delivery latency, lost / reordered events.
           wamp2-idle: N sessions opened and held; server RSS per session
           (with --server-pid), then GOODBYE (answered) and close.
+pusher-*  Pusher Channels protocol 7: every connection opens
+          /app/KEY?protocol=7&client=loadgen&version=1 and waits for
+          pusher:connection_established; pusher:error or
+          pusher:subscription_error fails it; pusher:ping is answered.
+          pusher-fanout: N subscribers of --channel (pusher:subscribe, wait
+          for pusher_internal:subscription_succeeded); P keep-alive HTTP/1.1
+          connections to the HTTP API (--api-addr, default --addr) trigger
+          --event with POST /apps/ID/events, signed with --key/--secret as
+          the Pusher SDKs sign (body_md5, HMAC-SHA256), one request in
+          flight each, at --rate events/s or as fast as allowed with
+          --rate 0; never more than --max-lag events ahead of the slowest
+          subscriber. The send time is in the event's data. Reports
+          deliveries/s, delivery latency, lost / reordered deliveries.
+          pusher-connect: C connections (handshake + connection_established);
+          connections/s, server CPU and RSS per connection.
+          pusher-idle: C connections, each subscribed (to --channel, or
+          spread over --channels N: CHANNEL-0...), held; server RSS per
+          connection; then closed.
 
 Output: one JSON line on stdout, a human summary on stderr (--quiet: none).
 Exit status: 0 valid run, 1 run with errors (JSON has ok=false), 2 usage.
@@ -274,9 +300,46 @@ fn run(mode: &str, argv: impl Iterator<Item = String>) -> Result<ExitCode, Strin
                 _ => wamp2::run_idle(&common, &o),
             }
         }
+        "pusher-fanout" | "pusher-connect" | "pusher-idle" => {
+            let api: Option<String> = a.opt("api-addr")?;
+            let o = pusher::PusherOpts {
+                app_id: a.get("app-id", "1".to_string())?,
+                key: a.get("key", "key".to_string())?,
+                secret: a.get("secret", "secret".to_string())?,
+                api: match api {
+                    Some(s) => Some(
+                        s.to_socket_addrs()
+                            .map_err(|e| format!("--api-addr {s}: {e}"))?
+                            .next()
+                            .ok_or_else(|| format!("--api-addr {s} resolves to nothing"))?,
+                    ),
+                    None => None,
+                },
+                channel: a.get("channel", "bench".to_string())?,
+                event: a.get("event", "bench".to_string())?,
+                size: a.size("size", 32)?,
+                warmup: a.get("warmup", 1.0)?,
+                duration: a.get("duration", 3.0)?,
+                concurrency: a.get("concurrency", 100)?,
+                subs: a.get("subs", 1000)?,
+                pubs: a.get("pubs", 10)?,
+                rate: a.get("rate", 0.0)?,
+                max_lag: a.get("max-lag", 10)?,
+                conns: a.get("conns", if mode == "pusher-connect" { 5000 } else { 1000 })?,
+                hold: a.get("hold", 1.0)?,
+                channels: a.get("channels", 1)?,
+            };
+            a.check_unused()?;
+            match mode {
+                "pusher-fanout" => pusher::run_fanout(&common, &o),
+                "pusher-connect" => pusher::run_open(&common, &o, false),
+                _ => pusher::run_open(&common, &o, true),
+            }
+        }
         other => {
             return Err(format!(
-                "unknown mode {other:?} (echo, fanout, connect, wamp2-rpc, wamp2-fanout, wamp2-idle)"
+                "unknown mode {other:?} (echo, fanout, connect, wamp2-rpc, wamp2-fanout, wamp2-idle, \
+                 pusher-fanout, pusher-connect, pusher-idle)"
             ));
         }
     };

@@ -1095,3 +1095,149 @@ fn sprocket_wamp2() {
     assert_eq!(idle.code, 0, "{}", idle.json);
     assert_eq!(idle.num("goodbyes_answered"), 100.0);
 }
+
+/// sprocket with one Pusher app (`--pusher-app 1:key:secret`), on a free
+/// port: the child and its address.
+fn sprocket_pusher() -> (std::process::Child, String) {
+    let bin = sprocket_binary();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--ping-interval",
+            "0",
+            "--pusher-app",
+            "1:key:secret",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, addr)
+}
+
+/// The three Pusher modes against the real server: every event triggered
+/// through the signed HTTP API reaches every subscriber, in order.
+#[test]
+fn sprocket_pusher_modes() {
+    let (mut child, addr) = sprocket_pusher();
+    let pid = child.id().to_string();
+    let base = ["--addr", &addr, "--server-pid", &pid];
+    let fan = loadgen(
+        &[
+            &["pusher-fanout", "--subs", "50", "--pubs", "4"],
+            &base[..],
+            SHORT,
+        ]
+        .concat(),
+    );
+    let rated = loadgen(
+        &[
+            &[
+                "pusher-fanout",
+                "--subs",
+                "20",
+                "--pubs",
+                "2",
+                "--rate",
+                "200",
+            ],
+            &base[..],
+            SHORT,
+        ]
+        .concat(),
+    );
+    let conn = loadgen(
+        &[
+            &["pusher-connect", "--conns", "300", "--hold", "0.2"],
+            &base[..],
+        ]
+        .concat(),
+    );
+    let idle = loadgen(
+        &[
+            &[
+                "pusher-idle",
+                "--conns",
+                "200",
+                "--channels",
+                "7",
+                "--hold",
+                "0.2",
+            ],
+            &base[..],
+        ]
+        .concat(),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(fan.code, 0, "{}", fan.json);
+    assert_eq!(fan.num("lost"), 0.0);
+    assert_eq!(fan.num("reordered"), 0.0);
+    assert!(fan.num("deliveries") > 500.0, "{}", fan.json);
+    assert_eq!(fan.num("answered"), fan.num("requests"), "{}", fan.json);
+    assert!(fan.num("server_cpu_us_per_delivery") > 0.0, "{}", fan.json);
+    // Every event reaches all 50; the window may cut at most the lag bound.
+    let (published, deliveries) = (fan.num("published"), fan.num("deliveries"));
+    assert!(
+        (deliveries - published * 50.0).abs() <= 10.0 * 50.0,
+        "{}",
+        fan.json
+    );
+    assert_eq!(rated.code, 0, "{}", rated.json);
+    let p = rated.num("publishes_per_s");
+    assert!((150.0..250.0).contains(&p), "{}", rated.json);
+    assert_eq!(conn.code, 0, "{}", conn.json);
+    assert_eq!(conn.num("established"), 300.0);
+    assert!(conn.num("rss_per_conn") > 0.0, "{}", conn.json);
+    assert_eq!(idle.code, 0, "{}", idle.json);
+    assert_eq!(idle.num("subscribed"), 200.0);
+}
+
+/// A wrong secret (the API answers 401) and a wrong key (pusher:error
+/// 4001 on connect) fail the run.
+#[test]
+fn sprocket_pusher_refusals() {
+    let (mut child, addr) = sprocket_pusher();
+    let bad_secret = loadgen(
+        &[
+            &[
+                "pusher-fanout",
+                "--addr",
+                &addr,
+                "--subs",
+                "5",
+                "--secret",
+                "wrong",
+            ],
+            SHORT,
+        ]
+        .concat(),
+    );
+    let bad_key = loadgen(&[
+        "pusher-connect",
+        "--addr",
+        &addr,
+        "--conns",
+        "5",
+        "--key",
+        "nokey",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(bad_secret.code, 1, "{}", bad_secret.json);
+    assert!(bad_secret.json.contains("401"), "{}", bad_secret.json);
+    assert_eq!(bad_key.code, 1, "{}", bad_key.json);
+    assert!(bad_key.json.contains("4001"), "{}", bad_key.json);
+}
