@@ -562,3 +562,15 @@ fn under_a_path_prefix_both_sides_move() {
         refused.response
     );
 }
+
+#[test]
+fn a_shutdown_closes_with_4200_so_clients_reconnect_at_once() {
+    let s = server(PusherLimits::default());
+    let (mut c, _) = connect(&s);
+    let stopper = std::thread::spawn(move || {
+        let mut s = s;
+        s.stop();
+    });
+    c.answer_close(4200);
+    stopper.join().unwrap();
+}

@@ -262,6 +262,26 @@ fn goodbye_is_answered_and_the_transport_closed() {
 }
 
 #[test]
+fn a_shutdown_says_goodbye_before_the_close() {
+    let srv = server();
+    let mut s = S::join(&srv);
+    // A session still in HELLO gets no GOODBYE, only the close.
+    let mut waiting = S::connect(&srv, Serializer::Json);
+    let stopper = std::thread::spawn(move || {
+        let mut srv = srv;
+        srv.stop();
+    });
+    let bye = s.recv();
+    assert_eq!(bye[0], 6, "{bye}");
+    assert_eq!(bye[2], "wamp.close.system_shutdown", "{bye}");
+    // The client's answer is not answered again; the close follows.
+    s.send(json!([6, {}, "wamp.close.goodbye_and_out"]));
+    s.c.answer_close(1001);
+    waiting.answer_close(1001);
+    stopper.join().unwrap();
+}
+
+#[test]
 fn publish_options_choose_the_receivers() {
     let srv = server();
     let mut p = S::join(&srv);

@@ -261,6 +261,15 @@ pub trait Application {
         let _ = (ctx, conn, error);
     }
 
+    /// The server is shutting down: right after this, every connection
+    /// still open is closed with 1001. An app may first close its own with
+    /// its protocol's goodbye (a close code its clients read as "reconnect
+    /// now", a farewell message). Called once; composites call it on every
+    /// child.
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
     /// A timer this app created fired. Composite apps hand it to the child
     /// that created it, and to no other.
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
@@ -298,6 +307,9 @@ impl<A: Application + ?Sized> Application for Box<A> {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         (**self).on_start(ctx)
     }
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        (**self).on_shutdown(ctx)
+    }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         (**self).on_open(ctx, conn, req)
     }
@@ -333,9 +345,9 @@ macro_rules! delegate_events {
 }
 pub(crate) use delegate_events;
 
-/// Forwards `protocols`, `on_start` and the connection events (open,
-/// message, close, error) to the field `$inner`; for wrappers that also
-/// keep timers or replies of their own.
+/// Forwards `protocols`, `on_start`, `on_shutdown` and the connection
+/// events (open, message, close, error) to the field `$inner`; for
+/// wrappers that also keep timers or replies of their own.
 macro_rules! delegate_connection_events {
     ($inner:ident) => {
         fn protocols(&self) -> &[&str] {
@@ -343,6 +355,9 @@ macro_rules! delegate_connection_events {
         }
         fn on_start(&mut self, ctx: &mut Context<'_>) {
             self.$inner.on_start(ctx)
+        }
+        fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+            self.$inner.on_shutdown(ctx)
         }
         fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
             self.$inner.on_open(ctx, conn, req)

@@ -2144,6 +2144,15 @@ impl Application for PusherServer {
         self.heartbeat(ctx);
     }
 
+    /// Closes every Pusher connection with 4200, which tells pusher-js to
+    /// reconnect at once (a 1001 would make it wait a second), so that
+    /// its clients reach the next process or a sibling without delay.
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        for (id, _) in self.conns.iter() {
+            ctx.close(id, code::RECONNECT, "server restarting, reconnect now");
+        }
+    }
+
     fn http(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) -> Http {
         let api = req
             .path

@@ -84,6 +84,9 @@ impl Application for Aggregate {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         self.each(ctx, |c, ctx| c.on_start(ctx));
     }
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        self.each(ctx, |c, ctx| c.on_shutdown(ctx));
+    }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {
         self.each(ctx, |c, ctx| c.on_open(ctx, conn, req));
     }
@@ -231,6 +234,11 @@ impl Application for Router {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         for (i, (_, app)) in self.routes.iter_mut().enumerate() {
             ctx.child(i, |ctx| app.on_start(ctx));
+        }
+    }
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        for (i, (_, app)) in self.routes.iter_mut().enumerate() {
+            ctx.child(i, |ctx| app.on_shutdown(ctx));
         }
     }
     fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId, req: &Request) {

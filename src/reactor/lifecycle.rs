@@ -157,6 +157,9 @@ impl Server {
             // Dropped right after the queue came up empty.
             self.listeners[index].sock = None;
         }
+        // The apps' goodbyes go before the 1001s, to the connections
+        // accepted just now too.
+        self.shutdown_apps();
         log::info!(
             "shutting down: closing {} connection(s) with {} \"{SHUTDOWN_REASON}\"",
             self.core.conns.len(),

@@ -125,6 +125,8 @@ pub struct Server {
     apps: Vec<Box<dyn Application>>,
     /// `on_start` was called.
     started: bool,
+    /// Whether the apps were told of the shutdown (`on_shutdown`).
+    stopping: bool,
     core: Core,
     rbuf: Vec<u8>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -175,6 +177,7 @@ impl Server {
             listeners: Vec::new(),
             apps: Vec::new(),
             started: false,
+            stopping: false,
             core,
             rbuf: vec![0; READ_BUFFER],
             signals: None,
@@ -482,6 +485,20 @@ impl Server {
             });
         }
         self.settle();
+    }
+
+    /// Tells every root app, once, that every connection is about to be
+    /// closed with 1001, so that each may first say goodbye in its own
+    /// protocol (`on_shutdown`).
+    fn shutdown_apps(&mut self) {
+        if std::mem::replace(&mut self.stopping, true) {
+            return;
+        }
+        for (root, app) in self.apps.iter_mut().enumerate() {
+            dispatch::call(&mut self.core, &mut **app, root, "on_shutdown", |a, ctx| {
+                a.on_shutdown(ctx)
+            });
+        }
     }
 
     /// Everything after the readiness events of one turn.

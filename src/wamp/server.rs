@@ -953,6 +953,12 @@ impl<A: WampApp> Application for WampServer<A> {
         self.split(ctx, |app, w| app.on_close(w, conn));
     }
 
+    /// WAMP v2 sessions are told GOODBYE `wamp.close.system_shutdown`
+    /// before the server's 1001 (v1 has no such message).
+    fn on_shutdown(&mut self, ctx: &mut Context<'_>) {
+        self.state.v2.shutdown(ctx);
+    }
+
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         if self.state.v2.owns_timer(timer) {
             return self.state.v2.timer(ctx, timer);

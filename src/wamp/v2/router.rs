@@ -66,6 +66,7 @@ pub mod error {
         "wamp.error.procedure_exists_with_different_invocation_policy";
     pub const UNAVAILABLE: &str = "wamp.error.unavailable";
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
+    pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
     /// A per-session bound ([`super::Limits`]) was reached.
     pub const LIMIT: &str = "sprocket.error.limit_exceeded";
 }
@@ -194,6 +195,9 @@ enum State {
     Hello,
     /// Joined a realm.
     Joined,
+    /// Told GOODBYE by the router (it is shutting down): the client's
+    /// GOODBYE, or anything else, is not answered.
+    Leaving,
 }
 
 struct Session {
@@ -599,6 +603,7 @@ impl Router {
     ) -> Option<Upcall> {
         let state = self.sessions.get(conn)?.state;
         match (state, msg) {
+            (State::Leaving, _) => {}
             (State::Hello, Message::Hello { realm, details }) => {
                 self.hello(ctx, conn, realm, details)
             }
@@ -795,6 +800,31 @@ impl Router {
             "authprovider": "sprocket",
             "transport": {"type": "websocket", "protocol": s.serializer.protocol()},
         })
+    }
+
+    /// The server is shutting down: every joined session is told GOODBYE
+    /// `wamp.close.system_shutdown` and leaves its realm (the transport's
+    /// close follows).
+    pub fn shutdown(&mut self, ctx: &mut Context<'_>) {
+        let joined: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.state == State::Joined)
+            .map(|(c, _)| c)
+            .collect();
+        let mut details = Dict::new();
+        details.insert("message".into(), "the server is shutting down".into());
+        let msg = Message::Goodbye {
+            details,
+            reason: error::SYSTEM_SHUTDOWN.to_owned(),
+        };
+        for conn in joined {
+            self.send(ctx, conn, &msg);
+            self.leave(ctx, conn);
+            if let Some(s) = self.sessions.get_mut(conn) {
+                s.state = State::Leaving;
+            }
+        }
     }
 
     /// The session on `conn` left its realm (GOODBYE, ABORT, or the
