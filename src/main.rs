@@ -186,7 +186,7 @@ fn serve(mut opts: Options) -> Result<(), String> {
             let redis = server
                 .add_redis_url(parsed)
                 .map_err(|e| format!("--bus {url}: {e}"))?;
-            pusher = pusher.cluster(redis);
+            pusher = pusher.cluster(redis, &opts.bus.settings.prefix);
         }
         let [ws, api] = pusher.paths();
         router = router.prefixes(&[&ws, &api], pusher);

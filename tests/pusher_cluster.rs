@@ -220,7 +220,7 @@ fn presence_members_and_counts_span_processes_and_a_killed_process_leaves() {
     eprintln!("B left {:?} after the kill", killed.elapsed());
     assert_eq!(users(p1.addr), ["c"]);
     // ...and Redis no longer holds B.
-    let fields = redis.cli(&["HKEYS", &format!("pusher-presence:7:{ROOM}")]);
+    let fields = redis.cli(&["HKEYS", &format!("sprocket:pusher-presence:7:{ROOM}")]);
     assert!(!fields.contains(" b"), "{fields}");
     assert!(fields.contains(" c"), "{fields}");
 }

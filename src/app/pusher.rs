@@ -18,7 +18,7 @@ use crate::clients::resp::Reply as RespReply;
 use crate::pusher::api::{self, Limits, Trigger};
 use crate::pusher::auth::{self, ApiRequest};
 use crate::pusher::channel::{Channel, Kind};
-use crate::pusher::cluster::{self as keys, ALIVE_PREFIX, Count};
+use crate::pusher::cluster::{self as keys, Count, Keys};
 use crate::pusher::protocol::{self, ClientMessage, Member};
 use crate::pusher::{PROTOCOL, code};
 use serde_json::{Map, Value, json};
@@ -209,6 +209,8 @@ impl Chan {
 struct Cluster {
     /// The Redis server of the bus.
     redis: RedisId,
+    /// The names of what the processes share there.
+    keys: Keys,
     /// This process, in membership fields and announcements.
     process: String,
     /// Subscriptions waiting for the channel's members from Redis, by
@@ -316,17 +318,6 @@ pub const HEARTBEAT_TTL: u32 = 15;
 /// The bus topic of the membership announcements of `channel`.
 fn control_topic(app: &PusherApp, channel: &str) -> String {
     format!("pusher-presence/{}/{channel}", app.id)
-}
-
-/// The Redis hash of the members of `channel`: a field per process and
-/// user (`{process} {user}`), the user's info as value.
-fn members_key(app: &PusherApp, channel: &str) -> String {
-    keys::members_key(&app.id, channel)
-}
-
-/// The liveness key of `process`.
-fn alive_key(process: &str) -> String {
-    format!("{ALIVE_PREFIX}{process}")
 }
 
 /// How long a subscription, an API request or a webhook decision waits
@@ -475,14 +466,17 @@ impl PusherServer {
         ]
     }
 
-    /// Presence members and counts across the processes sharing the
-    /// Redis bus, kept on `redis` (the bus's Redis server).
-    pub fn cluster(mut self, redis: RedisId) -> Self {
+    /// Presence members, counts, the cache and webhook decisions across
+    /// the processes sharing the Redis bus, kept on `redis` (the bus's
+    /// Redis server) under keys starting with `key_prefix` (the bus's
+    /// `--bus-prefix`).
+    pub fn cluster(mut self, redis: RedisId, key_prefix: &str) -> Self {
         let mut id = [0u8; 8];
         let _ = getrandom::fill(&mut id);
         let process = id.iter().map(|b| format!("{b:02x}")).collect();
         self.cluster = Some(Cluster {
             redis,
+            keys: Keys::new(key_prefix),
             process,
             pending: HashMap::new(),
             checks: HashMap::new(),
@@ -592,7 +586,7 @@ impl PusherServer {
         match (member, &mut self.cluster) {
             (Some(member), Some(cluster)) => {
                 // The members of other processes first, from Redis.
-                let key = members_key(app, name);
+                let key = cluster.keys.members(&app.id, name);
                 let control = control_topic(app, name);
                 let Some(ticket) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]) else {
                     return refuse(ctx, "Unavailable", "the cluster state is unreachable", 503);
@@ -637,7 +631,9 @@ impl PusherServer {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let cmd = keys::read_cached(&self.apps[pending.app].id, &pending.name);
+        let cmd = cluster
+            .keys
+            .read_cached(&self.apps[pending.app].id, &pending.name);
         if let Err(Asked::Cache(pending)) = cluster.ask(ctx, &cmd, Asked::Cache(Box::new(pending)))
         {
             self.cached_fetched(ctx, *pending, Err("Redis is not reachable".into()));
@@ -684,7 +680,9 @@ impl PusherServer {
         } else {
             0
         };
-        let cmd = keys::set_count(&a.id, name, &cluster.process, count, wait);
+        let cmd = cluster
+            .keys
+            .set_count(&a.id, name, &cluster.process, count, wait);
         let came = count > 0;
         let asked = Asked::Count {
             app,
@@ -1097,7 +1095,7 @@ impl PusherServer {
             let ask = if let Some(rest) = what.strip_prefix("channels/") {
                 match rest.strip_suffix("/users") {
                     Some(name) if name.starts_with("presence-") => {
-                        let key = members_key(a, name);
+                        let key = cluster.keys.members(&a.id, name);
                         let t = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]);
                         if let Some(t) = t {
                             let name = name.to_owned();
@@ -1116,7 +1114,7 @@ impl PusherServer {
                             name: rest.to_owned(),
                             info,
                         };
-                        Some((keys::channel_counts(&a.id, rest), asked))
+                        Some((cluster.keys.channel_counts(&a.id, rest), asked))
                     }
                 }
             } else if what == "channels" {
@@ -1129,7 +1127,7 @@ impl PusherServer {
                     ));
                 }
                 Some((
-                    keys::channel_list(&a.id, prefix),
+                    cluster.keys.channel_list(&a.id, prefix),
                     Asked::List { conn, info },
                 ))
             } else {
@@ -1281,7 +1279,8 @@ impl PusherServer {
             if Channel::checked(name).cache {
                 remember(&mut self.cached, &topic, &text, ctx.now());
                 if let Some(cluster) = &self.cluster {
-                    let cmd = keys::keep_cached(&a.id, name, &text, CACHE_TTL.as_secs());
+                    let ttl = CACHE_TTL.as_secs();
+                    let cmd = cluster.keys.keep_cached(&a.id, name, &text, ttl);
                     ctx.redis(cluster.redis, &cmd.args());
                 }
             }
@@ -1327,7 +1326,7 @@ impl PusherServer {
         cluster.next_trigger += 1;
         let a = &self.apps[app];
         for name in asked {
-            let cmd = keys::channel_counts(&a.id, &name);
+            let cmd = cluster.keys.channel_counts(&a.id, &name);
             if cluster
                 .ask(ctx, &cmd, Asked::TriggerInfo { id, name })
                 .is_ok()
@@ -1560,7 +1559,9 @@ impl PusherServer {
             if a.limits.max_connections.is_none() {
                 continue;
             }
-            let cmd = keys::set_connections(&a.id, &cluster.process, self.open[app]);
+            let cmd = cluster
+                .keys
+                .set_connections(&a.id, &cluster.process, self.open[app]);
             // Unsent, the quota counts the others as of before.
             let _ = cluster.ask(ctx, &cmd, Asked::Conns { app });
         }
@@ -1572,7 +1573,7 @@ impl PusherServer {
             if chan.subscribers.is_empty() {
                 continue;
             }
-            let key = keys::subs_key(&a.id, &name);
+            let key = cluster.keys.subs(&a.id, &name);
             let n = chan.subscribers.len().to_string();
             ctx.redis(
                 cluster.redis,
@@ -1591,7 +1592,9 @@ impl PusherServer {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let cmd = keys::confirm_vacated(&self.apps[app].id, &name, &cluster.process);
+        let cmd = cluster
+            .keys
+            .confirm_vacated(&self.apps[app].id, &name, &cluster.process);
         if let Err(Asked::Confirm { app, name }) =
             cluster.ask(ctx, &cmd, Asked::Confirm { app, name })
         {
@@ -1819,7 +1822,9 @@ impl PusherServer {
         log::info!("Pusher: process {process} is gone; its presence members leave");
         ctx.count("pusher_cluster", "process_gone");
         for (topic, chan) in &mut self.channels {
-            let Some(name) = topic.splitn(3, '/').nth(2) else {
+            // `pusher/{app id}/{channel}`.
+            let mut parts = topic.splitn(3, '/').skip(1);
+            let (Some(app_id), Some(name)) = (parts.next(), parts.next()) else {
                 continue;
             };
             let users: Vec<String> = chan
@@ -1828,8 +1833,7 @@ impl PusherServer {
                 .filter(|(_, procs)| procs.contains_key(process))
                 .map(|(u, _)| u.clone())
                 .collect();
-            let key = topic.replacen("pusher/", "pusher-presence:", 1);
-            let key = key.replacen('/', ":", 1);
+            let key = cluster.keys.members(app_id, name);
             for user in users {
                 remove_remote(ctx, chan, name, &user, process);
                 let field = format!("{process} {user}");
@@ -1844,7 +1848,7 @@ impl PusherServer {
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let key = alive_key(&cluster.process);
+        let key = cluster.keys.alive(&cluster.process);
         let ttl = HEARTBEAT_TTL.to_string();
         ctx.redis(
             cluster.redis,
@@ -1861,7 +1865,7 @@ impl PusherServer {
             if cluster.checks.values().any(|p| p == process) {
                 continue;
             }
-            let key = alive_key(process);
+            let key = cluster.keys.alive(process);
             if let Some(t) = ctx.redis(cluster.redis, &[b"EXISTS", key.as_bytes()]) {
                 cluster.checks.insert(t, process.clone());
             }
@@ -2013,7 +2017,7 @@ fn announce(
     user: &str,
     info: &Value,
 ) {
-    let key = members_key(app, name);
+    let key = cluster.keys.members(&app.id, name);
     let field = format!("{} {user}", cluster.process);
     if op == "+" {
         let value = info.to_string();

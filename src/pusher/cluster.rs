@@ -4,55 +4,80 @@
 //! the scripts' replies. The application sends the commands on the bus's
 //! Redis connection and hands the replies back here.
 //!
-//! Per app `A` and channel `C`:
-//! - `pusher-subs:A:C`, a hash: each process's number of subscribers.
-//! - `pusher-channels:A`, a set: the channels with subscribers anywhere.
-//! - `pusher-vacating:A:C`: the process whose last subscriber left, while
+//! Per app `A` and channel `C`, each key after the bus's prefix (`P`,
+//! `--bus-prefix`, `sprocket:` by default):
+//! - `Ppusher-subs:A:C`, a hash: each process's number of subscribers.
+//! - `Ppusher-channels:A`, a set: the channels with subscribers anywhere.
+//! - `Ppusher-vacating:A:C`: the process whose last subscriber left, while
 //!   its `channel_vacated` webhook waits (a subscriber arriving anywhere
 //!   meanwhile deletes it, and neither webhook is sent).
-//! - `pusher-cache:A:C`: a cache channel's last event.
-//! - `pusher-conns:A`, a hash: each process's number of connections to
+//! - `Ppusher-cache:A:C`: a cache channel's last event.
+//! - `Ppusher-conns:A`, a hash: each process's number of connections to
 //!   the app (for its `max-connections`).
-//! - `pusher-presence:A:C`, a hash of the presence members, a field
+//! - `Ppusher-presence:A:C`, a hash of the presence members, a field
 //!   `{process} {user}` each (kept by the application).
 //!
-//! Each process refreshes `pusher-alive:{process}`; the scripts count the
+//! Each process refreshes `Ppusher-alive:{process}`; the scripts count the
 //! fields of live processes only and delete those of dead ones, so a
 //! killed process's subscribers stop counting once its key expires.
 
 use crate::clients::resp::Reply;
 
-/// Where a process's liveness key starts (`pusher-alive:{process}`).
-pub const ALIVE_PREFIX: &str = "pusher-alive:";
-
-/// The hash of the number of subscribers of each process on `channel`.
-pub fn subs_key(app: &str, channel: &str) -> String {
-    format!("pusher-subs:{app}:{channel}")
+/// The names of the keys, under a prefix, and the commands on them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
 }
 
-/// The set of the channels of `app` with subscribers anywhere.
-pub fn channels_key(app: &str) -> String {
-    format!("pusher-channels:{app}")
-}
+impl Keys {
+    /// Keys starting with `prefix` (the bus's, so that deployments
+    /// sharing a Redis server keep apart).
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
 
-/// The key held while `channel`'s vacating waits.
-pub fn vacating_key(app: &str, channel: &str) -> String {
-    format!("pusher-vacating:{app}:{channel}")
-}
+    /// The hash of the number of subscribers of each process on `channel`.
+    pub fn subs(&self, app: &str, channel: &str) -> String {
+        format!("{}pusher-subs:{app}:{channel}", self.prefix)
+    }
 
-/// A cache channel's last event.
-pub fn cache_key(app: &str, channel: &str) -> String {
-    format!("pusher-cache:{app}:{channel}")
-}
+    /// The set of the channels of `app` with subscribers anywhere.
+    pub fn channels(&self, app: &str) -> String {
+        format!("{}pusher-channels:{app}", self.prefix)
+    }
 
-/// The hash of each process's number of connections to `app`.
-pub fn conns_key(app: &str) -> String {
-    format!("pusher-conns:{app}")
-}
+    /// The key held while `channel`'s vacating waits.
+    pub fn vacating(&self, app: &str, channel: &str) -> String {
+        format!("{}pusher-vacating:{app}:{channel}", self.prefix)
+    }
 
-/// The presence members of `channel`.
-pub fn members_key(app: &str, channel: &str) -> String {
-    format!("pusher-presence:{app}:{channel}")
+    /// A cache channel's last event.
+    pub fn cache(&self, app: &str, channel: &str) -> String {
+        format!("{}pusher-cache:{app}:{channel}", self.prefix)
+    }
+
+    /// The hash of each process's number of connections to `app`.
+    pub fn conns(&self, app: &str) -> String {
+        format!("{}pusher-conns:{app}", self.prefix)
+    }
+
+    /// The presence members of `channel`: a field per process and user
+    /// (`{process} {user}`), the user's info as value.
+    pub fn members(&self, app: &str, channel: &str) -> String {
+        format!("{}pusher-presence:{app}:{channel}", self.prefix)
+    }
+
+    /// Where the liveness keys start.
+    pub fn alive_prefix(&self) -> String {
+        format!("{}pusher-alive:", self.prefix)
+    }
+
+    /// The liveness key of `process`.
+    pub fn alive(&self, process: &str) -> String {
+        format!("{}pusher-alive:{process}", self.prefix)
+    }
 }
 
 /// What every script starts with: `live(p)`, whether process `p`'s
@@ -129,7 +154,7 @@ return 0
 "
 );
 
-/// What [`set_count`] did to the channel.
+/// What [`Keys::set_count`] did to the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Count {
     /// Nothing cluster-wide: others have subscribers too, or a vacating
@@ -139,7 +164,8 @@ pub enum Count {
     /// `channel_occupied`.
     Occupied,
     /// The channel has no subscriber left in the cluster: this process
-    /// holds its vacating; `channel_vacated` after [`confirm_vacated`].
+    /// holds its vacating; `channel_vacated` after
+    /// [`Keys::confirm_vacated`].
     Vacating,
 }
 
@@ -211,84 +237,97 @@ impl Command {
         Command(parts.iter().map(|p| p.to_vec()).collect())
     }
 
-    /// `EVAL script numkeys keys... ALIVE_PREFIX args...`.
-    fn eval(script: &str, keys: &[&str], args: &[&str]) -> Command {
-        let numkeys = keys.len().to_string();
-        let mut parts: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), numkeys.as_bytes()];
-        parts.extend(keys.iter().map(|k| k.as_bytes()));
-        parts.push(ALIVE_PREFIX.as_bytes());
-        parts.extend(args.iter().map(|a| a.as_bytes()));
-        Command::new(&parts)
-    }
-
     /// The arguments, as the Redis client takes them.
     pub fn args(&self) -> Vec<&[u8]> {
         self.0.iter().map(Vec::as_slice).collect()
     }
 }
 
-/// Sets `process`'s `count` of subscribers of `channel` of `app`; with
-/// `wait_ms` > 0 a vacating it causes is held that long. Its reply:
-/// [`count`].
-pub fn set_count(app: &str, channel: &str, process: &str, count: usize, wait_ms: u128) -> Command {
-    let keys = [
-        subs_key(app, channel),
-        channels_key(app),
-        vacating_key(app, channel),
-    ];
-    let (count, wait) = (count.to_string(), wait_ms.to_string());
-    Command::eval(
-        COUNT,
-        &[&keys[0], &keys[1], &keys[2]],
-        &[process, &count, channel, &wait],
-    )
-}
+impl Keys {
+    /// `EVAL script numkeys keys... alive-prefix args...`.
+    fn eval(&self, script: &str, keys: &[&str], args: &[&str]) -> Command {
+        let (numkeys, alive) = (keys.len().to_string(), self.alive_prefix());
+        let mut parts: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), numkeys.as_bytes()];
+        parts.extend(keys.iter().map(|k| k.as_bytes()));
+        parts.push(alive.as_bytes());
+        parts.extend(args.iter().map(|a| a.as_bytes()));
+        Command::new(&parts)
+    }
 
-/// Whether `process` still vacates `channel` of `app`. Its reply:
-/// [`confirmed`].
-pub fn confirm_vacated(app: &str, channel: &str, process: &str) -> Command {
-    let keys = [subs_key(app, channel), vacating_key(app, channel)];
-    Command::eval(CONFIRM, &[&keys[0], &keys[1]], &[process])
-}
+    /// Sets `process`'s `count` of subscribers of `channel` of `app`;
+    /// with `wait_ms` > 0 a vacating it causes is held that long. Its
+    /// reply: [`count`].
+    pub fn set_count(
+        &self,
+        app: &str,
+        channel: &str,
+        process: &str,
+        count: usize,
+        wait_ms: u128,
+    ) -> Command {
+        let keys = [
+            self.subs(app, channel),
+            self.channels(app),
+            self.vacating(app, channel),
+        ];
+        let (count, wait) = (count.to_string(), wait_ms.to_string());
+        self.eval(
+            COUNT,
+            &[&keys[0], &keys[1], &keys[2]],
+            &[process, &count, channel, &wait],
+        )
+    }
 
-/// The cluster's subscribers and users of `channel` of `app`. Its reply:
-/// [`info`].
-pub fn channel_counts(app: &str, channel: &str) -> Command {
-    let keys = [subs_key(app, channel), members_key(app, channel)];
-    Command::eval(INFO, &[&keys[0], &keys[1]], &[])
-}
+    /// Whether `process` still vacates `channel` of `app`. Its reply:
+    /// [`confirmed`].
+    pub fn confirm_vacated(&self, app: &str, channel: &str, process: &str) -> Command {
+        let keys = [self.subs(app, channel), self.vacating(app, channel)];
+        self.eval(CONFIRM, &[&keys[0], &keys[1]], &[process])
+    }
 
-/// The cluster's channels of `app` starting with `prefix`. Its reply:
-/// [`list`].
-pub fn channel_list(app: &str, prefix: &str) -> Command {
-    let (set, subs, members) = (channels_key(app), subs_key(app, ""), members_key(app, ""));
-    Command::eval(LIST, &[&set], &[&subs, &members, prefix])
-}
+    /// The cluster's subscribers and users of `channel` of `app`. Its
+    /// reply: [`info`].
+    pub fn channel_counts(&self, app: &str, channel: &str) -> Command {
+        let keys = [self.subs(app, channel), self.members(app, channel)];
+        self.eval(INFO, &[&keys[0], &keys[1]], &[])
+    }
 
-/// Sets `process`'s `count` of connections to `app`. Its reply:
-/// [`others`].
-pub fn set_connections(app: &str, process: &str, count: usize) -> Command {
-    let count = count.to_string();
-    Command::eval(CONNS, &[&conns_key(app)], &[process, &count])
-}
+    /// The cluster's channels of `app` starting with `prefix`. Its reply:
+    /// [`list`].
+    pub fn channel_list(&self, app: &str, prefix: &str) -> Command {
+        let (set, subs, members) = (
+            self.channels(app),
+            self.subs(app, ""),
+            self.members(app, ""),
+        );
+        self.eval(LIST, &[&set], &[&subs, &members, prefix])
+    }
 
-/// Keeps `event` as the last of the cache channel `channel` of `app`
-/// for `ttl_secs`.
-pub fn keep_cached(app: &str, channel: &str, event: &str, ttl_secs: u64) -> Command {
-    let (key, ttl) = (cache_key(app, channel), ttl_secs.to_string());
-    Command::new(&[
-        b"SET",
-        key.as_bytes(),
-        event.as_bytes(),
-        b"EX",
-        ttl.as_bytes(),
-    ])
-}
+    /// Sets `process`'s `count` of connections to `app`. Its reply:
+    /// [`others`].
+    pub fn set_connections(&self, app: &str, process: &str, count: usize) -> Command {
+        let count = count.to_string();
+        self.eval(CONNS, &[&self.conns(app)], &[process, &count])
+    }
 
-/// Reads the last event of the cache channel `channel` of `app`. Its
-/// reply: [`cached`].
-pub fn read_cached(app: &str, channel: &str) -> Command {
-    Command::new(&[b"GET", cache_key(app, channel).as_bytes()])
+    /// Keeps `event` as the last of the cache channel `channel` of `app`
+    /// for `ttl_secs`.
+    pub fn keep_cached(&self, app: &str, channel: &str, event: &str, ttl_secs: u64) -> Command {
+        let (key, ttl) = (self.cache(app, channel), ttl_secs.to_string());
+        Command::new(&[
+            b"SET",
+            key.as_bytes(),
+            event.as_bytes(),
+            b"EX",
+            ttl.as_bytes(),
+        ])
+    }
+
+    /// Reads the last event of the cache channel `channel` of `app`. Its
+    /// reply: [`cached`].
+    pub fn read_cached(&self, app: &str, channel: &str) -> Command {
+        Command::new(&[b"GET", self.cache(app, channel).as_bytes()])
+    }
 }
 
 /// An error reply, or one of another shape than expected.
@@ -299,7 +338,7 @@ fn unexpected(what: &str, reply: &Reply) -> String {
     }
 }
 
-/// Decodes the reply of [`set_count`].
+/// Decodes the reply of [`Keys::set_count`].
 pub fn count(reply: &Reply) -> Result<Count, String> {
     match reply {
         Reply::Integer(0) => Ok(Count::Nothing),
@@ -309,7 +348,7 @@ pub fn count(reply: &Reply) -> Result<Count, String> {
     }
 }
 
-/// Decodes the reply of [`confirm_vacated`]: whether to send
+/// Decodes the reply of [`Keys::confirm_vacated`]: whether to send
 /// `channel_vacated`.
 pub fn confirmed(reply: &Reply) -> Result<bool, String> {
     match reply {
@@ -325,13 +364,13 @@ fn non_negative(reply: &Reply) -> Option<u64> {
     }
 }
 
-/// Decodes the reply of [`set_connections`]: the other processes'
+/// Decodes the reply of [`Keys::set_connections`]: the other processes'
 /// connections.
 pub fn others(reply: &Reply) -> Result<u64, String> {
     non_negative(reply).ok_or_else(|| unexpected("the connection count", reply))
 }
 
-/// Decodes the reply of [`channel_counts`]: (subscribers, users).
+/// Decodes the reply of [`Keys::channel_counts`]: (subscribers, users).
 pub fn info(reply: &Reply) -> Result<(u64, u64), String> {
     if let Reply::Array(Some(items)) = reply
         && let [subs, users] = &items[..]
@@ -342,7 +381,7 @@ pub fn info(reply: &Reply) -> Result<(u64, u64), String> {
     Err(unexpected("the channel's counts", reply))
 }
 
-/// Decodes the reply of [`channel_list`]: (channel, users) pairs.
+/// Decodes the reply of [`Keys::channel_list`]: (channel, users) pairs.
 pub fn list(reply: &Reply) -> Result<Vec<(String, u64)>, String> {
     let Reply::Array(Some(items)) = reply else {
         return Err(unexpected("the channel list", reply));
@@ -365,7 +404,7 @@ pub fn list(reply: &Reply) -> Result<Vec<(String, u64)>, String> {
         .collect()
 }
 
-/// Decodes the reply of [`read_cached`]: the event, if any.
+/// Decodes the reply of [`Keys::read_cached`]: the event, if any.
 pub fn cached(reply: &Reply) -> Result<Option<String>, String> {
     match reply {
         Reply::Bulk(None) => Ok(None),
@@ -436,67 +475,69 @@ mod tests {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect()
         };
-        let c = text(&set_count("1", "room", "p9", 3, 33_000));
+        let k = Keys::new("p:");
+        let c = text(&k.set_count("1", "room", "p9", 3, 33_000));
         assert_eq!(c[0], "EVAL");
         assert!(c[1].contains("local function live(p)") && c[1].contains("'SADD'"));
         assert_eq!(
             c[2..],
             [
                 "3",
-                "pusher-subs:1:room",
-                "pusher-channels:1",
-                "pusher-vacating:1:room",
-                ALIVE_PREFIX,
+                "p:pusher-subs:1:room",
+                "p:pusher-channels:1",
+                "p:pusher-vacating:1:room",
+                "p:pusher-alive:",
                 "p9",
                 "3",
                 "room",
                 "33000"
             ]
         );
-        let c = text(&channel_list("1", "presence-"));
+        let c = text(&k.channel_list("1", "presence-"));
         assert_eq!(
             c[2..],
             [
                 "1",
-                "pusher-channels:1",
-                ALIVE_PREFIX,
-                "pusher-subs:1:",
-                "pusher-presence:1:",
+                "p:pusher-channels:1",
+                "p:pusher-alive:",
+                "p:pusher-subs:1:",
+                "p:pusher-presence:1:",
                 "presence-"
             ]
         );
-        assert_eq!(text(&channel_counts("1", "a"))[2], "2");
+        assert_eq!(text(&k.channel_counts("1", "a"))[2], "2");
         assert_eq!(
-            text(&confirm_vacated("1", "a", "p9"))[5..],
-            [ALIVE_PREFIX, "p9"]
+            text(&k.confirm_vacated("1", "a", "p9"))[5..],
+            ["p:pusher-alive:", "p9"]
         );
         assert_eq!(
-            text(&set_connections("1", "p9", 4))[3..],
-            ["pusher-conns:1", ALIVE_PREFIX, "p9", "4"]
+            text(&k.set_connections("1", "p9", 4))[3..],
+            ["p:pusher-conns:1", "p:pusher-alive:", "p9", "4"]
         );
         assert_eq!(
-            text(&keep_cached("1", "cache-a", "{}", 1800)),
-            ["SET", "pusher-cache:1:cache-a", "{}", "EX", "1800"]
+            text(&k.keep_cached("1", "cache-a", "{}", 1800)),
+            ["SET", "p:pusher-cache:1:cache-a", "{}", "EX", "1800"]
         );
         assert_eq!(
-            text(&read_cached("1", "cache-a")),
-            ["GET", "pusher-cache:1:cache-a"]
+            text(&k.read_cached("1", "cache-a")),
+            ["GET", "p:pusher-cache:1:cache-a"]
         );
     }
 
     #[test]
-    fn keys_name_the_app_and_channel() {
-        assert_eq!(subs_key("1", "a"), "pusher-subs:1:a");
-        assert_eq!(channels_key("1"), "pusher-channels:1");
-        assert_eq!(conns_key("1"), "pusher-conns:1");
-        assert_eq!(vacating_key("1", "a"), "pusher-vacating:1:a");
-        assert_eq!(cache_key("1", "cache-a"), "pusher-cache:1:cache-a");
-        assert_eq!(
-            members_key("1", "presence-a"),
-            "pusher-presence:1:presence-a"
-        );
+    fn keys_name_the_app_and_channel_under_the_prefix() {
+        let k = Keys::new("");
+        assert_eq!(k.subs("1", "a"), "pusher-subs:1:a");
+        assert_eq!(k.channels("1"), "pusher-channels:1");
+        assert_eq!(k.conns("1"), "pusher-conns:1");
+        assert_eq!(k.vacating("1", "a"), "pusher-vacating:1:a");
+        assert_eq!(k.cache("1", "cache-a"), "pusher-cache:1:cache-a");
+        assert_eq!(k.members("1", "presence-a"), "pusher-presence:1:presence-a");
+        let k = Keys::new("sprocket:");
+        assert_eq!(k.alive("p9"), "sprocket:pusher-alive:p9");
+        assert!(k.alive("p9").starts_with(&k.alive_prefix()));
         // The list script finds a channel's hashes by these heads.
-        assert!(subs_key("1", "a").starts_with(&subs_key("1", "")));
-        assert!(members_key("1", "a").starts_with(&members_key("1", "")));
+        assert!(k.subs("1", "a").starts_with(&k.subs("1", "")));
+        assert!(k.members("1", "a").starts_with(&k.members("1", "")));
     }
 }
