@@ -265,7 +265,7 @@ impl Cluster {
 
 /// What a reply from the cluster's Redis is awaited for.
 enum Asked {
-    /// [`keys::set_count`] after a channel's first subscriber here came or its
+    /// [`Keys::set_count`] after a channel's first subscriber here came or its
     /// last went.
     Count {
         app: usize,
@@ -273,19 +273,19 @@ enum Asked {
         /// It was the first subscriber here (else the last went).
         came: bool,
     },
-    /// [`keys::set_connections`] for an app with a connection quota.
+    /// [`Keys::set_connections`] for an app with a connection quota.
     Conns { app: usize },
-    /// [`keys::confirm_vacated`] when a held `channel_vacated` is due.
+    /// [`Keys::confirm_vacated`] when a held `channel_vacated` is due.
     Confirm { app: usize, name: String },
-    /// [`keys::channel_counts`] for `GET /apps/{id}/channels/{name}`.
+    /// [`Keys::channel_counts`] for `GET /apps/{id}/channels/{name}`.
     Info {
         conn: ConnId,
         name: String,
         info: String,
     },
-    /// [`keys::channel_counts`] for one channel of a trigger's answer.
+    /// [`Keys::channel_counts`] for one channel of a trigger's answer.
     TriggerInfo { id: u64, name: String },
-    /// [`keys::channel_list`] for `GET /apps/{id}/channels`.
+    /// [`Keys::channel_list`] for `GET /apps/{id}/channels`.
     List { conn: ConnId, info: String },
     /// A cache channel's last event, before a subscription goes on.
     Cache(Box<PendingJoin>),
@@ -364,7 +364,7 @@ struct Held {
     seq: u64,
     due: Instant,
     /// A `channel_vacated` the cluster confirms when due
-    /// ([`keys::confirm_vacated`]): another process's subscriber may have come.
+    /// ([`Keys::confirm_vacated`]): another process's subscriber may have come.
     confirm: bool,
 }
 
@@ -699,7 +699,7 @@ impl PusherServer {
         }
     }
 
-    /// The reply of [`keys::set_count`]: the webhook it calls for. Without
+    /// The reply of [`Keys::set_count`]: the webhook it calls for. Without
     /// one, this process's view (`guess`) decides, as without a cluster.
     fn counted(
         &mut self,
@@ -1227,7 +1227,7 @@ impl PusherServer {
     }
 
     /// Answers `GET /apps/{id}/channels/{name}` with the cluster's counts
-    /// ([`keys::channel_counts`]'s reply).
+    /// ([`Keys::channel_counts`]'s reply).
     fn answer_info(
         ctx: &mut Context<'_>,
         conn: ConnId,
@@ -1244,7 +1244,7 @@ impl PusherServer {
     }
 
     /// Answers `GET /apps/{id}/channels` with the cluster's channels
-    /// ([`keys::channel_list`]'s reply).
+    /// ([`Keys::channel_list`]'s reply).
     fn answer_list(
         ctx: &mut Context<'_>,
         conn: ConnId,
