@@ -9,6 +9,7 @@ mod fanout;
 mod flavour;
 mod hist;
 mod httppub;
+mod json;
 mod payload;
 mod procstat;
 mod pusher;

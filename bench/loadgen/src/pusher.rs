@@ -17,6 +17,7 @@
 use crate::conn::{Driver, Ev, Handler, Target, now_ns};
 use crate::hist::Histogram;
 use crate::httppub::{HttpPub, PubTarget};
+use crate::json::{self, excerpt};
 use crate::procstat::{CpuWindow, rss_sum};
 use crate::report::{Json, quote};
 use crate::{Common, Outcome};
@@ -65,11 +66,6 @@ struct Msg<'a> {
     data: Option<&'a [u8]>,
 }
 
-/// The first 120 bytes of a message, for error texts.
-fn excerpt(msg: &[u8]) -> String {
-    String::from_utf8_lossy(&msg[..msg.len().min(120)]).into_owned()
-}
-
 /// Reads the top-level members `event`, `channel` and `data` of a JSON
 /// object (raw, trimmed slices; other members are skipped whole).
 fn parse(msg: &[u8]) -> Result<Msg<'_>, String> {
@@ -111,34 +107,10 @@ fn parse(msg: &[u8]) -> Result<Msg<'_>, String> {
         i += 1;
         ws(&mut i);
         let start = i;
-        let mut depth = 0usize;
-        let mut in_str = false;
-        while i < msg.len() {
-            let b = msg[i];
-            if in_str {
-                match b {
-                    b'\\' => i += 1,
-                    b'"' => in_str = false,
-                    _ => {}
-                }
-            } else {
-                match b {
-                    b'"' => in_str = true,
-                    b'[' | b'{' => depth += 1,
-                    b']' | b'}' if depth > 0 => depth -= 1,
-                    b',' | b'}' if depth == 0 => break,
-                    _ => {}
-                }
-            }
-            i += 1;
-        }
-        let mut end = i;
-        while end > start && msg[end - 1].is_ascii_whitespace() {
-            end -= 1;
-        }
-        if end == start || i >= msg.len() {
+        let Some((sep, end)) = json::value_end(msg, start, b'}') else {
             return Err(bad("truncated or empty value"));
-        }
+        };
+        i = sep;
         let v = &msg[start..end];
         match key {
             b"event" => out.event = Some(v),

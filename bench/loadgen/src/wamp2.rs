@@ -10,6 +10,7 @@
 
 use crate::conn::{Driver, Ev, Handler, Target, now_ns};
 use crate::hist::Histogram;
+use crate::json::{self, excerpt};
 use crate::procstat::{CpuWindow, rss_sum};
 use crate::report::{Json, quote};
 use crate::{Common, Outcome};
@@ -85,34 +86,10 @@ pub fn split<'a>(msg: &'a [u8], out: &mut [&'a [u8]; MAX_ELEMS]) -> Result<usize
     loop {
         ws(&mut i);
         let start = i;
-        let mut depth = 0usize;
-        let mut in_str = false;
-        while i < msg.len() {
-            let b = msg[i];
-            if in_str {
-                match b {
-                    b'\\' => i += 1,
-                    b'"' => in_str = false,
-                    _ => {}
-                }
-            } else {
-                match b {
-                    b'"' => in_str = true,
-                    b'[' | b'{' => depth += 1,
-                    b']' | b'}' if depth > 0 => depth -= 1,
-                    b',' | b']' if depth == 0 => break,
-                    _ => {}
-                }
-            }
-            i += 1;
-        }
-        let mut end = i;
-        while end > start && msg[end - 1].is_ascii_whitespace() {
-            end -= 1;
-        }
-        if end == start || i >= msg.len() {
+        let Some((sep, end)) = json::value_end(msg, start, b']') else {
             return Err(bad("truncated or empty element"));
-        }
+        };
+        i = sep;
         if n == MAX_ELEMS {
             return Err(bad("too many elements"));
         }
@@ -128,11 +105,6 @@ pub fn split<'a>(msg: &'a [u8], out: &mut [&'a [u8]; MAX_ELEMS]) -> Result<usize
 /// A JSON unsigned integer element.
 fn int(e: &[u8]) -> Option<u64> {
     std::str::from_utf8(e).ok()?.parse().ok()
-}
-
-/// The first 120 bytes of a message, for error texts.
-fn excerpt(msg: &[u8]) -> String {
-    String::from_utf8_lossy(&msg[..msg.len().min(120)]).into_owned()
 }
 
 /// The message type and elements of `msg`, failing on ABORT and ERROR.
