@@ -352,6 +352,15 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// The first three connection failures, for a report's problems.
+    pub fn first_failures(&self) -> Vec<String> {
+        self.failures
+            .iter()
+            .take(3)
+            .map(|(i, e)| format!("conn {i}: {e}"))
+            .collect()
+    }
+
     pub fn new() -> std::io::Result<Self> {
         Ok(Driver {
             poll: Poll::new()?,

@@ -77,12 +77,7 @@ pub fn run(common: &Common, o: &ConnectOpts) -> Result<Outcome, String> {
     let close_s = closing.elapsed().as_secs_f64();
     let clean = driver.closed;
     let failed = driver.failures.len();
-    let failures: Vec<String> = driver
-        .failures
-        .iter()
-        .take(3)
-        .map(|(i, e)| format!("conn {i}: {e}"))
-        .collect();
+    let failures = driver.first_failures();
     drop(driver);
     std::thread::sleep(Duration::from_millis(300));
     let rss2 = rss_sum(&common.server_pids);

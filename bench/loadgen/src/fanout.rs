@@ -675,9 +675,7 @@ pub fn run(common: &Common, o: &FanoutOpts, flavour: Box<dyn Flavour>) -> Result
     } else if !s.pass {
         out.problems.push(s.why.clone());
     }
-    for f in driver.failures.iter().take(3) {
-        out.problems.push(format!("conn {}: {}", f.0, f.1));
-    }
+    out.problems.extend(driver.first_failures());
     out.summary = format!(
         "fanout ({}): {} subscribers, {} publishers, {} B: {} {:.0} msgs/s -> {:.0} deliveries/s, latency p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms",
         h.flavour.name(),

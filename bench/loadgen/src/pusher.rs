@@ -240,14 +240,6 @@ fn target(common: &Common, o: &PusherOpts) -> Target {
     }
 }
 
-fn failures(d: &Driver) -> Vec<String> {
-    d.failures
-        .iter()
-        .take(3)
-        .map(|(i, e)| format!("conn {i}: {e}"))
-        .collect()
-}
-
 // ---------------------------------------------------------------- signing
 
 /// MD5 (RFC 1321), for the API's `body_md5`.
@@ -637,7 +629,7 @@ pub fn run_fanout(common: &Common, o: &PusherOpts) -> Result<Outcome, String> {
     let mut out = Outcome::new(j, used);
     out.per_op("delivery", h.deliveries as f64);
     out.per_op("publish", published as f64);
-    out.problems = failures(&driver);
+    out.problems = driver.first_failures();
     if h.lost + missing > 0 || !drained {
         out.problems.push(format!(
             "{} deliveries lost ({} skipped, {} never arrived){}",
@@ -818,7 +810,7 @@ pub fn run_open(common: &Common, o: &PusherOpts, subscribe: bool) -> Result<Outc
         .int("failed_conns", driver.failures.len() as u64);
     let mut out = Outcome::new(j, used);
     out.per_op("conn", done as f64);
-    out.problems = failures(&driver);
+    out.problems = driver.first_failures();
     if done < o.conns {
         out.problems.push(format!(
             "only {done} of {} connections {}",

@@ -182,14 +182,6 @@ fn target(common: &Common, o: &Wamp2Opts) -> Target {
     }
 }
 
-fn failures(d: &Driver) -> Vec<String> {
-    d.failures
-        .iter()
-        .take(3)
-        .map(|(i, e)| format!("conn {i}: {e}"))
-        .collect()
-}
-
 // ---------------------------------------------------------------- rpc
 
 struct Rpc {
@@ -389,7 +381,7 @@ pub fn run_rpc(common: &Common, o: &Wamp2Opts) -> Result<Outcome, String> {
         .int("failed_conns", driver.failures.len() as u64);
     let mut out = Outcome::new(j, used);
     out.per_op("call", h.calls as f64);
-    out.problems = failures(&driver);
+    out.problems = driver.first_failures();
     if !drained {
         out.problems
             .push(format!("{unanswered} calls never answered"));
@@ -648,7 +640,7 @@ pub fn run_fanout(common: &Common, o: &Wamp2Opts) -> Result<Outcome, String> {
         .int("failed_conns", driver.failures.len() as u64);
     let mut out = Outcome::new(j, used);
     out.per_op("delivery", h.deliveries as f64);
-    out.problems = failures(&driver);
+    out.problems = driver.first_failures();
     if h.lost + missing > 0 || !drained {
         out.problems.push(format!(
             "{} events lost ({} skipped, {} never arrived)",
@@ -805,7 +797,7 @@ pub fn run_idle(common: &Common, o: &Wamp2Opts) -> Result<Outcome, String> {
         .int("failed_conns", driver.failures.len() as u64);
     let mut out = Outcome::new(j, used);
     out.per_op("session", welcomed as f64);
-    out.problems = failures(&driver);
+    out.problems = driver.first_failures();
     if welcomed < o.sessions {
         out.problems.push(format!(
             "only {welcomed} of {} sessions welcomed",
