@@ -1087,6 +1087,17 @@ impl PusherServer {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
+        if (req.method.as_str(), what) == ("GET", "channels")
+            && param("info").is_some_and(|i| i.split(',').any(|i| i == "user_count"))
+            && !param("filter_by_prefix").is_some_and(|p| p.starts_with("presence-"))
+        {
+            // Pusher counts users of presence channels only.
+            ctx.count("pusher_api", "refused");
+            return Some(api_error(
+                400,
+                "info=user_count needs filter_by_prefix=presence-",
+            ));
+        }
         if let (Some(cluster), "GET") = (&mut self.cluster, req.method.as_str()) {
             // The cluster's counts and members are in Redis: the answer
             // waits for them (without a reply, this process's view).
@@ -1119,13 +1130,6 @@ impl PusherServer {
                 }
             } else if what == "channels" {
                 let prefix = param("filter_by_prefix").unwrap_or("");
-                let wants_users = info.split(',').any(|i| i == "user_count");
-                if wants_users && !prefix.starts_with("presence-") {
-                    return Some(api_error(
-                        400,
-                        "info=user_count needs filter_by_prefix=presence-",
-                    ));
-                }
                 Some((
                     cluster.keys.channel_list(&a.id, prefix),
                     Asked::List { conn, info },
@@ -1162,11 +1166,7 @@ impl PusherServer {
             ("GET", "channels") => {
                 let prefix = param("filter_by_prefix").unwrap_or("");
                 let info = param("info").unwrap_or("");
-                if info.split(',').any(|i| i == "user_count") && !prefix.starts_with("presence-") {
-                    api_error(400, "info=user_count needs filter_by_prefix=presence-")
-                } else {
-                    Page::json(200, self.channel_list(app, prefix, info).to_string())
-                }
+                Page::json(200, self.channel_list(app, prefix, info).to_string())
             }
             ("GET", w) if w.starts_with("channels/") => {
                 let rest = &w["channels/".len()..];
