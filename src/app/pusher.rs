@@ -213,21 +213,16 @@ struct Cluster {
     keys: Keys,
     /// This process, in membership fields and announcements.
     process: String,
-    /// Subscriptions waiting for the channel's members from Redis, by
-    /// the `HGETALL` ticket.
-    pending: HashMap<Ticket, PendingJoin>,
     /// Liveness checks out, by ticket: the process asked about.
     checks: HashMap<Ticket, String>,
     /// Sweeps since the last heartbeat.
     ticks: u32,
-    /// HTTP API requests waiting for a channel's members, by ticket.
-    api_pending: HashMap<Ticket, PendingApi>,
-    /// The other scripts and commands waiting for their replies.
+    /// The scripts and commands waiting for their replies.
     asked: HashMap<Ticket, Asked>,
     /// Triggers whose answers wait for the cluster's counts, by number.
     triggers: HashMap<u64, PendingTrigger>,
     next_trigger: u64,
-    /// When each of `pending`, `api_pending` and `asked` was asked.
+    /// When each of `asked` was asked.
     since: HashMap<Ticket, Instant>,
 }
 
@@ -289,6 +284,11 @@ enum Asked {
     List { conn: ConnId, info: String },
     /// A cache channel's last event, before a subscription goes on.
     Cache(Box<PendingJoin>),
+    /// A presence channel's members on other processes, before a
+    /// subscription goes on.
+    Join(Box<PendingJoin>),
+    /// A presence channel's members for `.../users`.
+    Users(PendingApi),
 }
 
 /// A presence channel's users asked of the HTTP API, waiting for the
@@ -478,10 +478,8 @@ impl PusherServer {
             redis,
             keys: Keys::new(key_prefix),
             process,
-            pending: HashMap::new(),
             checks: HashMap::new(),
             ticks: HEARTBEAT_EVERY,
-            api_pending: HashMap::new(),
             asked: HashMap::new(),
             triggers: HashMap::new(),
             next_trigger: 0,
@@ -586,22 +584,21 @@ impl PusherServer {
         match (member, &mut self.cluster) {
             (Some(member), Some(cluster)) => {
                 // The members of other processes first, from Redis.
-                let key = cluster.keys.members(&app.id, name);
-                let control = control_topic(app, name);
-                let Some(ticket) = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]) else {
-                    return refuse(ctx, "Unavailable", "the cluster state is unreachable", 503);
+                let cmd = cluster.keys.read_members(&app.id, name);
+                let pending = PendingJoin {
+                    app: c.app,
+                    conn,
+                    name: name.to_owned(),
+                    cache: channel.cache,
+                    member: Some(member),
                 };
-                cluster.since.insert(ticket, ctx.now());
-                cluster.pending.insert(
-                    ticket,
-                    PendingJoin {
-                        app: c.app,
-                        conn,
-                        name: name.to_owned(),
-                        cache: channel.cache,
-                        member: Some(member),
-                    },
-                );
+                if cluster
+                    .ask(ctx, &cmd, Asked::Join(Box::new(pending)))
+                    .is_err()
+                {
+                    return refuse(ctx, "Unavailable", "the cluster state is unreachable", 503);
+                }
+                let control = control_topic(app, name);
                 let topic = topic(app, name);
                 let chan = self.channels.entry(topic.clone()).or_default();
                 if chan.control.is_none() {
@@ -1106,17 +1103,9 @@ impl PusherServer {
             let ask = if let Some(rest) = what.strip_prefix("channels/") {
                 match rest.strip_suffix("/users") {
                     Some(name) if name.starts_with("presence-") => {
-                        let key = cluster.keys.members(&a.id, name);
-                        let t = ctx.redis(cluster.redis, &[b"HGETALL", key.as_bytes()]);
-                        if let Some(t) = t {
-                            let name = name.to_owned();
-                            cluster.since.insert(t, ctx.now());
-                            cluster
-                                .api_pending
-                                .insert(t, PendingApi { conn, app, name });
-                            return None;
-                        }
-                        None
+                        let name = name.to_owned();
+                        let cmd = cluster.keys.read_members(&a.id, &name);
+                        Some((cmd, Asked::Users(PendingApi { conn, app, name })))
                     }
                     Some(_) => None,
                     None => {
@@ -1884,16 +1873,16 @@ impl PusherServer {
             return;
         };
         cluster.since.remove(&ticket);
-        if let Some(pending) = cluster.pending.remove(&ticket) {
-            let members = result.and_then(|r| members_of(r, &cluster.process));
-            return self.joined_cluster(ctx, pending, members);
-        }
-        if let Some(pending) = cluster.api_pending.remove(&ticket) {
-            let members = result.and_then(|r| members_of(r, &cluster.process));
-            return self.answer_users(ctx, pending, members);
-        }
         if let Some(asked) = cluster.asked.remove(&ticket) {
             return match asked {
+                Asked::Join(pending) => {
+                    let members = result.and_then(|r| members_of(r, &cluster.process));
+                    self.joined_cluster(ctx, *pending, members)
+                }
+                Asked::Users(pending) => {
+                    let members = result.and_then(|r| members_of(r, &cluster.process));
+                    self.answer_users(ctx, pending, members)
+                }
                 Asked::Count { app, name, came } => {
                     let count = result.and_then(keys::count);
                     let guess = if came {

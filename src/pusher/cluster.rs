@@ -323,6 +323,12 @@ impl Keys {
         ])
     }
 
+    /// Reads the presence members of `channel` of `app` (`HGETALL`: field
+    /// `{process} {user}`, value the user's info).
+    pub fn read_members(&self, app: &str, channel: &str) -> Command {
+        Command::new(&[b"HGETALL", self.members(app, channel).as_bytes()])
+    }
+
     /// Reads the last event of the cache channel `channel` of `app`. Its
     /// reply: [`cached`].
     pub fn read_cached(&self, app: &str, channel: &str) -> Command {
@@ -517,6 +523,10 @@ mod tests {
         assert_eq!(
             text(&k.keep_cached("1", "cache-a", "{}", 1800)),
             ["SET", "p:pusher-cache:1:cache-a", "{}", "EX", "1800"]
+        );
+        assert_eq!(
+            text(&k.read_members("1", "presence-a")),
+            ["HGETALL", "p:pusher-presence:1:presence-a"]
         );
         assert_eq!(
             text(&k.read_cached("1", "cache-a")),
